@@ -1,0 +1,5 @@
+//! Lambda entry point: see `shared::handlers::fallback`.
+
+fn main() -> std::process::ExitCode {
+    shared::runtime::start(shared::handlers::fallback::handle)
+}

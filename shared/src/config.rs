@@ -1,0 +1,256 @@
+//! Settings from the environment, read and checked once per cold start.
+//! A malformed value stops the start with a message that names the
+//! variable; nothing is parsed later on the request path.
+
+use std::time::Duration;
+
+/// How the caller is identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMode {
+    /// The API Gateway JWT authorizer's `sub` claim only (the default, and
+    /// the only mode the deployed stack allows).
+    Jwt,
+    /// Local work: the `X-User-Id` header also names the caller.
+    Header,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `TABLE_NAME`, required.
+    pub table_name: String,
+    /// `MAX_TASKS`, tasks per caller (default 1000).
+    pub max_tasks: u32,
+    /// `IDENTITY_MODE`: `jwt` (default) or `header`.
+    pub identity: IdentityMode,
+    /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config) or
+    /// `LOG_LEVEL`: trace, debug, info (default), warn, error.
+    pub log_level: tracing::Level,
+    pub aws: AwsSettings,
+}
+
+/// What the DynamoDB client needs. Read here rather than through
+/// `aws-config`, which would pull in STS and SSO for nothing: Lambda
+/// always hands a function its region and credentials as variables.
+#[derive(Clone, PartialEq)]
+pub struct AwsSettings {
+    /// `AWS_REGION`.
+    pub region: String,
+    /// `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`): the local
+    /// DynamoDB for development and tests.
+    pub endpoint_url: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    /// Upper bound of one DynamoDB call, retries included.
+    pub operation_timeout: Duration,
+    /// Upper bound of one attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for AwsSettings {
+    // Never print credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSettings")
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A variable that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("configuration error: {var} {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| get(name).ok_or_else(|| invalid(name, "is required"));
+
+        let table_name = required("TABLE_NAME")?;
+        if !valid_table_name(&table_name) {
+            return Err(invalid(
+                "TABLE_NAME",
+                format!("must be 3-255 characters of a-z A-Z 0-9 _ - . (got {table_name:?})"),
+            ));
+        }
+        let max_tasks = match get("MAX_TASKS") {
+            None => 1000,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        "MAX_TASKS",
+                        format!("must be a positive integer (got {v:?})"),
+                    )
+                })?,
+        };
+        let identity = match get("IDENTITY_MODE").as_deref().map(str::trim) {
+            None | Some("jwt") => IdentityMode::Jwt,
+            Some("header") => IdentityMode::Header,
+            Some(other) => {
+                return Err(invalid(
+                    "IDENTITY_MODE",
+                    format!("must be \"jwt\" or \"header\" (got {other:?})"),
+                ));
+            }
+        };
+        let (log_var, log_value) = match get("AWS_LAMBDA_LOG_LEVEL") {
+            Some(v) => ("AWS_LAMBDA_LOG_LEVEL", Some(v)),
+            None => ("LOG_LEVEL", get("LOG_LEVEL")),
+        };
+        let log_level = match log_value {
+            None => tracing::Level::INFO,
+            // Lambda's levels include FATAL, which tracing calls ERROR.
+            Some(v) if v.trim().eq_ignore_ascii_case("fatal") => tracing::Level::ERROR,
+            Some(v) => v.trim().parse().map_err(|_| {
+                invalid(
+                    log_var,
+                    format!("must be trace, debug, info, warn or error (got {v:?})"),
+                )
+            })?,
+        };
+        let endpoint_url = match get("AWS_ENDPOINT_URL_DYNAMODB") {
+            Some(v) => Some(("AWS_ENDPOINT_URL_DYNAMODB", v)),
+            None => get("AWS_ENDPOINT_URL").map(|v| ("AWS_ENDPOINT_URL", v)),
+        };
+        let endpoint_url = match endpoint_url {
+            None => None,
+            Some((var, url)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(
+                        var,
+                        format!("must be an http(s) URL (got {url:?})"),
+                    ));
+                }
+                Some(url)
+            }
+        };
+        let aws = AwsSettings {
+            region: required("AWS_REGION")?,
+            endpoint_url,
+            access_key_id: required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+            session_token: get("AWS_SESSION_TOKEN"),
+            operation_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_millis(1500),
+        };
+        Ok(Config {
+            table_name,
+            max_tasks,
+            identity,
+            log_level,
+            aws,
+        })
+    }
+}
+
+fn valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut map: HashMap<String, String> = [
+            ("TABLE_NAME", "tasks"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::from_lookup(lookup(&[])).expect("valid config");
+        assert_eq!(config.table_name, "tasks");
+        assert_eq!(config.max_tasks, 1000);
+        assert_eq!(config.identity, IdentityMode::Jwt);
+        assert_eq!(config.log_level, tracing::Level::INFO);
+        assert_eq!(config.aws.endpoint_url, None);
+    }
+
+    #[test]
+    fn overrides() {
+        let config = Config::from_lookup(lookup(&[
+            ("MAX_TASKS", "5"),
+            ("IDENTITY_MODE", "header"),
+            ("LOG_LEVEL", "debug"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+        ]))
+        .expect("valid config");
+        assert_eq!(config.max_tasks, 5);
+        assert_eq!(config.identity, IdentityMode::Header);
+        assert_eq!(config.log_level, tracing::Level::DEBUG);
+        assert_eq!(
+            config.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            (("MAX_TASKS", "lots"), "MAX_TASKS"),
+            (("MAX_TASKS", "0"), "MAX_TASKS"),
+            (("IDENTITY_MODE", "trust-me"), "IDENTITY_MODE"),
+            (("LOG_LEVEL", "loud"), "LOG_LEVEL"),
+            (("AWS_LAMBDA_LOG_LEVEL", "LOUD"), "AWS_LAMBDA_LOG_LEVEL"),
+            (
+                ("AWS_ENDPOINT_URL_DYNAMODB", "localhost:8000"),
+                "AWS_ENDPOINT_URL_DYNAMODB",
+            ),
+            (("TABLE_NAME", "no spaces"), "TABLE_NAME"),
+            (("TABLE_NAME", ""), "TABLE_NAME"),
+            (("AWS_REGION", ""), "AWS_REGION"),
+        ];
+        for ((var, value), named) in cases {
+            let err = Config::from_lookup(lookup(&[(var, value)])).expect_err(var);
+            assert_eq!(err.var, named, "{var}={value:?}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_not_printed() {
+        let config = Config::from_lookup(lookup(&[])).expect("valid config");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(!printed.contains("AKID"), "{printed}");
+    }
+}

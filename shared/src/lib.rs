@@ -1,0 +1,23 @@
+//! The Task API's shared library: everything the per-route Lambda functions
+//! have in common. Layout, outside in:
+//!
+//! - [`runtime`]: cold start (config, SDK client) and the request loop.
+//! - [`handlers`]: one module per route.
+//! - [`request`], [`identity`], [`validation`]: reading a request as FastAPI
+//!   would, with pydantic's 422 vocabulary.
+//! - [`model`]: tasks and the write models with their field rules.
+//! - [`store`]: the storage port, with DynamoDB and in-memory adapters.
+//! - [`error`], [`response`]: the one error type and the response shapes.
+//! - [`config`], [`routes`]: settings and the route table.
+
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod identity;
+pub mod model;
+pub mod request;
+pub mod response;
+pub mod routes;
+pub mod runtime;
+pub mod store;
+pub mod validation;

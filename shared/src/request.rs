@@ -1,0 +1,221 @@
+//! Reading a request the way FastAPI does: the JSON body, the `task_id` path
+//! parameter, the list query, `If-Match`. Each reader returns every failure
+//! it finds as pydantic-shaped [`FieldError`]s; handlers combine them with
+//! [`crate::validation::zip`] so one 422 lists body, path and query together.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::http::header;
+use lambda_http::{Body, Request, RequestExt};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::model::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
+use crate::store::Precondition;
+use crate::validation::{FieldError, Validated, loc, parse_bool_str, zip};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The body as a JSON object, or the single failure FastAPI reports for it.
+/// Bodies over [`MAX_BODY_BYTES`] are a 413, before any parsing.
+pub fn json_object(req: &Request) -> Result<Validated<Map<String, Value>>, ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if bytes.is_empty() {
+        return Ok(Err(vec![FieldError::missing(loc(&["body"]), Value::Null)]));
+    }
+    if !is_json_content_type(req) {
+        let raw = String::from_utf8_lossy(bytes).into_owned();
+        return Ok(Err(vec![FieldError::model_attributes_type(Value::String(
+            raw,
+        ))]));
+    }
+    Ok(match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => Err(vec![FieldError::model_attributes_type(other)]),
+        Err(e) => Err(vec![json_error(bytes, &e)]),
+    })
+}
+
+/// FastAPI parses the body as JSON when the content type is absent,
+/// `application/json` or `application/*+json`.
+fn is_json_content_type(req: &Request) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => mime.is_empty(),
+    }
+}
+
+/// `json_invalid` at the character offset Python's `json` would report:
+/// the offending character, or the end of the input when it ended early.
+fn json_error(bytes: &[u8], error: &serde_json::Error) -> FieldError {
+    let text = String::from_utf8_lossy(bytes);
+    let offset = if error.is_eof() {
+        text.chars().count()
+    } else {
+        // serde_json counts 1-based lines and 1-based byte columns.
+        let line_start: usize = text
+            .split_inclusive('\n')
+            .take(error.line().saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let byte = (line_start + error.column().saturating_sub(1)).min(text.len());
+        text.char_indices().take_while(|(i, _)| *i < byte).count()
+    };
+    let message = error.to_string();
+    let reason = message.split(" at line ").next().unwrap_or(&message);
+    FieldError::json_invalid(offset, reason)
+}
+
+/// The `task_id` path parameter as a UUID (any form the `uuid` crate
+/// accepts: hyphenated, simple, upper case).
+pub fn task_id(req: &Request) -> Validated<Uuid> {
+    let at = loc(&["path", "task_id"]);
+    let params = req.path_parameters();
+    let Some(raw) = params.first("task_id") else {
+        return Err(vec![FieldError::missing(at, Value::Null)]);
+    };
+    Uuid::try_parse(raw).map_err(|e| vec![FieldError::uuid_parsing(at, raw, &e)])
+}
+
+/// `limit`, `done` and `cursor` of `GET /tasks`. As in Starlette, the last
+/// of repeated parameters wins; unknown parameters are ignored.
+pub fn list_query(req: &Request) -> Validated<ListQuery> {
+    let query = req.query_string_parameters();
+    let last = |name: &str| {
+        query
+            .all(name)
+            .and_then(|v| v.last().copied())
+            .map(str::to_owned)
+    };
+
+    let limit = match last("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => parse_limit(&raw).map_err(|e| vec![e]),
+    };
+    let done = match last("done") {
+        None => Ok(None),
+        Some(raw) => parse_bool_str(raw.trim()).map(Some).ok_or_else(|| {
+            vec![FieldError::bool_parsing(
+                loc(&["query", "done"]),
+                Value::from(raw),
+            )]
+        }),
+    };
+    let after = match last("cursor") {
+        None => Ok(None),
+        Some(raw) => decode_cursor(&raw).map(Some).ok_or_else(|| {
+            vec![FieldError::value_error(
+                loc(&["query", "cursor"]),
+                &raw,
+                "invalid cursor",
+            )]
+        }),
+    };
+    let ((limit, done), after) = zip(zip(limit, done), after)?;
+    Ok(ListQuery { limit, done, after })
+}
+
+fn parse_limit(raw: &str) -> Result<u32, FieldError> {
+    let at = loc(&["query", "limit"]);
+    let value: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| FieldError::int_parsing(at.clone(), raw))?;
+    if value < 1 {
+        return Err(FieldError::greater_than_equal(at, raw, 1));
+    }
+    if value > i64::from(MAX_LIMIT) {
+        return Err(FieldError::less_than_equal(at, raw, i64::from(MAX_LIMIT)));
+    }
+    u32::try_from(value).map_err(|_| FieldError::less_than_equal(at, raw, i64::from(MAX_LIMIT)))
+}
+
+/// The cursor's format version: bumped if the encoding ever changes, so an
+/// old cursor is rejected as invalid instead of being misread.
+const CURSOR_VERSION: u8 = 1;
+
+/// Encodes "after this task" as an opaque token. The owner and the filter
+/// are not in it: they come from the request, so a cursor cannot reach
+/// another caller's tasks.
+pub fn encode_cursor(after: Uuid) -> String {
+    let mut bytes = Vec::with_capacity(17);
+    bytes.push(CURSOR_VERSION);
+    bytes.extend_from_slice(after.as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn decode_cursor(token: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+    match bytes.split_first() {
+        Some((&CURSOR_VERSION, id)) => Uuid::from_slice(id).ok(),
+        _ => None,
+    }
+}
+
+/// `If-Match`: absent → no condition, `*` → any existing task, otherwise the
+/// version in the (strong) ETag. A value that is no ETag of ours can never
+/// match, so it fails the precondition as a stale one would.
+pub fn if_match(req: &Request) -> Precondition {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Precondition::None;
+    };
+    let Ok(value) = value.to_str() else {
+        return Precondition::Never;
+    };
+    let value = value.trim();
+    if value == "*" {
+        return Precondition::Exists;
+    }
+    // A list of ETags matches if any does; ours are all strong.
+    let versions: Vec<u64> = value
+        .split(',')
+        .filter_map(|tag| {
+            tag.trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    match versions.as_slice() {
+        [] => Precondition::Never,
+        _ => Precondition::VersionIn(versions),
+    }
+}
+
+/// The id a client can quote: API Gateway's request id when there is one,
+/// else the Lambda invocation's.
+pub fn request_id(req: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    let from_gateway = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    from_gateway
+        .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,101 @@
+//! The route table: the one declaration of which function serves which
+//! method and path. `template.yaml`, the `cargo lambda watch` router in
+//! `Cargo.toml` and the `functions/` crates are checked against it by
+//! `shared/tests/route_table.rs`; the fallback function answers 404/405 from it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    pub method: &'static str,
+    /// API Gateway syntax: `{name}` matches one path segment.
+    pub path: &'static str,
+    pub function: &'static str,
+}
+
+const fn route(method: &'static str, path: &'static str, function: &'static str) -> Route {
+    Route {
+        method,
+        path,
+        function,
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    route("GET", "/health", "health"),
+    route("GET", "/me", "me"),
+    route("POST", "/tasks", "create_task"),
+    route("GET", "/tasks", "list_tasks"),
+    route("GET", "/tasks/{task_id}", "get_task"),
+    route("PUT", "/tasks/{task_id}", "replace_task"),
+    route("PATCH", "/tasks/{task_id}", "update_task"),
+    route("DELETE", "/tasks/{task_id}", "delete_task"),
+];
+
+/// Serves every request no route matches (API Gateway's `$default`).
+pub const FALLBACK: &str = "fallback";
+
+/// The methods the local router sends to the fallback when a path has no
+/// route for them (cargo lambda watch needs each one listed).
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Whether `path` matches the `pattern` of a route.
+pub fn matches(pattern: &str, path: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut have = path.split('/');
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return true,
+            (Some(w), Some(h)) if w.starts_with('{') && w.ends_with('}') => {
+                if h.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(h)) if w == h => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The methods routed for `path`, in table order (empty: unknown path).
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .filter(|r| matches(r.path, path))
+        .map(|r| r.method)
+        .collect()
+}
+
+/// The distinct paths of the table, in order.
+pub fn paths() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        if !paths.contains(&route.path) {
+            paths.push(route.path);
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_one_segment_per_parameter() {
+        assert!(matches("/tasks/{task_id}", "/tasks/abc"));
+        assert!(matches("/tasks", "/tasks"));
+        assert!(!matches("/tasks/{task_id}", "/tasks/"));
+        assert!(!matches("/tasks/{task_id}", "/tasks/a/b"));
+        assert!(!matches("/tasks", "/tasks/abc"));
+        assert!(!matches("/health", "/healthz"));
+    }
+
+    #[test]
+    fn allowed_methods_follow_the_table() {
+        assert_eq!(allowed_methods("/tasks"), ["POST", "GET"]);
+        assert_eq!(
+            allowed_methods("/tasks/x"),
+            ["GET", "PUT", "PATCH", "DELETE"]
+        );
+        assert!(allowed_methods("/nope").is_empty());
+    }
+}

@@ -1,0 +1,121 @@
+//! The Lambda plumbing every function shares, so each `main.rs` is one
+//! line: read the configuration and build the DynamoDB client once per cold
+//! start, then serve requests with a handler, mapping its errors to
+//! responses and logging one line per request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use lambda_http::{Body, Request, Response, service_fn};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::request::request_id;
+use crate::store::dynamo::{self, DynamoStore};
+
+/// What a handler may use: checked configuration and the store.
+#[derive(Debug)]
+pub struct App<S> {
+    pub config: Config,
+    pub store: S,
+}
+
+/// A handler's result: a response, or an error [`respond`] maps to one.
+pub type HandlerResult = Result<Response<Body>, ApiError>;
+
+/// Runs a Lambda function serving `handler` until the runtime stops it.
+/// A configuration error stops the cold start with a message naming the
+/// variable (Lambda reports it as an init failure).
+pub fn start<H, Fut>(handler: H) -> ExitCode
+where
+    H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send,
+{
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(config.log_level);
+    // Lambda sends one request at a time to an instance: one thread is enough.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async move {
+        let store = DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone());
+        // Lives as long as the process, as the SDK client must.
+        let app: &'static App<DynamoStore> = Box::leak(Box::new(App { config, store }));
+        lambda_http::run(service_fn(move |req: Request| async move {
+            Ok::<_, Infallible>(respond(app, handler, req).await)
+        }))
+        .await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON logs when Lambda's log format says so (or locally on request),
+/// plain text otherwise.
+fn init_tracing(level: tracing::Level) {
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    let _already_set = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Serves one request: runs `handler`, turns an error into its response,
+/// logs the outcome (a 5xx with its cause, which the client never sees).
+pub async fn respond<'a, S, H, Fut>(app: &'a App<S>, handler: H, req: Request) -> Response<Body>
+where
+    H: FnOnce(&'a App<S>, Request) -> Fut,
+    Fut: Future<Output = HandlerResult>,
+{
+    let started = Instant::now();
+    let request_id = request_id(&req);
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let response = match handler(app, req).await {
+        Ok(response) => response,
+        Err(error) => {
+            match &error {
+                ApiError::Internal(cause) => tracing::error!(%request_id, %cause, "internal error"),
+                ApiError::Unavailable(cause) => {
+                    tracing::warn!(%request_id, %cause, "dynamodb unavailable")
+                }
+                _ => {}
+            }
+            error.into_response(&request_id)
+        }
+    };
+    tracing::info!(
+        %request_id,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,115 @@
+//! The single table's layout, declared once. `template.yaml` declares the
+//! same table for AWS (a test checks the two agree), and the local stack
+//! creates its table from [`create_table`].
+//!
+//! | item       | pk            | sk           | gsi1pk                 | gsi1sk       |
+//! |------------|---------------|--------------|------------------------|--------------|
+//! | task       | `USER#<sub>`  | `TASK#<id>`  | `OPEN#<sub>` / `DONE#<sub>` | `TASK#<id>` |
+//!
+//! The owner is in every partition key, so a caller can only ever query its
+//! own items. Task ids are UUIDv7, so sort-key order is creation order.
+//! `GSI1` partitions a caller's tasks by `done`: a filtered page is a Query
+//! of exactly the matching tasks, costing the page and never the caller's
+//! total. Room is left for other item kinds under the same `pk` (a per-caller
+//! counter, idempotency keys) written in one transaction with the task.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use uuid::Uuid;
+
+use crate::identity::Caller;
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1: &str = "GSI1";
+pub const GSI1_PK: &str = "gsi1pk";
+pub const GSI1_SK: &str = "gsi1sk";
+
+/// `(name, key type)` of the table's key, then of each index's key, as in
+/// `template.yaml`. All key attributes are strings.
+pub const TABLE_KEY: [(&str, &str); 2] = [(PK, "HASH"), (SK, "RANGE")];
+pub const INDEXES: [(&str, [(&str, &str); 2]); 1] =
+    [(GSI1, [(GSI1_PK, "HASH"), (GSI1_SK, "RANGE")])];
+
+pub fn owner_pk(owner: &Caller) -> String {
+    format!("USER#{}", owner.id())
+}
+
+pub const TASK_PREFIX: &str = "TASK#";
+
+pub fn task_sk(id: Uuid) -> String {
+    format!("{TASK_PREFIX}{}", id.hyphenated())
+}
+
+/// The done-partition of a caller's tasks in `GSI1`.
+pub fn done_pk(owner: &Caller, done: bool) -> String {
+    let state = if done { "DONE" } else { "OPEN" };
+    format!("{state}#{}", owner.id())
+}
+
+fn key_element(
+    name: &str,
+    key_type: &str,
+) -> Result<KeySchemaElement, aws_sdk_dynamodb::error::BuildError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(KeyType::from(key_type))
+        .build()
+}
+
+/// Creates the table (on-demand, with `GSI1`) unless it exists. Used by the
+/// local stack and the storage tests; on AWS the template creates it.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
+    let exists = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .is_ok();
+    if exists {
+        return Ok(());
+    }
+    let err = |e: &dyn std::fmt::Display| format!("creating table {name}: {e}");
+    let mut attributes = Vec::new();
+    for (attr, _) in TABLE_KEY
+        .iter()
+        .chain(INDEXES.iter().flat_map(|(_, keys)| keys.iter()))
+    {
+        attributes.push(
+            AttributeDefinition::builder()
+                .attribute_name(*attr)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| err(&e))?,
+        );
+    }
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attributes));
+    for (attr, key_type) in TABLE_KEY {
+        request = request.key_schema(key_element(attr, key_type).map_err(|e| err(&e))?);
+    }
+    for (index, keys) in INDEXES {
+        let mut gsi = GlobalSecondaryIndex::builder()
+            .index_name(index)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            );
+        for (attr, key_type) in keys {
+            gsi = gsi.key_schema(key_element(attr, key_type).map_err(|e| err(&e))?);
+        }
+        request = request.global_secondary_indexes(gsi.build().map_err(|e| err(&e))?);
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| err(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Pydantic v2's validation vocabulary, so a FastAPI client sees the same 422
+//! bodies: each failure is a [`FieldError`] with `type`, `loc`, `msg`,
+//! `input` and, where pydantic has one, `ctx`. Field *rules* (lengths) are
+//! declared on the models with `validator`; this module holds the error
+//! shapes, the lax-mode coercions and the helpers that collect every failure
+//! of a request instead of stopping at the first.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// One validation failure, serialised exactly as FastAPI does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub loc: Vec<Value>,
+    pub msg: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<Value>,
+}
+
+/// A validated value, or every failure found while validating it.
+pub type Validated<T> = Result<T, Vec<FieldError>>;
+
+/// Where a value came from: `["body", "title"]`, `["query", "limit"]`, ...
+pub fn loc(parts: &[&str]) -> Vec<Value> {
+    parts.iter().map(|p| Value::from(*p)).collect()
+}
+
+impl FieldError {
+    fn new(kind: &'static str, loc: Vec<Value>, msg: impl Into<String>, input: Value) -> Self {
+        FieldError {
+            kind,
+            loc,
+            msg: msg.into(),
+            input,
+            ctx: None,
+        }
+    }
+
+    fn with_ctx(mut self, ctx: Value) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    pub fn missing(loc: Vec<Value>, input: Value) -> Self {
+        Self::new("missing", loc, "Field required", input)
+    }
+
+    pub fn string_type(loc: Vec<Value>, input: Value) -> Self {
+        Self::new("string_type", loc, "Input should be a valid string", input)
+    }
+
+    pub fn string_too_short(loc: Vec<Value>, input: Value, min: u64) -> Self {
+        let unit = if min == 1 { "character" } else { "characters" };
+        Self::new(
+            "string_too_short",
+            loc,
+            format!("String should have at least {min} {unit}"),
+            input,
+        )
+        .with_ctx(json!({ "min_length": min }))
+    }
+
+    pub fn string_too_long(loc: Vec<Value>, input: Value, max: u64) -> Self {
+        let unit = if max == 1 { "character" } else { "characters" };
+        Self::new(
+            "string_too_long",
+            loc,
+            format!("String should have at most {max} {unit}"),
+            input,
+        )
+        .with_ctx(json!({ "max_length": max }))
+    }
+
+    pub fn bool_parsing(loc: Vec<Value>, input: Value) -> Self {
+        Self::new(
+            "bool_parsing",
+            loc,
+            "Input should be a valid boolean, unable to interpret input",
+            input,
+        )
+    }
+
+    pub fn bool_type(loc: Vec<Value>, input: Value) -> Self {
+        Self::new("bool_type", loc, "Input should be a valid boolean", input)
+    }
+
+    pub fn extra_forbidden(loc: Vec<Value>, input: Value) -> Self {
+        Self::new(
+            "extra_forbidden",
+            loc,
+            "Extra inputs are not permitted",
+            input,
+        )
+    }
+
+    pub fn model_attributes_type(input: Value) -> Self {
+        Self::new(
+            "model_attributes_type",
+            loc(&["body"]),
+            "Input should be a valid dictionary or object to extract fields from",
+            input,
+        )
+    }
+
+    /// `offset` is the character position of the error, as Python's `json`
+    /// module reports it (FastAPI puts it in `loc`).
+    pub fn json_invalid(offset: usize, error: &str) -> Self {
+        Self::new(
+            "json_invalid",
+            vec![Value::from("body"), Value::from(offset)],
+            "JSON decode error",
+            json!({}),
+        )
+        .with_ctx(json!({ "error": error }))
+    }
+
+    /// pydantic-core parses UUIDs with the same `uuid` crate, so the error
+    /// text (`invalid length: expected length 32 for simple format, found 3`)
+    /// is the one FastAPI shows.
+    pub fn uuid_parsing(loc: Vec<Value>, input: &str, error: &uuid::Error) -> Self {
+        Self::new(
+            "uuid_parsing",
+            loc,
+            format!("Input should be a valid UUID, {error}"),
+            Value::from(input),
+        )
+        .with_ctx(json!({ "error": error.to_string() }))
+    }
+
+    pub fn int_parsing(loc: Vec<Value>, input: &str) -> Self {
+        Self::new(
+            "int_parsing",
+            loc,
+            "Input should be a valid integer, unable to parse string as an integer",
+            Value::from(input),
+        )
+    }
+
+    pub fn greater_than_equal(loc: Vec<Value>, input: &str, ge: i64) -> Self {
+        Self::new(
+            "greater_than_equal",
+            loc,
+            format!("Input should be greater than or equal to {ge}"),
+            Value::from(input),
+        )
+        .with_ctx(json!({ "ge": ge }))
+    }
+
+    pub fn less_than_equal(loc: Vec<Value>, input: &str, le: i64) -> Self {
+        Self::new(
+            "less_than_equal",
+            loc,
+            format!("Input should be less than or equal to {le}"),
+            Value::from(input),
+        )
+        .with_ctx(json!({ "le": le }))
+    }
+
+    pub fn value_error(loc: Vec<Value>, input: &str, error: &str) -> Self {
+        Self::new(
+            "value_error",
+            loc,
+            format!("Value error, {error}"),
+            Value::from(input),
+        )
+        .with_ctx(json!({ "error": error }))
+    }
+}
+
+/// Both values, or the failures of both (in that order).
+pub fn zip<A, B>(a: Validated<A>, b: Validated<B>) -> Validated<(A, B)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => {
+            let mut errors = a.err().unwrap_or_default();
+            errors.extend(b.err().unwrap_or_default());
+            Err(errors)
+        }
+    }
+}
+
+/// pydantic v2 lax-mode boolean: `true/false`, `0/1` and the strings
+/// `true false yes no on off 1 0 t f y n` in any case.
+pub fn coerce_bool(value: &Value, at: Vec<Value>) -> Result<bool, FieldError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x == 0.0 => Ok(false),
+            Some(x) if x == 1.0 => Ok(true),
+            _ => Err(FieldError::bool_parsing(at, value.clone())),
+        },
+        Value::String(s) => {
+            parse_bool_str(s).ok_or_else(|| FieldError::bool_parsing(at, value.clone()))
+        }
+        _ => Err(FieldError::bool_type(at, value.clone())),
+    }
+}
+
+/// The string half of [`coerce_bool`]; also used for query parameters.
+pub fn parse_bool_str(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" | "t" | "y" => Some(true),
+        "false" | "no" | "off" | "0" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// A string field: `Ok(None)` when absent, an error when not a string
+/// (`null` included: an explicit null is never "unchanged").
+pub fn optional_string(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, FieldError> {
+    match object.get(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(FieldError::string_type(
+            loc(&["body", field]),
+            other.clone(),
+        )),
+    }
+}
+
+/// A boolean field with lax coercion: `Ok(None)` when absent.
+pub fn optional_bool(object: &Map<String, Value>, field: &str) -> Result<Option<bool>, FieldError> {
+    object
+        .get(field)
+        .map(|v| coerce_bool(v, loc(&["body", field])))
+        .transpose()
+}
+
+/// `extra_forbidden` for every key that is not a model field, in input order.
+pub fn forbid_extra(object: &Map<String, Value>, fields: &[&str]) -> Vec<FieldError> {
+    object
+        .iter()
+        .filter(|(key, _)| !fields.contains(&key.as_str()))
+        .map(|(key, value)| FieldError::extra_forbidden(loc(&["body", key]), value.clone()))
+        .collect()
+}
+
+/// Turns `validator`'s length failures into pydantic's `string_too_short` /
+/// `string_too_long`, one per field, in the model's field order. Fields that
+/// already failed their type check are skipped: pydantic reports one error
+/// per field.
+pub fn length_errors(
+    result: Result<(), validator::ValidationErrors>,
+    object: &Map<String, Value>,
+    fields: &[&str],
+    already_failed: &[&str],
+) -> Vec<FieldError> {
+    let Err(errors) = result else {
+        return Vec::new();
+    };
+    let by_field = errors.field_errors();
+    let mut out = Vec::new();
+    for field in fields {
+        if already_failed.contains(field) {
+            continue;
+        }
+        let Some(error) = by_field.get(*field).and_then(|errs| errs.first()) else {
+            continue;
+        };
+        let input = object.get(*field).cloned().unwrap_or(Value::Null);
+        let length = input.as_str().map_or(0, |s| s.chars().count()) as u64;
+        let param = |name: &str| error.params.get(name).and_then(Value::as_u64);
+        let at = loc(&["body", field]);
+        match (param("min"), param("max")) {
+            (Some(min), _) if length < min => {
+                out.push(FieldError::string_too_short(at, input, min))
+            }
+            (_, Some(max)) if length > max => out.push(FieldError::string_too_long(at, input, max)),
+            _ => {}
+        }
+    }
+    out
+}
