@@ -188,8 +188,8 @@ pub fn coerce_bool(value: &Value, at: Vec<Value>) -> Result<bool, FieldError> {
     match value {
         Value::Bool(b) => Ok(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 0.0 => Ok(false),
-            Some(x) if x == 1.0 => Ok(true),
+            Some(0.0) => Ok(false),
+            Some(1.0) => Ok(true),
             _ => Err(FieldError::bool_parsing(at, value.clone())),
         },
         Value::String(s) => {
