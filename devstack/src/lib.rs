@@ -1,0 +1,91 @@
+//! The local DynamoDB: dynoxide (a DynamoDB-compatible server on SQLite)
+//! embedded in-process, with the Task API's table created from the same
+//! definition the deployed stack uses ([`shared::store::table`]). Used by
+//! the `devstack` binary behind `make dev`, and by the tests that need a
+//! real DynamoDB API over HTTP.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use shared::config::AwsSettings;
+use shared::store::dynamo;
+use shared::store::table::create_table;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use dynoxide::Database;
+
+/// A running dynoxide server and a client for it.
+pub struct LocalDynamo {
+    /// `http://127.0.0.1:<port>`: what `AWS_ENDPOINT_URL_DYNAMODB` points at.
+    pub endpoint: String,
+    pub addr: SocketAddr,
+    pub client: Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), String>>,
+}
+
+/// Settings the functions and tests use to reach the local DynamoDB: the
+/// endpoint, a region and dummy credentials (dynoxide checks none).
+pub fn local_settings(endpoint: &str) -> AwsSettings {
+    AwsSettings {
+        region: "us-east-1".to_owned(),
+        endpoint_url: Some(endpoint.to_owned()),
+        access_key_id: "local".to_owned(),
+        secret_access_key: "local".to_owned(),
+        session_token: None,
+        operation_timeout: Duration::from_secs(5),
+        attempt_timeout: Duration::from_millis(1500),
+    }
+}
+
+/// Opens the database: a file (kept between runs) or, with `None`, memory.
+pub fn open_database(path: Option<&str>) -> Result<Database, String> {
+    match path {
+        Some(path) => Database::new(path).map_err(|e| format!("opening {path}: {e}")),
+        None => Database::memory().map_err(|e| format!("opening an in-memory database: {e}")),
+    }
+}
+
+impl LocalDynamo {
+    /// Serves `db` on `addr` (port 0 picks a free one) and creates `table`
+    /// if it does not exist yet.
+    pub async fn start(db: Database, addr: SocketAddr, table: &str) -> Result<Self, String> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("binding {addr}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(dynoxide::server::serve_with_shutdown(listener, db, async {
+            let _ = stopped.await;
+        }));
+        let endpoint = format!("http://{addr}");
+        let client = dynamo::client(&local_settings(&endpoint));
+        create_table(&client, table).await?;
+        Ok(LocalDynamo {
+            endpoint,
+            addr,
+            client,
+            stop: Some(stop),
+            server,
+        })
+    }
+
+    /// An in-memory server on a free loopback port, for a test.
+    pub async fn in_memory(table: &str) -> Result<Self, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start(open_database(None)?, addr, table).await
+    }
+
+    /// Stops accepting requests and waits for the running ones to finish.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.server)
+            .await
+            .map_err(|e| format!("server task failed: {e}"))?
+    }
+}
