@@ -1,0 +1,407 @@
+//! Each function's handler, driven by its sample event from `events/` (the
+//! same files `cargo lambda invoke --data-file` uses) with the in-memory
+//! store, through the same `respond` wrapper the Lambda runtime calls.
+
+use chrono::{TimeZone, Utc};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::error::ApiError;
+use shared::handlers;
+use shared::identity::Caller;
+use shared::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
+use shared::runtime::{App, respond};
+use shared::store::memory::MemoryStore;
+use shared::store::{Precondition, StoredPage, TaskStore};
+use uuid::Uuid;
+
+/// The task id used by the sample events.
+const EVENT_TASK_ID: &str = "0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d";
+
+fn config(identity: &str) -> Config {
+    let identity = identity.to_owned();
+    Config::from_lookup(move |name| {
+        let value = match name {
+            "TABLE_NAME" => "tasks",
+            "AWS_REGION" => "us-east-1",
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test",
+            "IDENTITY_MODE" => identity.as_str(),
+            _ => return None,
+        };
+        Some(value.to_owned())
+    })
+    .expect("test config")
+}
+
+fn app() -> App<MemoryStore> {
+    App {
+        config: config("jwt"),
+        store: MemoryStore::default(),
+    }
+}
+
+fn event(name: &str) -> Request {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("event file");
+    lambda_http::request::from_str(&text).expect("valid API Gateway event")
+}
+
+fn alice() -> Caller {
+    Caller::new("alice").expect("caller")
+}
+
+/// Stores the task the sample events refer to, as alice's.
+async fn seed_event_task(app: &App<MemoryStore>) -> VersionedTask {
+    let at = Utc
+        .with_ymd_and_hms(2026, 11, 25, 9, 0, 0)
+        .single()
+        .expect("time");
+    let task = Task {
+        id: Uuid::parse_str(EVENT_TASK_ID).expect("uuid"),
+        title: "Write the README".into(),
+        description: "first draft".into(),
+        done: false,
+        created_at: at,
+        updated_at: at,
+    };
+    app.store.create(&alice(), task).await.expect("seed")
+}
+
+fn body_json(response: &Response<Body>) -> Value {
+    match response.body() {
+        Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+fn header_of<'a>(response: &'a Response<Body>, name: header::HeaderName) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn health_needs_no_identity() {
+    let app = app();
+    let response = respond(&app, handlers::health::handle, event("health")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_json(&response), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn me_is_the_jwt_subject() {
+    let app = app();
+    let response = respond(&app, handlers::me::handle, event("me")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_json(&response), json!({"user_id": "alice"}));
+}
+
+#[tokio::test]
+async fn the_header_counts_only_in_header_mode() {
+    let mut req = event("me");
+    // No authorizer claims: as if the event came without a JWT.
+    req.extensions_mut()
+        .remove::<lambda_http::request::RequestContext>();
+    req.headers_mut()
+        .insert("x-user-id", HeaderValue::from_static("bob"));
+
+    let jwt_only = app();
+    let response = respond(&jwt_only, handlers::me::handle, clone(&req)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body_json(&response), json!({"detail": "not authenticated"}));
+    assert_eq!(
+        header_of(&response, header::WWW_AUTHENTICATE),
+        Some("Bearer")
+    );
+
+    let local = App {
+        config: config("header"),
+        store: MemoryStore::default(),
+    };
+    let response = respond(&local, handlers::me::handle, req).await;
+    assert_eq!(body_json(&response), json!({"user_id": "bob"}));
+}
+
+fn clone(req: &Request) -> Request {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+#[tokio::test]
+async fn create_task_answers_201_with_location_and_etag() {
+    let app = app();
+    let response = respond(&app, handlers::create_task::handle, event("create_task")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = body_json(&response);
+    let id = body["id"].as_str().expect("id");
+    let uuid = Uuid::parse_str(id).expect("uuid id");
+    assert_eq!(uuid.get_version_num(), 7);
+    assert_eq!(id, uuid.hyphenated().to_string(), "lowercase hyphenated");
+    assert_eq!(body["title"], "Write the README");
+    assert_eq!(body["description"], "with a curl walkthrough");
+    assert_eq!(body["done"], false);
+    assert_eq!(body["created_at"], body["updated_at"]);
+    let created = body["created_at"].as_str().expect("created_at");
+    assert!(created.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(created).is_ok());
+    let keys: Vec<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "title",
+            "description",
+            "done",
+            "created_at",
+            "updated_at"
+        ]
+    );
+    assert_eq!(
+        header_of(&response, header::LOCATION),
+        Some(format!("/tasks/{id}").as_str())
+    );
+    assert_eq!(header_of(&response, header::ETAG), Some("\"1\""));
+    assert!(app.store.get(&alice(), uuid).await.is_ok(), "stored");
+}
+
+#[tokio::test]
+async fn get_task_finds_the_callers_task_only() {
+    let app = app();
+    let missing = respond(&app, handlers::get_task::handle, event("get_task")).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_json(&missing), json!({"detail": "task not found"}));
+
+    let seeded = seed_event_task(&app).await;
+    let response = respond(&app, handlers::get_task::handle, event("get_task")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        body_json(&response),
+        json!({
+            "id": EVENT_TASK_ID,
+            "title": "Write the README",
+            "description": "first draft",
+            "done": false,
+            "created_at": "2026-11-25T09:00:00.000000Z",
+            "updated_at": "2026-11-25T09:00:00.000000Z",
+        })
+    );
+    assert_eq!(
+        header_of(&response, header::ETAG),
+        Some(seeded.etag().as_str())
+    );
+}
+
+#[tokio::test]
+async fn replace_task_sets_every_field() {
+    let app = app();
+    seed_event_task(&app).await;
+    let response = respond(&app, handlers::replace_task::handle, event("replace_task")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_json(&response);
+    assert_eq!(
+        (body["description"].as_str(), body["done"].as_bool()),
+        (Some("replaced"), Some(true))
+    );
+    assert_eq!(body["created_at"], "2026-11-25T09:00:00.000000Z");
+    assert_ne!(body["updated_at"], body["created_at"]);
+    assert_eq!(header_of(&response, header::ETAG), Some("\"2\""));
+}
+
+#[tokio::test]
+async fn update_task_changes_only_what_is_sent() {
+    let app = app();
+    seed_event_task(&app).await;
+    let response = respond(&app, handlers::update_task::handle, event("update_task")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_json(&response);
+    assert_eq!(body["done"], true);
+    assert_eq!(body["title"], "Write the README");
+    assert_eq!(body["description"], "first draft");
+    assert_eq!(header_of(&response, header::ETAG), Some("\"2\""));
+}
+
+#[tokio::test]
+async fn writes_with_a_stale_if_match_fail_and_change_nothing() {
+    let app = app();
+    seed_event_task(&app).await;
+    let stale = |name: &str| {
+        let mut req = event(name);
+        req.headers_mut()
+            .insert(header::IF_MATCH, HeaderValue::from_static("\"7\""));
+        req
+    };
+    let responses = [
+        respond(&app, handlers::update_task::handle, stale("update_task")).await,
+        respond(&app, handlers::replace_task::handle, stale("replace_task")).await,
+        respond(&app, handlers::delete_task::handle, stale("delete_task")).await,
+    ];
+    for response in &responses {
+        assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            body_json(response),
+            json!({"detail": "precondition failed"})
+        );
+    }
+    let mut req = event("update_task");
+    req.headers_mut()
+        .insert(header::IF_MATCH, HeaderValue::from_static("\"1\""));
+    let response = respond(&app, handlers::update_task::handle, req).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header_of(&response, header::ETAG), Some("\"2\""));
+}
+
+#[tokio::test]
+async fn delete_task_answers_204_then_404() {
+    let app = app();
+    seed_event_task(&app).await;
+    let response = respond(&app, handlers::delete_task::handle, event("delete_task")).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(matches!(response.body(), Body::Empty));
+    let again = respond(&app, handlers::delete_task::handle, event("delete_task")).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn list_tasks_pages_with_the_done_filter() {
+    let app = app();
+    for (title, done) in [("a", false), ("b", true), ("c", false), ("d", false)] {
+        let input = TaskCreate {
+            title: title.into(),
+            description: String::new(),
+            done,
+        };
+        app.store
+            .create(&alice(), Task::new(input, shared::model::now()))
+            .await
+            .expect("seed");
+    }
+    // The event asks for limit=2&done=false.
+    let response = respond(&app, handlers::list_tasks::handle, event("list_tasks")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_json(&response);
+    let titles: Vec<&str> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|t| t["title"].as_str())
+        .collect();
+    assert_eq!(titles, ["a", "c"]);
+    let cursor = body["next_cursor"].as_str().expect("a cursor: d is left");
+
+    let mut next = event("list_tasks");
+    let query = format!("limit=2&done=false&cursor={cursor}");
+    *next.uri_mut() = format!("https://localhost/tasks?{query}")
+        .parse()
+        .expect("uri");
+    let next = lambda_http::RequestExt::with_query_string_parameters(
+        next,
+        lambda_http::aws_lambda_events::query_map::QueryMap::from(std::collections::HashMap::from(
+            [
+                ("limit".to_owned(), "2".to_owned()),
+                ("done".to_owned(), "false".to_owned()),
+                ("cursor".to_owned(), cursor.to_owned()),
+            ],
+        )),
+    );
+    let response = respond(&app, handlers::list_tasks::handle, next).await;
+    let body = body_json(&response);
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["items"][0]["title"], "d");
+    assert_eq!(body["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn fallback_answers_405_on_known_paths_and_404_elsewhere() {
+    let app = app();
+    let response = respond(&app, handlers::fallback::handle, event("fallback")).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        body_json(&response),
+        json!({"detail": "Method Not Allowed"})
+    );
+    assert_eq!(header_of(&response, header::ALLOW), Some("GET"));
+
+    let mut unknown = event("fallback");
+    *unknown.method_mut() = Method::GET;
+    *unknown.uri_mut() = "https://localhost/nowhere".parse().expect("uri");
+    let response = respond(&app, handlers::fallback::handle, unknown).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_json(&response), json!({"detail": "Not Found"}));
+}
+
+/// A store whose every call fails with the given error.
+struct FailingStore(fn() -> ApiError);
+
+impl TaskStore for FailingStore {
+    async fn create(&self, _: &Caller, _: Task) -> Result<VersionedTask, ApiError> {
+        Err((self.0)())
+    }
+    async fn get(&self, _: &Caller, _: Uuid) -> Result<VersionedTask, ApiError> {
+        Err((self.0)())
+    }
+    async fn list(&self, _: &Caller, _: &ListQuery) -> Result<StoredPage, ApiError> {
+        Err((self.0)())
+    }
+    async fn replace(
+        &self,
+        _: &Caller,
+        _: Uuid,
+        _: TaskCreate,
+        _: chrono::DateTime<Utc>,
+        _: &Precondition,
+    ) -> Result<VersionedTask, ApiError> {
+        Err((self.0)())
+    }
+    async fn update(
+        &self,
+        _: &Caller,
+        _: Uuid,
+        _: TaskPatch,
+        _: chrono::DateTime<Utc>,
+        _: &Precondition,
+    ) -> Result<VersionedTask, ApiError> {
+        Err((self.0)())
+    }
+    async fn delete(&self, _: &Caller, _: Uuid, _: &Precondition) -> Result<(), ApiError> {
+        Err((self.0)())
+    }
+}
+
+#[tokio::test]
+async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
+    let app = App {
+        config: config("jwt"),
+        store: FailingStore(|| {
+            ApiError::Unavailable("ThrottlingException: slow down (SDK detail)".into())
+        }),
+    };
+    let response = respond(&app, handlers::create_task::handle, event("create_task")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body_json(&response),
+        json!({"detail": "service unavailable"})
+    );
+    assert_eq!(header_of(&response, header::RETRY_AFTER), Some("1"));
+}
+
+#[tokio::test]
+async fn bugs_are_500_with_the_request_id_only() {
+    let app = App {
+        config: config("jwt"),
+        store: FailingStore(|| {
+            ApiError::Internal("malformed task item: missing field `title`".into())
+        }),
+    };
+    let response = respond(&app, handlers::get_task::handle, event("get_task")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body_json(&response),
+        json!({"detail": "internal server error", "request_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"})
+    );
+}
