@@ -48,16 +48,14 @@ fn parse_args() -> Result<Args, String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    if let Some(parent) = args
+    let parent = args
         .db
         .as_deref()
         .map(std::path::Path::new)
-        .and_then(|p| p.parent())
-    {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        }
+        .and_then(|p| p.parent());
+    if let Some(parent) = parent.filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
     }
     let db = open_database(args.db.as_deref())?;
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));

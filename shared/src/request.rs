@@ -13,13 +13,18 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::model::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
 use crate::store::Precondition;
-use crate::validation::{FieldError, Validated, loc, parse_bool_str, zip};
+use crate::validation::{FieldError, Validated, loc, parse_bool_str, parse_int_str, zip};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The body as a JSON object, or the single failure FastAPI reports for it.
 /// Bodies over [`MAX_BODY_BYTES`] are a 413, before any parsing.
+///
+/// Malformed JSON is an `Err` too (a 422 on its own): FastAPI raises
+/// `json_invalid` while reading the body, before it validates path and
+/// query, so no other failure is listed with it. The other body failures
+/// are `Ok(Err(..))`, to be listed with the path's and the query's.
 pub fn json_object(req: &Request) -> Result<Validated<Map<String, Value>>, ApiError> {
     let bytes: &[u8] = match req.body() {
         Body::Empty => &[],
@@ -43,7 +48,7 @@ pub fn json_object(req: &Request) -> Result<Validated<Map<String, Value>>, ApiEr
     Ok(match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(other) => Err(vec![FieldError::model_attributes_type(other)]),
-        Err(e) => Err(vec![json_error(bytes, &e)]),
+        Err(e) => return Err(ApiError::Validation(vec![json_error(bytes, &e)])),
     })
 }
 
@@ -90,14 +95,18 @@ fn json_error(bytes: &[u8], error: &serde_json::Error) -> FieldError {
 }
 
 /// The `task_id` path parameter as a UUID (any form the `uuid` crate
-/// accepts: hyphenated, simple, upper case).
+/// accepts: hyphenated, simple, braced, URN, any case).
+///
+/// `Uuid::parse_str`, not `try_parse`: same parser, but only `parse_str`
+/// says what is wrong (`invalid length: found 3`), as pydantic-core does
+/// with it; `try_parse` only says `failed to parse a UUID`.
 pub fn task_id(req: &Request) -> Validated<Uuid> {
     let at = loc(&["path", "task_id"]);
     let params = req.path_parameters();
     let Some(raw) = params.first("task_id") else {
         return Err(vec![FieldError::missing(at, Value::Null)]);
     };
-    Uuid::try_parse(raw).map_err(|e| vec![FieldError::uuid_parsing(at, raw, &e)])
+    Uuid::parse_str(raw).map_err(|e| vec![FieldError::uuid_parsing(at, raw, &e)])
 }
 
 /// `limit`, `done` and `cursor` of `GET /tasks`. As in Starlette, the last
@@ -117,7 +126,7 @@ pub fn list_query(req: &Request) -> Validated<ListQuery> {
     };
     let done = match last("done") {
         None => Ok(None),
-        Some(raw) => parse_bool_str(raw.trim()).map(Some).ok_or_else(|| {
+        Some(raw) => parse_bool_str(&raw).map(Some).ok_or_else(|| {
             vec![FieldError::bool_parsing(
                 loc(&["query", "done"]),
                 Value::from(raw),
@@ -140,10 +149,7 @@ pub fn list_query(req: &Request) -> Validated<ListQuery> {
 
 fn parse_limit(raw: &str) -> Result<u32, FieldError> {
     let at = loc(&["query", "limit"]);
-    let value: i64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| FieldError::int_parsing(at.clone(), raw))?;
+    let value = parse_int_str(raw).ok_or_else(|| FieldError::int_parsing(at.clone(), raw))?;
     if value < 1 {
         return Err(FieldError::greater_than_equal(at, raw, 1));
     }

@@ -117,9 +117,9 @@ impl FieldError {
         .with_ctx(json!({ "error": error }))
     }
 
-    /// pydantic-core parses UUIDs with the same `uuid` crate, so the error
-    /// text (`invalid length: expected length 32 for simple format, found 3`)
-    /// is the one FastAPI shows.
+    /// pydantic-core parses UUIDs with the same `uuid` crate (its
+    /// `parse_str`), so the error text (`invalid length: found 3`) is the
+    /// one FastAPI shows.
     pub fn uuid_parsing(loc: Vec<Value>, input: &str, error: &uuid::Error) -> Self {
         Self::new(
             "uuid_parsing",
@@ -159,6 +159,9 @@ impl FieldError {
         .with_ctx(json!({ "le": le }))
     }
 
+    /// A validator's `ValueError`. pydantic puts the exception object itself
+    /// in `ctx.error`, and FastAPI's `jsonable_encoder` renders an exception
+    /// as `{}`: the reason is only in `msg`.
     pub fn value_error(loc: Vec<Value>, input: &str, error: &str) -> Self {
         Self::new(
             "value_error",
@@ -166,7 +169,7 @@ impl FieldError {
             format!("Value error, {error}"),
             Value::from(input),
         )
-        .with_ctx(json!({ "error": error }))
+        .with_ctx(json!({ "error": {} }))
     }
 }
 
@@ -184,13 +187,19 @@ pub fn zip<A, B>(a: Validated<A>, b: Validated<B>) -> Validated<(A, B)> {
 
 /// pydantic v2 lax-mode boolean: `true/false`, `0/1` and the strings
 /// `true false yes no on off 1 0 t f y n` in any case.
+///
+/// A number is first read as an `i64`, as pydantic-core does: a float only
+/// when it is whole and within `i64` (`1.0` is `1`). An integer other than
+/// 0 or 1 is `bool_parsing`; a number that is no `i64` at all (`0.5`,
+/// `1e300`, `2**64 - 1`) is `bool_type`.
 pub fn coerce_bool(value: &Value, at: Vec<Value>) -> Result<bool, FieldError> {
     match value {
         Value::Bool(b) => Ok(*b),
-        Value::Number(n) => match n.as_f64() {
-            Some(0.0) => Ok(false),
-            Some(1.0) => Ok(true),
-            _ => Err(FieldError::bool_parsing(at, value.clone())),
+        Value::Number(n) => match number_as_i64(n) {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            Some(_) => Err(FieldError::bool_parsing(at, value.clone())),
+            None => Err(FieldError::bool_type(at, value.clone())),
         },
         Value::String(s) => {
             parse_bool_str(s).ok_or_else(|| FieldError::bool_parsing(at, value.clone()))
@@ -199,13 +208,66 @@ pub fn coerce_bool(value: &Value, at: Vec<Value>) -> Result<bool, FieldError> {
     }
 }
 
+/// pydantic-core's `float_as_int` bounds: whole floats strictly inside the
+/// `i64` range.
+fn number_as_i64(n: &serde_json::Number) -> Option<i64> {
+    const MIN: f64 = i64::MIN as f64;
+    const MAX: f64 = i64::MAX as f64;
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && MIN < *f && *f < MAX)
+            .map(|f| f as i64)
+    })
+}
+
 /// The string half of [`coerce_bool`]; also used for query parameters.
+/// Not trimmed: pydantic rejects `" true"`.
 pub fn parse_bool_str(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" | "t" | "y" => Some(true),
         "false" | "no" | "off" | "0" | "f" | "n" => Some(false),
         _ => None,
     }
+}
+
+/// pydantic v2 lax-mode integer from a string (query parameters): Python
+/// `int()` syntax, that is surrounding whitespace, an optional sign and
+/// ASCII digits with single `_` between them, plus pydantic's optional
+/// all-zero fraction (`"5.0"`, not `"5."`). pydantic parses any number of
+/// digits; beyond `i64` this saturates, so such a value still fails a range
+/// check (`less_than_equal`) rather than `int_parsing`.
+pub fn parse_int_str(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (negative, unsigned) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let digits = match unsigned.split_once('.') {
+        None => unsigned,
+        Some((int, zeros)) if !zeros.is_empty() && zeros.bytes().all(|b| b == b'0') => int,
+        Some(_) => return None,
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for byte in digits.bytes() {
+        match byte {
+            b'_' => {}
+            b'0'..=b'9' => {
+                value = value
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(byte - b'0'));
+            }
+            _ => return None,
+        }
+    }
+    Some(if negative { -value } else { value })
 }
 
 /// A string field: `Ok(None)` when absent, an error when not a string

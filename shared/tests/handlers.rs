@@ -75,7 +75,7 @@ fn body_json(response: &Response<Body>) -> Value {
     }
 }
 
-fn header_of<'a>(response: &'a Response<Body>, name: header::HeaderName) -> Option<&'a str> {
+fn header_of(response: &Response<Body>, name: header::HeaderName) -> Option<&str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

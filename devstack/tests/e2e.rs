@@ -1,0 +1,327 @@
+//! End to end: the real HTTP stack (`cargo lambda watch` routing to each
+//! function, as API Gateway does, and dynoxide behind the AWS SDK), driven
+//! over HTTP like a client would. `scripts/e2e.sh` starts the stack and
+//! runs these with `TASK_API_URL` set; `make test` calls it.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn base_url() -> String {
+    std::env::var("TASK_API_URL").expect(
+        "TASK_API_URL is not set: run scripts/e2e.sh (or make test), which starts the local stack",
+    )
+}
+
+/// A client acting as one caller; each test uses a fresh caller, so tests
+/// are independent of each other and of data already in the table.
+struct Api {
+    http: Client,
+    base: String,
+    user: String,
+}
+
+impl Api {
+    fn new() -> Self {
+        Api {
+            http: Client::new(),
+            base: base_url(),
+            user: format!("user-{}", Uuid::now_v7().simple()),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-user-id", &self.user)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the local stack answers");
+        read(response).await
+    }
+
+    async fn create(&self, title: &str, done: bool) -> Value {
+        let (status, body, _) = self
+            .send(
+                Method::POST,
+                "/tasks",
+                Some(json!({"title": title, "done": done})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+/// Status, JSON body (null when empty) and headers.
+async fn read(response: Response) -> (StatusCode, Value, HeaderMap) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))
+    };
+    (status, body, headers)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("missing header {name}"))
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn health_is_public() {
+    let response = Client::new()
+        .get(format!("{}/health", base_url()))
+        .send()
+        .await
+        .expect("answer");
+    let (status, body, _) = read(response).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn no_caller_is_401_before_validation() {
+    let response = Client::new()
+        .post(format!("{}/tasks", base_url()))
+        .body("not json")
+        .send()
+        .await
+        .expect("answer");
+    let (status, body, response) = read(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, json!({"detail": "not authenticated"}));
+    assert_eq!(header(&response, "www-authenticate"), "Bearer");
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn crud_flow() {
+    let api = Api::new();
+    let (status, me, _) = api.send(Method::GET, "/me", None).await;
+    assert_eq!((status, me), (StatusCode::OK, json!({"user_id": api.user})));
+
+    // Create.
+    let (status, created, response) = api
+        .send(
+            Method::POST,
+            "/tasks",
+            Some(json!({"title": "Buy milk", "description": "2 litres"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let path = format!("/tasks/{id}");
+    assert_eq!(header(&response, "location"), path);
+    assert_eq!(header(&response, "etag"), "\"1\"");
+    assert_eq!(
+        (created["done"].clone(), created["description"].clone()),
+        (json!(false), json!("2 litres"))
+    );
+
+    // Read it back, also by the simple and upper-case forms of its id.
+    let (status, fetched, response) = api.send(Method::GET, &path, None).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &created));
+    assert_eq!(header(&response, "etag"), "\"1\"");
+    let simple = id.replace('-', "").to_uppercase();
+    let (status, fetched, _) = api
+        .send(Method::GET, &format!("/tasks/{simple}"), None)
+        .await;
+    assert_eq!((status, fetched), (StatusCode::OK, created.clone()));
+
+    // Patch one field.
+    let (status, patched, response) = api
+        .send(Method::PATCH, &path, Some(json!({"done": "yes"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["done"], true);
+    assert_eq!(patched["title"], "Buy milk");
+    assert_eq!(header(&response, "etag"), "\"2\"");
+
+    // A stale If-Match changes nothing.
+    let stale = api
+        .request(Method::PUT, &path)
+        .header("if-match", "\"1\"")
+        .json(&json!({"title": "lost"}))
+        .send()
+        .await
+        .expect("answer");
+    let (status, body, _) = read(stale).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::PRECONDITION_FAILED,
+            json!({"detail": "precondition failed"})
+        )
+    );
+
+    // Replace: create's defaults for what is not sent.
+    let replaced = api
+        .request(Method::PUT, &path)
+        .header("if-match", "\"2\"")
+        .json(&json!({"title": "Buy oat milk"}))
+        .send()
+        .await
+        .expect("answer");
+    let (status, replaced, response) = read(replaced).await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(
+        (
+            replaced["title"].clone(),
+            replaced["description"].clone(),
+            replaced["done"].clone()
+        ),
+        (json!("Buy oat milk"), json!(""), json!(false))
+    );
+    assert_eq!(replaced["created_at"], created["created_at"]);
+    assert_eq!(header(&response, "etag"), "\"3\"");
+
+    // Listed.
+    let (status, page, _) = api.send(Method::GET, "/tasks", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page, json!({"items": [replaced], "next_cursor": null}));
+
+    // Another caller cannot see, change or delete it.
+    let other = Api::new();
+    for method in [Method::GET, Method::DELETE] {
+        let (status, body, _) = other.send(method, &path, None).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"detail": "task not found"}))
+        );
+    }
+
+    // Delete, then it is gone.
+    let (status, body, _) = api.send(Method::DELETE, &path, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let (status, body, _) = api.send(Method::GET, &path, None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"detail": "task not found"}))
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn unknown_routes_and_methods() {
+    let api = Api::new();
+    let path = format!("/tasks/{}", Uuid::now_v7());
+    let (status, body, response) = api.send(Method::POST, &path, Some(json!({}))).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"detail": "Method Not Allowed"})
+        )
+    );
+    assert_eq!(header(&response, "allow"), "GET, PUT, PATCH, DELETE");
+    let (status, _, response) = api.send(Method::DELETE, "/tasks", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(&response, "allow"), "POST, GET");
+    for path in ["/nothing-here", "/tasks/a/b", "/"] {
+        let (status, body, _) = api.send(Method::GET, path, None).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"detail": "Not Found"})),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn validation_errors_are_422_in_fastapi_shape() {
+    let api = Api::new();
+    let (status, body, _) = api
+        .send(
+            Method::POST,
+            "/tasks",
+            Some(json!({"title": "", "done": "maybe", "extra": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body,
+        json!({"detail": [
+            {"type": "string_too_short", "loc": ["body", "title"], "msg": "String should have at least 1 character", "input": "", "ctx": {"min_length": 1}},
+            {"type": "bool_parsing", "loc": ["body", "done"], "msg": "Input should be a valid boolean, unable to interpret input", "input": "maybe"},
+            {"type": "extra_forbidden", "loc": ["body", "extra"], "msg": "Extra inputs are not permitted", "input": 1},
+        ]})
+    );
+    let (status, body, _) = api.send(Method::GET, "/tasks/abc", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["detail"][0]["type"], "uuid_parsing");
+    assert_eq!(body["detail"][0]["loc"], json!(["path", "task_id"]));
+    let (status, body, _) = api
+        .send(Method::GET, "/tasks?limit=0&cursor=garbage", None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let types: Vec<&str> = body["detail"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(types, ["greater_than_equal", "value_error"]);
+}
+
+/// Follows `next_cursor` from `query` to the end; returns page sizes and titles.
+async fn pages(api: &Api, query: &str) -> (Vec<usize>, Vec<String>) {
+    let (mut sizes, mut titles) = (Vec::new(), Vec::new());
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/tasks?{query}&cursor={c}"),
+            None => format!("/tasks?{query}"),
+        };
+        let (status, page, _) = api.send(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().expect("items");
+        sizes.push(items.len());
+        titles.extend(
+            items
+                .iter()
+                .filter_map(|t| t["title"].as_str().map(str::to_owned)),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return (sizes, titles),
+        }
+        assert!(sizes.len() < 50, "pagination does not end");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn pagination_with_the_done_filter_returns_full_pages() {
+    let api = Api::new();
+    for i in 0..7 {
+        api.create(&format!("t{i}"), i % 3 == 0).await;
+    }
+    assert_eq!(pages(&api, "limit=3").await.0, [3, 3, 1]);
+    let (sizes, titles) = pages(&api, "limit=2&done=true").await;
+    assert_eq!(
+        (sizes, titles),
+        (vec![2, 1], vec!["t0".into(), "t3".into(), "t6".into()])
+    );
+    let (sizes, titles) = pages(&api, "limit=2&done=false").await;
+    assert_eq!(sizes, [2, 2]);
+    assert_eq!(titles, ["t1", "t2", "t4", "t5"]);
+}

@@ -1,0 +1,517 @@
+//! There is one route table: `shared::routes` (which function serves which
+//! method and path) and one table layout: `shared::store::table`. Three other
+//! places must restate them because their tools cannot read Rust:
+//!
+//! - `template.yaml`: the API Gateway routes, one function resource per
+//!   crate, and the DynamoDB table (what is deployed);
+//! - `[workspace.metadata.lambda.watch.router]` in the workspace `Cargo.toml`
+//!   (what `cargo lambda watch` serves locally);
+//! - the crates under `functions/` (what gets built).
+//!
+//! A route added in one place and forgotten in another would work locally and
+//! 404 on AWS (or the reverse), or deploy a function nobody routes to. These
+//! tests fail on any such drift, and the router test prints the block to
+//! paste into `Cargo.toml`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_norway::Value;
+use shared::routes::{FALLBACK, METHODS, ROUTES, paths};
+use shared::store::table::{INDEXES, TABLE_KEY};
+
+/// API Gateway's catch-all route, served by [`FALLBACK`].
+const DEFAULT_ROUTE: (&str, &str) = ("ANY", "$default");
+
+/// `(method, path)` of the routes reachable without a token (the contract:
+/// every route but `/health` needs a caller; the fallback answers 404/405
+/// before identity).
+const PUBLIC_ROUTES: [(&str, &str); 2] = [("GET", "/health"), DEFAULT_ROUTE];
+
+// ------------------------------------------------------------------ files
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn template() -> Value {
+    serde_norway::from_str(&read("template.yaml")).expect("template.yaml is valid YAML")
+}
+
+// ---------------------------------------------------------- what rust says
+
+/// `(method, path, function)` of every route of the table, sorted.
+fn table_routes() -> Vec<(String, String, String)> {
+    let mut routes: Vec<_> = ROUTES
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.function.to_owned(),
+            )
+        })
+        .collect();
+    routes.sort();
+    routes
+}
+
+/// Every function that must exist: each route's, and the fallback.
+fn table_functions() -> BTreeSet<String> {
+    ROUTES
+        .iter()
+        .map(|r| r.function)
+        .chain([FALLBACK])
+        .map(str::to_owned)
+        .collect()
+}
+
+// ------------------------------------------------------- reading the YAML
+
+/// The value at `path` (mapping keys) under `value`, if any.
+fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(*key))
+}
+
+/// The plain (untagged) string at `path`: `!Sub "/x"` is not a path.
+fn text<'a>(value: &'a Value, path: &[&str], whose: &str) -> &'a str {
+    match at(value, path) {
+        Some(Value::String(s)) => s,
+        other => panic!(
+            "{whose}: {} should be a plain string, got {other:?}",
+            path.join(".")
+        ),
+    }
+}
+
+/// The logical id named by `!Ref Id` (or `{Ref: Id}`).
+fn reference(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        _ => value.get("Ref").and_then(Value::as_str),
+    }
+}
+
+/// `(logical id, resource)` of every resource of type `kind`.
+fn resources<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("template.yaml has Resources")
+        .iter()
+        .filter(|(_, resource)| resource.get("Type").and_then(Value::as_str) == Some(kind))
+        .map(|(id, resource)| (id.as_str().expect("logical ids are strings"), resource))
+        .collect()
+}
+
+/// The crate a function resource builds (`Metadata.BuildProperties.Binary`).
+fn binary<'a>(id: &str, function: &'a Value) -> &'a str {
+    text(function, &["Metadata", "BuildProperties", "Binary"], id)
+}
+
+/// `(logical id, crate)` of every `AWS::Serverless::Function`.
+fn template_functions(template: &Value) -> Vec<(&str, &str)> {
+    resources(template, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, function)| (id, binary(id, function)))
+        .collect()
+}
+
+/// One `HttpApi` event of a function resource.
+struct HttpEvent<'a> {
+    function: &'a str,
+    method: &'a str,
+    path: &'a str,
+    properties: &'a Value,
+}
+
+fn http_events(template: &Value) -> Vec<HttpEvent<'_>> {
+    let mut events = Vec::new();
+    for (id, function) in resources(template, "AWS::Serverless::Function") {
+        let Some(declared) = at(function, &["Properties", "Events"]).and_then(Value::as_mapping)
+        else {
+            continue;
+        };
+        for (name, event) in declared {
+            if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                continue;
+            }
+            let whose = format!("{id} event {name:?}");
+            events.push(HttpEvent {
+                function: binary(id, function),
+                method: text(event, &["Properties", "Method"], &whose),
+                path: text(event, &["Properties", "Path"], &whose),
+                properties: event.get("Properties").expect("checked by text()"),
+            });
+        }
+    }
+    events
+}
+
+/// `(attribute name, type)` pairs, as in a key schema or attribute list.
+type Pairs = Vec<(String, String)>;
+
+/// `(name, type)` pairs of a list of `{<name_key>: .., <type_key>: ..}`.
+fn pairs(list: Option<&Value>, name_key: &str, type_key: &str) -> Pairs {
+    list.and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("expected a list of {name_key}/{type_key}, got {list:?}"))
+        .iter()
+        .map(|item| {
+            let whose = format!("{item:?}");
+            (
+                text(item, &[name_key], &whose).to_owned(),
+                text(item, &[type_key], &whose).to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Pairs {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// `create_task` → `CreateTask`.
+fn pascal_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+// ------------------------------------------------- the cargo lambda router
+
+/// One entry of a path in the `cargo lambda watch` router.
+#[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(deny_unknown_fields)]
+struct RouterEntry {
+    method: String,
+    function: String,
+}
+
+/// Path → entries, sorted: the order of entries means nothing to the router.
+type Router = BTreeMap<String, Vec<RouterEntry>>;
+
+fn parse_router(value: toml::Value) -> Result<Router, toml::de::Error> {
+    let mut router: Router = value.try_into()?;
+    for entries in router.values_mut() {
+        entries.sort();
+    }
+    Ok(router)
+}
+
+/// The router the table implies, parsed from [`expected_router_toml`].
+fn expected_router() -> Router {
+    let table: toml::Table =
+        toml::from_str(&expected_router_toml()).expect("the expected router block is valid TOML");
+    parse_router(toml::Value::Table(table)).expect("the expected router block is a router")
+}
+
+/// The router the table implies, as TOML to paste under
+/// `[workspace.metadata.lambda.watch.router]`: each path's routes, then every
+/// other method to the fallback (405), and any other path to the fallback (404).
+fn expected_router_toml() -> String {
+    let mut lines = Vec::new();
+    for path in paths().into_iter().chain(["/", "/{*rest}"]) {
+        let routed: Vec<(&str, &str)> = ROUTES
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| (r.method, r.function))
+            .collect();
+        let rest = METHODS
+            .iter()
+            .filter(|m| !routed.iter().any(|(method, _)| method == *m))
+            .map(|m| (*m, FALLBACK));
+        let entries: Vec<String> = routed
+            .iter()
+            .copied()
+            .chain(rest)
+            .map(|(method, function)| format!("{{ method = {method:?}, function = {function:?} }}"))
+            .collect();
+        lines.push(format!("{path:?} = [{}]", entries.join(", ")));
+    }
+    lines.join("\n")
+}
+
+fn workspace_router() -> toml::Value {
+    let manifest: toml::Table = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml is TOML");
+    ["workspace", "metadata", "lambda", "watch", "router"]
+        .iter()
+        .try_fold(&toml::Value::Table(manifest), |v, key| v.get(key))
+        .cloned()
+        .expect("Cargo.toml has [workspace.metadata.lambda.watch.router]")
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn template_routes_are_the_route_table() {
+    let template = template();
+    let events = http_events(&template);
+
+    let default: Vec<&str> = events
+        .iter()
+        .filter(|e| (e.method, e.path) == DEFAULT_ROUTE)
+        .map(|e| e.function)
+        .collect();
+    assert_eq!(
+        default,
+        [FALLBACK],
+        "the $default route (Method: ANY) must go to the fallback, once"
+    );
+
+    let mut routes: Vec<_> = events
+        .iter()
+        .filter(|e| (e.method, e.path) != DEFAULT_ROUTE)
+        .map(|e| {
+            (
+                e.method.to_owned(),
+                e.path.to_owned(),
+                e.function.to_owned(),
+            )
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        table_routes(),
+        "template.yaml's HttpApi events (left) must be shared::routes::ROUTES (right)"
+    );
+}
+
+#[test]
+fn every_event_is_on_the_one_http_api_behind_the_authorizer() {
+    let template = template();
+    let apis = resources(&template, "AWS::Serverless::HttpApi");
+    let [(api_id, api)] = apis[..] else {
+        panic!("template.yaml must declare exactly one HttpApi, found {apis:?}");
+    };
+    let default_authorizer = text(api, &["Properties", "Auth", "DefaultAuthorizer"], api_id);
+    assert!(
+        at(
+            api,
+            &["Properties", "Auth", "Authorizers", default_authorizer]
+        )
+        .is_some(),
+        "{api_id}'s DefaultAuthorizer {default_authorizer} is not declared"
+    );
+
+    let mut public = Vec::new();
+    for event in http_events(&template) {
+        let route = (event.method, event.path);
+        assert_eq!(
+            event.properties.get("ApiId").and_then(reference),
+            Some(api_id),
+            "{route:?} must say `ApiId: !Ref {api_id}` (else SAM makes another API, without auth)"
+        );
+        match at(event.properties, &["Auth", "Authorizer"]) {
+            None => {}
+            Some(Value::String(none)) if none == "NONE" => public.push(route),
+            Some(other) => panic!("{route:?} overrides the authorizer with {other:?}"),
+        }
+    }
+    public.sort();
+    let mut expected = PUBLIC_ROUTES.to_vec();
+    expected.sort();
+    assert_eq!(
+        public, expected,
+        "only these routes may skip the JWT authorizer"
+    );
+}
+
+#[test]
+fn the_deployed_stack_trusts_jwt_claims_only() {
+    let template = template();
+    let global = at(
+        &template,
+        &["Globals", "Function", "Environment", "Variables"],
+    );
+    let mut environments = vec![("Globals", global)];
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        let variables = at(function, &["Properties", "Environment", "Variables"]);
+        environments.push((id, variables));
+    }
+    for (whose, variables) in environments {
+        assert!(
+            variables.and_then(|v| v.get("IDENTITY_MODE")).is_none(),
+            "{whose} sets IDENTITY_MODE: deployed, only the JWT `sub` may name the caller"
+        );
+    }
+}
+
+#[test]
+fn watch_router_is_the_route_table() {
+    let actual = parse_router(workspace_router());
+    let problem = match &actual {
+        Ok(router) if *router == expected_router() => return,
+        Ok(_) => "its entries differ".to_owned(),
+        Err(e) => format!("it cannot be read: {e}"),
+    };
+    panic!(
+        "Cargo.toml's cargo lambda watch router does not match shared::routes ({problem}). \
+         Replace the entries under [workspace.metadata.lambda.watch.router] with:\n\n{}\n",
+        expected_router_toml()
+    );
+}
+
+#[test]
+fn expected_router_sends_unrouted_methods_and_paths_to_the_fallback() {
+    // Guards the generator above, so a bug in it cannot bless a wrong router.
+    let router = expected_router();
+    assert_eq!(router.len(), paths().len() + 2, "{router:?}");
+    let mut all = METHODS.to_vec();
+    all.sort();
+    for (path, entries) in &router {
+        let methods: Vec<&str> = entries.iter().map(|e| e.method.as_str()).collect();
+        assert_eq!(methods, all, "{path}: every method exactly once");
+        for entry in entries {
+            let routed = ROUTES
+                .iter()
+                .find(|r| r.path == path && r.method == entry.method);
+            let function = routed.map_or(FALLBACK, |r| r.function);
+            assert_eq!(entry.function, function, "{path} {}", entry.method);
+        }
+    }
+}
+
+#[test]
+fn function_crates_are_the_route_functions() {
+    let expected = table_functions();
+
+    let functions_dir = repo_root().join("functions");
+    let mut crates = BTreeSet::new();
+    for entry in std::fs::read_dir(&functions_dir).expect("functions/ exists") {
+        let entry = entry.expect("readable directory entry");
+        if entry.file_type().expect("file type").is_dir() {
+            let name = entry.file_name().into_string().expect("UTF-8 crate dir");
+            let manifest: toml::Table =
+                toml::from_str(&read(&format!("functions/{name}/Cargo.toml")))
+                    .expect("a function's Cargo.toml is TOML");
+            let package = manifest
+                .get("package")
+                .and_then(|p| p.get("name"))
+                .and_then(toml::Value::as_str);
+            assert_eq!(
+                package,
+                Some(name.as_str()),
+                "functions/{name} must be the crate (and binary) named {name}"
+            );
+            crates.insert(name);
+        }
+    }
+    assert_eq!(
+        crates, expected,
+        "functions/ (left) must hold exactly the route functions and the fallback (right)"
+    );
+
+    let template = template();
+    let functions = template_functions(&template);
+    let mut binaries: Vec<String> = functions.iter().map(|(_, b)| b.to_string()).collect();
+    binaries.sort();
+    let expected: Vec<String> = expected.into_iter().collect();
+    assert_eq!(
+        binaries, expected,
+        "template.yaml must have exactly one function per crate in functions/"
+    );
+    for (id, binary) in functions {
+        assert_eq!(
+            id,
+            format!("{}Function", pascal_case(binary)),
+            "logical id of the {binary} function"
+        );
+    }
+}
+
+#[test]
+fn pascal_case_joins_capitalised_words() {
+    assert_eq!(pascal_case("create_task"), "CreateTask");
+    assert_eq!(pascal_case("me"), "Me");
+}
+
+#[test]
+fn template_table_is_the_table_layout() {
+    let template = template();
+    let tables = resources(&template, "AWS::DynamoDB::Table");
+    let [(table_id, table)] = tables[..] else {
+        panic!("template.yaml must declare exactly one DynamoDB table, found {tables:?}");
+    };
+    let properties = table.get("Properties").expect("the table has Properties");
+
+    assert_eq!(
+        text(properties, &["BillingMode"], table_id),
+        "PAY_PER_REQUEST"
+    );
+
+    let mut expected_attributes: Pairs = TABLE_KEY
+        .iter()
+        .chain(INDEXES.iter().flat_map(|(_, keys)| keys.iter()))
+        .map(|(name, _)| (name.to_string(), "S".to_owned()))
+        .collect();
+    expected_attributes.sort();
+    let mut attributes = pairs(
+        properties.get("AttributeDefinitions"),
+        "AttributeName",
+        "AttributeType",
+    );
+    attributes.sort();
+    assert_eq!(
+        attributes, expected_attributes,
+        "AttributeDefinitions: every key attribute, type S, and nothing else"
+    );
+
+    assert_eq!(
+        pairs(properties.get("KeySchema"), "AttributeName", "KeyType"),
+        owned(&TABLE_KEY),
+        "KeySchema"
+    );
+
+    let indexes: Vec<(String, Pairs, String)> = properties
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .expect("GlobalSecondaryIndexes is a list")
+        .iter()
+        .map(|index| {
+            let name = text(index, &["IndexName"], table_id);
+            (
+                name.to_owned(),
+                pairs(index.get("KeySchema"), "AttributeName", "KeyType"),
+                text(index, &["Projection", "ProjectionType"], name).to_owned(),
+            )
+        })
+        .collect();
+    let expected_indexes: Vec<_> = INDEXES
+        .iter()
+        .map(|(name, keys)| (name.to_string(), owned(keys), "ALL".to_owned()))
+        .collect();
+    assert_eq!(indexes, expected_indexes, "GlobalSecondaryIndexes");
+
+    let table_name = at(
+        &template,
+        &[
+            "Globals",
+            "Function",
+            "Environment",
+            "Variables",
+            "TABLE_NAME",
+        ],
+    );
+    assert_eq!(
+        table_name.and_then(reference),
+        Some(table_id),
+        "every function's TABLE_NAME must be `!Ref {table_id}`"
+    );
+}
