@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `make dev`: the Task API on http://localhost:9000, routed as API Gateway
+# routes it (cargo lambda watch), on a local DynamoDB (dynoxide) whose data
+# is kept in .dev/dynamodb.sqlite between runs. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+API_PORT="${API_PORT:-9000}"
+DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
+
+ensure_tools
+export_local_env "$DYNAMODB_PORT"
+
+echo "==> building the functions and the local DynamoDB"
+cargo build --workspace --bins
+
+mkdir -p .dev
+setsid target/debug/devstack --port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite &
+DEVSTACK_PID=$!
+trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM
+wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
+
+echo "==> the API: http://localhost:$API_PORT (try: curl -H 'X-User-Id: alice' localhost:$API_PORT/tasks)"
+cargo lambda watch --invoke-port "$API_PORT"

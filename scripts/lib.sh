@@ -1,0 +1,69 @@
+# Shared by the scripts behind `make dev` and `make test`: tool installs,
+# the local environment of the functions, and starting/stopping the stack.
+# Source it from the repository root.
+
+# Python tools live in a project venv, pinned, so they never depend on (or
+# disturb) what the machine's Python has.
+TOOLS_VENV=".dev/tools"
+CARGO_LAMBDA_VERSION="1.9.2"
+CFN_LINT_VERSION="1.58.0"
+export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
+
+ensure_tools() {
+  if [ ! -x "$TOOLS_VENV/bin/pip" ]; then
+    echo "==> creating $TOOLS_VENV (Python tools for the local stack)"
+    python3 -m venv "$TOOLS_VENV"
+  fi
+  if ! "$TOOLS_VENV/bin/cargo-lambda" --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
+    echo "==> installing cargo-lambda $CARGO_LAMBDA_VERSION (PyPI)"
+    "$TOOLS_VENV/bin/pip" install --quiet "cargo-lambda==$CARGO_LAMBDA_VERSION"
+  fi
+}
+
+ensure_lint_tools() {
+  ensure_tools
+  if ! "$TOOLS_VENV/bin/cfn-lint" --version 2>/dev/null | grep -q "$CFN_LINT_VERSION"; then
+    echo "==> installing cfn-lint $CFN_LINT_VERSION (PyPI)"
+    "$TOOLS_VENV/bin/pip" install --quiet "cfn-lint==$CFN_LINT_VERSION"
+  fi
+}
+
+# A free TCP port on the loopback interface.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The environment every function gets locally: the local DynamoDB, dummy
+# credentials, and the X-User-Id header accepted as the caller's identity.
+export_local_env() {
+  local dynamodb_port="$1"
+  export TABLE_NAME=tasks
+  export IDENTITY_MODE=header
+  export AWS_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID=local
+  export AWS_SECRET_ACCESS_KEY=local
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynamodb_port"
+}
+
+# wait_for_http URL SECONDS: until URL answers any HTTP status.
+wait_for_http() {
+  local url="$1" deadline=$((SECONDS + $2))
+  until curl -s -o /dev/null "$url"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "timed out waiting for $url" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# Stops a process started with setsid, with everything it started.
+stop_group() {
+  local pid="$1"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.25
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
