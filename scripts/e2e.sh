@@ -46,7 +46,7 @@ echo "==> cargo lambda invoke <function> --data-file events/<function>.json"
 # a task id that does not exist yet, so those are the contract's 404.
 expected_status() {
   case "$1" in
-    health | me | list_tasks) echo 200 ;;
+    health | me | list_tasks | docs) echo 200 ;;
     create_task) echo 201 ;;
     get_task | replace_task | update_task | delete_task) echo 404 ;;
     fallback) echo 405 ;;

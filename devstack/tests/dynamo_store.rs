@@ -10,10 +10,15 @@ use shared::error::ApiError;
 use shared::identity::Caller;
 use shared::model::{ListQuery, Task, TaskCreate, TaskPatch, now};
 use shared::store::dynamo::{DynamoStore, client};
-use shared::store::{Precondition, TaskStore};
+use shared::store::{CreateRules, Precondition, TaskStore};
 use uuid::Uuid;
 
 const TABLE: &str = "tasks";
+
+const NO_RULES: CreateRules<'static> = CreateRules {
+    max_tasks: 1000,
+    idempotency: None,
+};
 
 async fn store() -> (LocalDynamo, DynamoStore) {
     let dynamo = LocalDynamo::in_memory(TABLE)
@@ -37,7 +42,7 @@ fn input(title: &str, done: bool) -> TaskCreate {
 
 async fn create(store: &DynamoStore, owner: &Caller, title: &str, done: bool) -> Task {
     store
-        .create(owner, Task::new(input(title, done), now()))
+        .create(owner, Task::new(input(title, done), now()), NO_RULES)
         .await
         .expect("create")
         .task
@@ -75,7 +80,7 @@ async fn create_then_get_round_trips_every_field() {
     let (_dynamo, store) = store().await;
     let alice = caller("alice");
     let created = store
-        .create(&alice, Task::new(input("Buy milk", true), now()))
+        .create(&alice, Task::new(input("Buy milk", true), now()), NO_RULES)
         .await
         .expect("create");
     assert_eq!(created.version, 1);

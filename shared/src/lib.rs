@@ -9,12 +9,14 @@
 //! - [`store`]: the storage port, with DynamoDB and in-memory adapters.
 //! - [`error`], [`response`]: the one error type and the response shapes.
 //! - [`config`], [`routes`]: settings and the route table.
+//! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and models.
 
 pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod identity;
 pub mod model;
+pub mod openapi;
 pub mod request;
 pub mod response;
 pub mod routes;

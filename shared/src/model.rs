@@ -5,6 +5,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
@@ -16,7 +17,7 @@ use crate::validation::{
 const TASK_FIELDS: [&str; 3] = ["title", "description", "done"];
 
 /// A task as every response shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Task {
     /// UUIDv7: time-ordered, so "oldest first" is key order.
     pub id: Uuid,
@@ -68,22 +69,33 @@ impl VersionedTask {
 }
 
 /// POST and PUT bodies: a whole task with create's defaults.
-#[derive(Debug, Clone, PartialEq, Validate)]
+#[derive(Debug, Clone, PartialEq, Validate, ToSchema)]
 pub struct TaskCreate {
+    /// 1 to 200 characters (Unicode code points).
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000, default = "", required = false)]
     pub description: String,
+    /// Also accepts pydantic's lax forms: `0`/`1` and the strings `true`,
+    /// `false`, `yes`, `no`, `on`, `off`, `1`, `0`, `t`, `f`, `y`, `n` in any case.
+    #[schema(default = false, required = false)]
     pub done: bool,
 }
 
 /// PATCH bodies: only the fields sent change; `{}` is a valid no-op.
-#[derive(Debug, Clone, PartialEq, Default, Validate)]
+/// An explicit `null` is a 422, never "unchanged".
+#[derive(Debug, Clone, PartialEq, Default, Validate, ToSchema)]
 pub struct TaskPatch {
     #[validate(length(min = 1, max = 200))]
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 200)]
     pub title: Option<String>,
     #[validate(length(max = 2000))]
+    #[schema(value_type = String, required = false, max_length = 2000)]
     pub description: Option<String>,
+    /// Lax booleans, as in `TaskCreate`.
+    #[schema(value_type = bool, required = false)]
     pub done: Option<bool>,
 }
 
@@ -218,9 +230,11 @@ pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 
 /// One page of tasks, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TaskPage {
     pub items: Vec<Task>,
+    /// Pass it back as `cursor` for the next page; `null` when nothing is left.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -94,6 +94,33 @@ fn json_error(bytes: &[u8], error: &serde_json::Error) -> FieldError {
     FieldError::json_invalid(offset, reason)
 }
 
+/// The `Idempotency-Key` header of `POST /tasks`: optional, 1..=255
+/// visible ASCII characters (what fits a DynamoDB sort key with room to
+/// spare, and what clients send: UUIDs, hashes).
+pub fn idempotency_key(req: &Request) -> Validated<Option<String>> {
+    const MAX: u64 = 255;
+    let at = loc(&["header", "idempotency-key"]);
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let Ok(key) = value.to_str() else {
+        let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        return Err(vec![FieldError::value_error(
+            at,
+            &raw,
+            "invalid idempotency key",
+        )]);
+    };
+    let length = key.chars().count() as u64;
+    if length == 0 {
+        return Err(vec![FieldError::string_too_short(at, Value::from(key), 1)]);
+    }
+    if length > MAX {
+        return Err(vec![FieldError::string_too_long(at, Value::from(key), MAX)]);
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// The `task_id` path parameter as a UUID (any form the `uuid` crate
 /// accepts: hyphenated, simple, braced, URN, any case).
 ///

@@ -6,7 +6,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
     pub method: &'static str,
-    /// API Gateway syntax: `{name}` matches one path segment.
+    /// API Gateway syntax: `{name}` matches one path segment, a final
+    /// `{name+}` the rest of the path (one segment or more).
     pub path: &'static str,
     pub function: &'static str,
 }
@@ -28,7 +29,17 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/tasks/{task_id}", "replace_task"),
     route("PATCH", "/tasks/{task_id}", "update_task"),
     route("DELETE", "/tasks/{task_id}", "delete_task"),
+    route("GET", "/openapi.json", DOCS),
+    route("GET", "/docs", DOCS),
+    route("GET", "/docs/{proxy+}", DOCS),
+    route("GET", "/redoc", DOCS),
+    route("GET", "/redoc/{proxy+}", DOCS),
 ];
+
+/// Serves the OpenAPI document and the pages that render it (Swagger UI,
+/// ReDoc, and their files). Its routes are public and, as in FastAPI, not
+/// operations of the document itself.
+pub const DOCS: &str = "docs";
 
 /// Serves every request no route matches (API Gateway's `$default`).
 pub const FALLBACK: &str = "fallback";
@@ -44,6 +55,10 @@ pub fn matches(pattern: &str, path: &str) -> bool {
     loop {
         match (want.next(), have.next()) {
             (None, None) => return true,
+            (Some(w), Some(h)) if w.starts_with('{') && w.ends_with("+}") => {
+                // Greedy: the rest of the path, starting with a non-empty segment.
+                return want.next().is_none() && !h.is_empty();
+            }
             (Some(w), Some(h)) if w.starts_with('{') && w.ends_with('}') => {
                 if h.is_empty() {
                     return false;
@@ -90,6 +105,15 @@ mod tests {
     }
 
     #[test]
+    fn a_greedy_parameter_matches_the_rest_of_the_path() {
+        assert!(matches("/docs/{proxy+}", "/docs/swagger-ui.css"));
+        assert!(matches("/docs/{proxy+}", "/docs/a/b"));
+        assert!(!matches("/docs/{proxy+}", "/docs"));
+        assert!(!matches("/docs/{proxy+}", "/docs/"));
+        assert!(!matches("/docs/{proxy+}", "/redoc/x"));
+    }
+
+    #[test]
     fn allowed_methods_follow_the_table() {
         assert_eq!(allowed_methods("/tasks"), ["POST", "GET"]);
         assert_eq!(
@@ -97,5 +121,6 @@ mod tests {
             ["GET", "PUT", "PATCH", "DELETE"]
         );
         assert!(allowed_methods("/nope").is_empty());
+        assert_eq!(allowed_methods("/docs/index.css"), ["GET"]);
     }
 }

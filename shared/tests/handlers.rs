@@ -13,8 +13,13 @@ use shared::identity::Caller;
 use shared::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 use shared::runtime::{App, respond};
 use shared::store::memory::MemoryStore;
-use shared::store::{Precondition, StoredPage, TaskStore};
+use shared::store::{CreateRules, Precondition, StoredPage, TaskStore};
 use uuid::Uuid;
+
+const RULES: CreateRules<'static> = CreateRules {
+    max_tasks: 1000,
+    idempotency: None,
+};
 
 /// The task id used by the sample events.
 const EVENT_TASK_ID: &str = "0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d";
@@ -65,7 +70,7 @@ async fn seed_event_task(app: &App<MemoryStore>) -> VersionedTask {
         created_at: at,
         updated_at: at,
     };
-    app.store.create(&alice(), task).await.expect("seed")
+    app.store.create(&alice(), task, RULES).await.expect("seed")
 }
 
 fn body_json(response: &Response<Body>) -> Value {
@@ -277,7 +282,7 @@ async fn list_tasks_pages_with_the_done_filter() {
             done,
         };
         app.store
-            .create(&alice(), Task::new(input, shared::model::now()))
+            .create(&alice(), Task::new(input, shared::model::now()), RULES)
             .await
             .expect("seed");
     }
@@ -339,7 +344,12 @@ async fn fallback_answers_405_on_known_paths_and_404_elsewhere() {
 struct FailingStore(fn() -> ApiError);
 
 impl TaskStore for FailingStore {
-    async fn create(&self, _: &Caller, _: Task) -> Result<VersionedTask, ApiError> {
+    async fn create(
+        &self,
+        _: &Caller,
+        _: Task,
+        _: CreateRules<'_>,
+    ) -> Result<VersionedTask, ApiError> {
         Err((self.0)())
     }
     async fn get(&self, _: &Caller, _: Uuid) -> Result<VersionedTask, ApiError> {
@@ -403,5 +413,43 @@ async fn bugs_are_500_with_the_request_id_only() {
     assert_eq!(
         body_json(&response),
         json!({"detail": "internal server error", "request_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"})
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_validated_like_headers() {
+    let app = app();
+    let long = "k".repeat(256);
+    let mut req = event("create_task");
+    req.headers_mut().insert(
+        "idempotency-key",
+        HeaderValue::from_str(&long).expect("header"),
+    );
+    let response = respond(&app, handlers::create_task::handle, req).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body_json(&response),
+        json!({"detail": [{
+            "type": "string_too_long",
+            "loc": ["header", "idempotency-key"],
+            "msg": "String should have at most 255 characters",
+            "input": long,
+            "ctx": {"max_length": 255},
+        }]})
+    );
+
+    let mut req = event("create_task");
+    req.headers_mut()
+        .insert("idempotency-key", HeaderValue::from_static("order-42"));
+    let first = respond(&app, handlers::create_task::handle, req).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let mut retry = event("create_task");
+    retry
+        .headers_mut()
+        .insert("idempotency-key", HeaderValue::from_static("order-42"));
+    let second = respond(&app, handlers::create_task::handle, retry).await;
+    assert_eq!(
+        (second.status(), body_json(&second)),
+        (StatusCode::CREATED, body_json(&first))
     );
 }

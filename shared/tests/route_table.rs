@@ -6,28 +6,42 @@
 //!   crate, and the DynamoDB table (what is deployed);
 //! - `[workspace.metadata.lambda.watch.router]` in the workspace `Cargo.toml`
 //!   (what `cargo lambda watch` serves locally);
-//! - the crates under `functions/` (what gets built).
+//! - the crates under `functions/` (what gets built);
+//! - the OpenAPI document's operations (`shared::openapi`, what is
+//!   documented): every route but the docs function's own, as in FastAPI,
+//!   with the function's name as `operationId`.
 //!
 //! A route added in one place and forgotten in another would work locally and
-//! 404 on AWS (or the reverse), or deploy a function nobody routes to. These
-//! tests fail on any such drift, and the router test prints the block to
-//! paste into `Cargo.toml`.
+//! 404 on AWS (or the reverse), deploy a function nobody routes to, or
+//! document an operation nobody serves. These tests fail on any such drift,
+//! and the router test prints the block to paste into `Cargo.toml`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_norway::Value;
-use shared::routes::{FALLBACK, METHODS, ROUTES, paths};
+use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, paths};
 use shared::store::table::{INDEXES, TABLE_KEY};
 
 /// API Gateway's catch-all route, served by [`FALLBACK`].
 const DEFAULT_ROUTE: (&str, &str) = ("ANY", "$default");
 
 /// `(method, path)` of the routes reachable without a token (the contract:
-/// every route but `/health` needs a caller; the fallback answers 404/405
-/// before identity).
-const PUBLIC_ROUTES: [(&str, &str); 2] = [("GET", "/health"), DEFAULT_ROUTE];
+/// every route but `/health` and the docs needs a caller; the fallback
+/// answers 404/405 before identity).
+fn public_routes() -> Vec<(&'static str, &'static str)> {
+    let docs = ROUTES
+        .iter()
+        .filter(|r| r.function == DOCS)
+        .map(|r| (r.method, r.path));
+    let mut public: Vec<_> = [("GET", "/health"), DEFAULT_ROUTE]
+        .into_iter()
+        .chain(docs)
+        .collect();
+    public.sort();
+    public
+}
 
 // ------------------------------------------------------------------ files
 
@@ -60,6 +74,17 @@ fn table_routes() -> Vec<(String, String, String)> {
         .collect();
     routes.sort();
     routes
+}
+
+/// A path in `cargo lambda watch`'s syntax: API Gateway's greedy
+/// `{name+}` is `{*name}` there.
+fn watch_path(path: &str) -> String {
+    match path.rsplit_once('{') {
+        Some((head, last)) if last.ends_with("+}") => {
+            format!("{head}{{*{}}}", &last[..last.len() - 2])
+        }
+        _ => path.to_owned(),
+    }
 }
 
 /// Every function that must exist: each route's, and the fallback.
@@ -226,10 +251,11 @@ fn expected_router() -> Router {
 /// other method to the fallback (405), and any other path to the fallback (404).
 fn expected_router_toml() -> String {
     let mut lines = Vec::new();
-    for path in paths().into_iter().chain(["/", "/{*rest}"]) {
+    let watch_paths = paths().into_iter().map(watch_path);
+    for path in watch_paths.chain(["/".to_owned(), "/{*rest}".to_owned()]) {
         let routed: Vec<(&str, &str)> = ROUTES
             .iter()
-            .filter(|r| r.path == path)
+            .filter(|r| watch_path(r.path) == path)
             .map(|r| (r.method, r.function))
             .collect();
         let rest = METHODS
@@ -325,10 +351,9 @@ fn every_event_is_on_the_one_http_api_behind_the_authorizer() {
         }
     }
     public.sort();
-    let mut expected = PUBLIC_ROUTES.to_vec();
-    expected.sort();
     assert_eq!(
-        public, expected,
+        public,
+        public_routes(),
         "only these routes may skip the JWT authorizer"
     );
 }
@@ -381,7 +406,7 @@ fn expected_router_sends_unrouted_methods_and_paths_to_the_fallback() {
         for entry in entries {
             let routed = ROUTES
                 .iter()
-                .find(|r| r.path == path && r.method == entry.method);
+                .find(|r| watch_path(r.path) == *path && r.method == entry.method);
             let function = routed.map_or(FALLBACK, |r| r.function);
             assert_eq!(entry.function, function, "{path} {}", entry.method);
         }
@@ -434,6 +459,55 @@ fn function_crates_are_the_route_functions() {
             "logical id of the {binary} function"
         );
     }
+}
+
+#[test]
+fn openapi_operations_are_the_route_table() {
+    let document = serde_json::to_value(shared::openapi::document()).expect("the document");
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            operations.push((method.to_uppercase(), path.clone(), id.to_owned()));
+        }
+    }
+    operations.sort();
+    let documented: Vec<_> = table_routes()
+        .into_iter()
+        .filter(|(_, _, function)| function != DOCS)
+        .collect();
+    assert_eq!(
+        operations, documented,
+        "the OpenAPI operations (method, path, operationId) (left) must be \
+         shared::routes::ROUTES but the docs routes (right)"
+    );
+    let docs: Vec<_> = ROUTES.iter().filter(|r| r.function == DOCS).collect();
+    for page in ["/openapi.json", "/docs", "/redoc"] {
+        assert!(
+            docs.iter().any(|r| (r.method, r.path) == ("GET", page)),
+            "the docs function serves GET {page}"
+        );
+    }
+}
+
+#[test]
+fn the_docs_function_needs_no_permissions() {
+    let template = template();
+    let (id, docs) = resources(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(id, function)| binary(id, function) == DOCS)
+        .expect("a docs function");
+    assert!(
+        at(docs, &["Properties", "Policies"]).is_none(),
+        "{id} serves static content: no IAM policy"
+    );
+}
+
+#[test]
+fn watch_paths_use_cargo_lambdas_catch_all_syntax() {
+    assert_eq!(watch_path("/docs/{proxy+}"), "/docs/{*proxy}");
+    assert_eq!(watch_path("/tasks/{task_id}"), "/tasks/{task_id}");
+    assert_eq!(watch_path("/health"), "/health");
 }
 
 #[test]

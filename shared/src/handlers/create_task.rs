@@ -3,16 +3,47 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 
 use crate::identity::caller;
 use crate::model::{Task, TaskCreate, now};
-use crate::request::json_object;
+use crate::request::{idempotency_key, json_object};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
-use crate::store::TaskStore;
+use crate::store::{CreateRules, Idempotency, TaskStore};
+use crate::validation::zip;
 
-/// `POST /tasks`: 201 with the task, `Location` and `ETag`.
+/// Create a task
+///
+/// Stores a new task for the caller, with create's defaults (`description`
+/// `""`, `done` `false`), and answers 201 with it, its `Location` and its
+/// `ETag`. With an `Idempotency-Key`, a retry of the same request returns the
+/// task created first and creates nothing.
+#[utoipa::path(
+    post, path = "/tasks", operation_id = "create_task", tag = "tasks",
+    params(crate::openapi::IdempotencyKeyHeader),
+    request_body = TaskCreate,
+    responses(
+        (status = 201, description = "The task, as stored.", body = Task, headers(
+            ("Location" = String, description = "The task's path: `/tasks/{id}`."),
+            ("ETag" = String, description = "The task's version, quoted: `\"1\"`."),
+        )),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 409, response = crate::openapi::TaskLimitReached),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 422, response = crate::openapi::CreateTaskUnprocessable),
+        (status = 503, response = crate::openapi::ServiceUnavailable),
+    ),
+)]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req, app.config.identity)?;
-    let input = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body))?;
-    let stored = app.store.create(&owner, Task::new(input, now())).await?;
+    let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));
+    let (key, input) = zip(idempotency_key(&req), body)?;
+    let idempotency = key.map(|key| Idempotency::new(key, &input));
+    let rules = CreateRules {
+        max_tasks: app.config.max_tasks,
+        idempotency: idempotency.as_ref(),
+    };
+    let stored = app
+        .store
+        .create(&owner, Task::new(input, now()), rules)
+        .await?;
     let mut response = response::task(StatusCode::CREATED, &stored);
     let location = format!("/tasks/{}", stored.task.id);
     if let Ok(location) = HeaderValue::from_str(&location) {

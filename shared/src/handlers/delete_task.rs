@@ -6,7 +6,22 @@ use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
 
-/// `DELETE /tasks/{task_id}`: 204 with an empty body.
+/// Delete a task
+///
+/// Deletes the caller's task and answers 204 with an empty body. With
+/// `If-Match`, only if the task is still at that version.
+#[utoipa::path(
+    delete, path = "/tasks/{task_id}", operation_id = "delete_task", tag = "tasks",
+    params(crate::openapi::TaskIdPath, crate::openapi::IfMatchHeader),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::TaskNotFound),
+        (status = 412, response = crate::openapi::PreconditionFailed),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::ServiceUnavailable),
+    ),
+)]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req, app.config.identity)?;
     let id = task_id(&req)?;

@@ -2,12 +2,31 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::identity::caller;
+use crate::model::Task;
+use crate::openapi::{
+    ServiceUnavailable, TaskIdPath, TaskNotFound, Unauthorized, ValidationFailed,
+};
 use crate::request::task_id;
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
 
-/// `GET /tasks/{task_id}`: the task and its `ETag`.
+/// Get a task
+///
+/// The caller's task and its `ETag`.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}", operation_id = "get_task", tag = "tasks",
+    params(TaskIdPath),
+    responses(
+        (status = 200, description = "The task.", body = Task, headers(
+            ("ETag" = String, description = "The task's version, quoted: `\"3\"`."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = TaskNotFound),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req, app.config.identity)?;
     let id = task_id(&req)?;

@@ -3,12 +3,27 @@ use lambda_http::http::StatusCode;
 
 use crate::identity::caller;
 use crate::model::TaskPage;
+use crate::openapi::{ListParams, ServiceUnavailable, Unauthorized, ValidationFailed};
 use crate::request::{encode_cursor, list_query};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
 
-/// `GET /tasks?limit=&done=&cursor=`: one page, oldest first.
+/// List tasks
+///
+/// One page of the caller's tasks, oldest first: exactly
+/// `min(limit, matching tasks left)` items, with or without the `done`
+/// filter, and a `next_cursor` that is `null` exactly when nothing is left.
+#[utoipa::path(
+    get, path = "/tasks", operation_id = "list_tasks", tag = "tasks",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of tasks.", body = TaskPage),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req, app.config.identity)?;
     let query = list_query(&req)?;

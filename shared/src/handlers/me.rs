@@ -1,16 +1,35 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::identity::caller;
+use crate::openapi::Unauthorized;
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 
-/// `GET /me`: who the API thinks you are.
+/// The body of `GET /me`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The caller's id: the JWT `sub` claim, or locally the `X-User-Id` header.
+    pub user_id: String,
+}
+
+/// Who am I
+///
+/// The caller, as the API identifies it: the `sub` claim of the JWT
+/// (deployed), or the `X-User-Id` header (local work only).
+#[utoipa::path(
+    get, path = "/me", operation_id = "me", tag = "service",
+    responses(
+        (status = 200, description = "The caller.", body = Me),
+        (status = 401, response = Unauthorized),
+    ),
+)]
 pub async fn handle<S>(app: &App<S>, req: Request) -> HandlerResult {
     let caller = caller(&req, app.config.identity)?;
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({ "user_id": caller.id() }),
-    ))
+    let body = Me {
+        user_id: caller.id().to_owned(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
 }

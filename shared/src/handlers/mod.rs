@@ -8,6 +8,7 @@
 
 pub mod create_task;
 pub mod delete_task;
+pub mod docs;
 pub mod fallback;
 pub mod get_task;
 pub mod health;

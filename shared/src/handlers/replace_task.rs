@@ -2,14 +2,38 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::identity::caller;
-use crate::model::{TaskCreate, now};
+use crate::model::{Task, TaskCreate, now};
+use crate::openapi::{
+    IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
+    TaskNotFound, Unauthorized, ValidationFailed,
+};
 use crate::request::{if_match, json_object, task_id};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
 use crate::validation::zip;
 
-/// `PUT /tasks/{task_id}`: a full replace with create's defaults.
+/// Replace a task
+///
+/// Replaces every field of the caller's task, with create's defaults for the
+/// fields not sent (`description` `""`, `done` `false`). With `If-Match`,
+/// only if the task is still at that version.
+#[utoipa::path(
+    put, path = "/tasks/{task_id}", operation_id = "replace_task", tag = "tasks",
+    params(TaskIdPath, IfMatchHeader),
+    request_body = TaskCreate,
+    responses(
+        (status = 200, description = "The task, as stored.", body = Task, headers(
+            ("ETag" = String, description = "The task's new version, quoted: `\"4\"`."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = TaskNotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req, app.config.identity)?;
     let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));

@@ -3,15 +3,38 @@ use lambda_http::http::StatusCode;
 
 use crate::error::ApiError;
 use crate::identity::caller;
-use crate::model::{TaskPatch, now};
+use crate::model::{Task, TaskPatch, now};
+use crate::openapi::{
+    IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
+    TaskNotFound, Unauthorized, ValidationFailed,
+};
 use crate::request::{if_match, json_object, task_id};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
 use crate::validation::zip;
 
-/// `PATCH /tasks/{task_id}`: only the fields sent change. `{}` changes
+/// Update a task
+///
+/// Changes only the fields sent; an explicit `null` is a 422. `{}` changes
 /// nothing and returns the task as stored (still honouring `If-Match`).
+/// With `If-Match`, only if the task is still at that version.
+#[utoipa::path(
+    patch, path = "/tasks/{task_id}", operation_id = "update_task", tag = "tasks",
+    params(TaskIdPath, IfMatchHeader),
+    request_body = TaskPatch,
+    responses(
+        (status = 200, description = "The task, as stored.", body = Task, headers(
+            ("ETag" = String, description = "The task's new version, quoted: `\"4\"`."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = TaskNotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req, app.config.identity)?;
     let body = json_object(&req)?.and_then(|body| TaskPatch::from_object(&body));

@@ -9,13 +9,22 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update as UpdateAction,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::table::{GSI1, GSI1_PK, GSI1_SK, PK, SK, TASK_PREFIX, done_pk, owner_pk, task_sk};
-use super::{Precondition, StoredPage, TaskStore};
+use super::table::{
+    COUNT_ATTRIBUTE, COUNT_SK, GSI1, GSI1_PK, GSI1_SK, PK, SK, TASK_PREFIX, TTL_ATTRIBUTE, done_pk,
+    idempotency_sk, owner_pk, task_sk,
+};
+use super::{
+    CreateRules, IDEMPOTENCY_TTL_SECONDS, Idempotency, Precondition, StoredPage, TaskStore,
+};
 use crate::config::AwsSettings;
 use crate::error::ApiError;
 use crate::identity::Caller;
@@ -115,7 +124,160 @@ impl TaskItem {
     }
 }
 
+/// An idempotency key: the fingerprint of the first request and a copy of
+/// the task it created, replayed to retries. No GSI keys: it never shows
+/// in a listing.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyItem {
+    pk: String,
+    sk: String,
+    fingerprint: String,
+    expires_at: i64,
+    id: Uuid,
+    title: String,
+    description: String,
+    done: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl IdempotencyItem {
+    fn new(owner: &Caller, idempotency: &Idempotency, task: &Task) -> Self {
+        IdempotencyItem {
+            pk: owner_pk(owner),
+            sk: idempotency_sk(&idempotency.key),
+            fingerprint: idempotency.fingerprint.clone(),
+            expires_at: task.created_at.timestamp() + IDEMPOTENCY_TTL_SECONDS,
+            id: task.id,
+            title: task.title.clone(),
+            description: task.description.clone(),
+            done: task.done,
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+        }
+    }
+
+    /// The first result, if this retry carries the same request.
+    fn replay(self, idempotency: &Idempotency) -> Result<VersionedTask, ApiError> {
+        if self.fingerprint != idempotency.fingerprint {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        Ok(VersionedTask {
+            version: 1,
+            task: Task {
+                id: self.id,
+                title: self.title,
+                description: self.description,
+                done: self.done,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+            },
+        })
+    }
+}
+
 type Item = HashMap<String, AttributeValue>;
+
+/// Transactions that collide with another in flight on the same items
+/// (`TransactionConflict`) are retried this many times, with backoff,
+/// before the client gets a 503.
+const CONFLICT_RETRIES: u32 = 6;
+
+async fn conflict_backoff(attempt: u32) {
+    // 10, 20, 40 ms... plus up to 10 ms of jitter from the UUID's random bits.
+    let jitter = (Uuid::now_v7().as_u128() % 10) as u64;
+    let base = 10u64 << attempt.min(6);
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
+
+type TransactError =
+    SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>;
+
+/// How a cancelled transaction's items fared (`None` when the error is not
+/// a cancellation).
+fn cancellation_reasons(error: &TransactError) -> Option<&[CancellationReason]> {
+    match error.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+            Some(cancelled.cancellation_reasons())
+        }
+        _ => None,
+    }
+}
+
+fn code(reasons: &[CancellationReason], index: usize) -> Option<&str> {
+    reasons.get(index).and_then(CancellationReason::code)
+}
+
+fn any_code(reasons: &[CancellationReason], wanted: &[&str]) -> bool {
+    reasons
+        .iter()
+        .filter_map(CancellationReason::code)
+        .any(|c| wanted.contains(&c))
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+const CONFLICT: &str = "TransactionConflict";
+const THROTTLED: [&str; 3] = [
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+];
+
+/// What to do about a cancelled transaction that no item-specific rule
+/// explained: back off and retry on conflicts, else give up.
+async fn retry_or_fail(reasons: &[CancellationReason], attempt: u32) -> Result<(), ApiError> {
+    if any_code(reasons, &THROTTLED) {
+        return Err(ApiError::Unavailable(format!(
+            "transaction throttled: {reasons:?}"
+        )));
+    }
+    if any_code(reasons, &[CONFLICT]) {
+        if attempt < CONFLICT_RETRIES {
+            conflict_backoff(attempt).await;
+            return Ok(());
+        }
+        return Err(ApiError::Unavailable(
+            "transaction conflicts persisted".into(),
+        ));
+    }
+    Err(ApiError::Internal(format!(
+        "transaction cancelled: {reasons:?}"
+    )))
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> ApiError {
+    ApiError::Internal(format!("building a DynamoDB request: {e}"))
+}
+
+fn counter_key(owner: &Caller) -> Item {
+    HashMap::from([
+        (PK.to_owned(), string(owner_pk(owner))),
+        (SK.to_owned(), string(COUNT_SK)),
+    ])
+}
+
+/// Adds `delta` to the caller's task count; with `max`, only while the
+/// count is below it.
+fn count_update(
+    table: &str,
+    owner: &Caller,
+    delta: i64,
+    max: Option<u32>,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut update = UpdateAction::builder()
+        .table_name(table)
+        .set_key(Some(counter_key(owner)))
+        .update_expression("ADD #count :delta")
+        .expression_attribute_names("#count", COUNT_ATTRIBUTE)
+        .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()));
+    if let Some(max) = max {
+        update = update
+            .condition_expression("attribute_not_exists(#count) OR #count < :max")
+            .expression_attribute_values(":max", AttributeValue::N(max.to_string()));
+    }
+    let update = update.build().map_err(build_error)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
 
 fn decode(item: Item) -> Result<VersionedTask, ApiError> {
     serde_dynamo::from_item::<_, TaskItem>(item)
@@ -273,18 +435,77 @@ impl DynamoStore {
 }
 
 impl TaskStore for DynamoStore {
-    async fn create(&self, owner: &Caller, task: Task) -> Result<VersionedTask, ApiError> {
-        let item: Item = serde_dynamo::to_item(TaskItem::new(owner, &task, 1))
+    async fn create(
+        &self,
+        owner: &Caller,
+        task: Task,
+        rules: CreateRules<'_>,
+    ) -> Result<VersionedTask, ApiError> {
+        // One transaction: count + 1 (below MAX_TASKS), the task, and the
+        // idempotency key (new, or expired). All are written or none.
+        let task_item: Item = serde_dynamo::to_item(TaskItem::new(owner, &task, 1))
             .map_err(|e| ApiError::Internal(format!("encoding task: {e}")))?;
-        self.client
-            .put_item()
+        let put_task = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(task_item))
             .condition_expression(format!("attribute_not_exists({PK})"))
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(VersionedTask { task, version: 1 })
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![
+            count_update(&self.table, owner, 1, Some(rules.max_tasks))?,
+            TransactWriteItem::builder().put(put_task).build(),
+        ];
+        if let Some(idempotency) = rules.idempotency {
+            let key_item: Item =
+                serde_dynamo::to_item(IdempotencyItem::new(owner, idempotency, &task))
+                    .map_err(|e| ApiError::Internal(format!("encoding idempotency key: {e}")))?;
+            let now = AttributeValue::N(task.created_at.timestamp().to_string());
+            let put_key = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(key_item))
+                .condition_expression(format!("attribute_not_exists({PK}) OR #expires < :now"))
+                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", now)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put_key).build());
+        }
+
+        for attempt in 0..=CONFLICT_RETRIES {
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let error = match sent {
+                Ok(_) => return Ok(VersionedTask { task, version: 1 }),
+                Err(error) => error,
+            };
+            let Some(reasons) = cancellation_reasons(&error) else {
+                return Err(classify(error));
+            };
+            // A known key wins over the limit: a retry is never a 409.
+            if let Some(idempotency) = rules.idempotency
+                && code(reasons, 2) == Some(CONDITION_FAILED)
+            {
+                let returned = reasons.get(2).and_then(CancellationReason::item).cloned();
+                match self.idempotency_item(owner, idempotency, returned).await? {
+                    Some(first) => return first.replay(idempotency),
+                    None => continue, // expired or gone meanwhile: write again
+                }
+            }
+            if code(reasons, 0) == Some(CONDITION_FAILED) {
+                return Err(ApiError::TaskLimitReached(rules.max_tasks));
+            }
+            retry_or_fail(reasons, attempt).await?;
+        }
+        Err(ApiError::Unavailable(
+            "transaction conflicts persisted".into(),
+        ))
     }
 
     async fn get(&self, owner: &Caller, id: Uuid) -> Result<VersionedTask, ApiError> {
@@ -400,25 +621,85 @@ impl TaskStore for DynamoStore {
         id: Uuid,
         precondition: &Precondition,
     ) -> Result<(), ApiError> {
+        // One transaction: the task goes (if it exists and matches
+        // `If-Match`) and the caller's count drops by one.
         let (condition, values) = existing_condition(precondition);
-        let mut request = self
-            .client
-            .delete_item()
+        let mut delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(owner, id)))
             .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if !values.is_empty() {
-            request = request
+            delete = delete
                 .expression_attribute_names("#version", "version")
                 .set_expression_attribute_values(Some(values));
         }
-        request.send().await.map_err(|e| match e.as_service_error() {
-            Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(c)) => {
-                condition_failed(c.item())
+        let items = vec![
+            TransactWriteItem::builder()
+                .delete(delete.build().map_err(build_error)?)
+                .build(),
+            count_update(&self.table, owner, -1, None)?,
+        ];
+        for attempt in 0..=CONFLICT_RETRIES {
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let error = match sent {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            let Some(reasons) = cancellation_reasons(&error) else {
+                return Err(classify(error));
+            };
+            if code(reasons, 0) == Some(CONDITION_FAILED) {
+                let old = reasons.first().and_then(CancellationReason::item);
+                return Err(condition_failed(old));
             }
-            _ => classify(e),
-        })?;
-        Ok(())
+            retry_or_fail(reasons, attempt).await?;
+        }
+        Err(ApiError::Unavailable(
+            "transaction conflicts persisted".into(),
+        ))
+    }
+}
+
+impl DynamoStore {
+    /// The stored idempotency key: as returned by the cancelled transaction,
+    /// else by a consistent read. `None` if it is gone or expired (TTL
+    /// deletion lags expiry, so expiry is checked here too).
+    async fn idempotency_item(
+        &self,
+        owner: &Caller,
+        idempotency: &Idempotency,
+        returned: Option<Item>,
+    ) -> Result<Option<IdempotencyItem>, ApiError> {
+        let item = match returned {
+            Some(item) => Some(item),
+            None => {
+                let key = HashMap::from([
+                    (PK.to_owned(), string(owner_pk(owner))),
+                    (SK.to_owned(), string(idempotency_sk(&idempotency.key))),
+                ]);
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .item
+            }
+        };
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let stored: IdempotencyItem = serde_dynamo::from_item(item)
+            .map_err(|e| ApiError::Internal(format!("malformed idempotency item: {e}")))?;
+        let live = stored.expires_at > Utc::now().timestamp();
+        Ok(live.then_some(stored))
     }
 }

@@ -7,29 +7,47 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Precondition, StoredPage, TaskStore};
+use super::{CreateRules, IDEMPOTENCY_TTL_SECONDS, Precondition, StoredPage, TaskStore};
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 
 type Tasks = BTreeMap<Uuid, VersionedTask>;
 
+/// What a caller owns: tasks, and the idempotency keys it used
+/// (key → fingerprint, first result, expiry).
+#[derive(Debug, Default)]
+struct Owned {
+    tasks: Tasks,
+    keys: HashMap<String, (String, VersionedTask, DateTime<Utc>)>,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    by_owner: Mutex<HashMap<String, Tasks>>,
+    by_owner: Mutex<HashMap<String, Owned>>,
 }
 
 impl MemoryStore {
-    fn with_tasks<T>(
+    /// Runs `f` on the caller's data under the lock: every operation is
+    /// atomic, as each DynamoDB write is.
+    fn with_owned<T>(
         &self,
         owner: &Caller,
-        f: impl FnOnce(&mut Tasks) -> T,
+        f: impl FnOnce(&mut Owned) -> T,
     ) -> Result<T, ApiError> {
         let mut all = self
             .by_owner
             .lock()
             .map_err(|_| ApiError::Internal("memory store lock poisoned".into()))?;
         Ok(f(all.entry(owner.id().to_owned()).or_default()))
+    }
+
+    fn with_tasks<T>(
+        &self,
+        owner: &Caller,
+        f: impl FnOnce(&mut Tasks) -> T,
+    ) -> Result<T, ApiError> {
+        self.with_owned(owner, |owned| f(&mut owned.tasks))
     }
 
     /// The stored task if the precondition holds.
@@ -48,12 +66,40 @@ impl MemoryStore {
 }
 
 impl TaskStore for MemoryStore {
-    async fn create(&self, owner: &Caller, task: Task) -> Result<VersionedTask, ApiError> {
+    async fn create(
+        &self,
+        owner: &Caller,
+        task: Task,
+        rules: CreateRules<'_>,
+    ) -> Result<VersionedTask, ApiError> {
+        let now = task.created_at;
         let stored = VersionedTask { task, version: 1 };
-        self.with_tasks(owner, |tasks| {
-            tasks.insert(stored.task.id, stored.clone());
-        })?;
-        Ok(stored)
+        self.with_owned(owner, |owned| {
+            if let Some(idempotency) = rules.idempotency {
+                match owned.keys.get(&idempotency.key) {
+                    Some((fingerprint, first, expires)) if *expires > now => {
+                        return if *fingerprint == idempotency.fingerprint {
+                            Ok(first.clone())
+                        } else {
+                            Err(ApiError::IdempotencyKeyReused)
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            if owned.tasks.len() >= rules.max_tasks as usize {
+                return Err(ApiError::TaskLimitReached(rules.max_tasks));
+            }
+            owned.tasks.insert(stored.task.id, stored.clone());
+            if let Some(idempotency) = rules.idempotency {
+                let expires = now + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECONDS);
+                owned.keys.insert(
+                    idempotency.key.clone(),
+                    (idempotency.fingerprint.clone(), stored.clone(), expires),
+                );
+            }
+            Ok(stored)
+        })?
     }
 
     async fn get(&self, owner: &Caller, id: Uuid) -> Result<VersionedTask, ApiError> {

@@ -39,6 +39,43 @@ impl Precondition {
     }
 }
 
+/// An `Idempotency-Key` and the fingerprint of the request it was first
+/// used with. Kept for [`IDEMPOTENCY_TTL_SECONDS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+impl Idempotency {
+    /// The fingerprint is a SHA-256 of the validated request (not of its
+    /// bytes), so a retry that spells the same task differently (key order,
+    /// whitespace, `"done": "no"` for `false`) is still the same request.
+    pub fn new(key: String, input: &TaskCreate) -> Self {
+        use base64::Engine;
+        use sha2::Digest;
+        let canonical = serde_json::json!([input.title, input.description, input.done]);
+        let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
+        Idempotency {
+            key,
+            fingerprint: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+        }
+    }
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+
+/// The rules a create must satisfy, checked in the same atomic write.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateRules<'a> {
+    /// The caller may own at most this many tasks (409 beyond).
+    pub max_tasks: u32,
+    /// Replays a create made with the same key (and body) instead of
+    /// creating again; 422 if the key came with another body.
+    pub idempotency: Option<&'a Idempotency>,
+}
+
 /// One page of stored tasks and the id to continue after, if more match.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPage {
@@ -50,11 +87,15 @@ pub struct StoredPage {
 /// read-modify-write window in which a concurrent change could be lost.
 /// Errors: `TaskNotFound`, `PreconditionFailed`, `Unavailable`, `Internal`.
 pub trait TaskStore: Send + Sync {
-    /// Stores a new task at version 1.
+    /// Stores a new task at version 1, atomically with the caller's task
+    /// count (`TaskLimitReached`) and the idempotency key, if any. A retry
+    /// with a known key returns the task first created with it
+    /// (`IdempotencyKeyReused` if the fingerprint differs) and writes nothing.
     fn create(
         &self,
         owner: &Caller,
         task: Task,
+        rules: CreateRules<'_>,
     ) -> impl Future<Output = Result<VersionedTask, ApiError>> + Send;
 
     fn get(
@@ -93,6 +134,7 @@ pub trait TaskStore: Send + Sync {
         precondition: &Precondition,
     ) -> impl Future<Output = Result<VersionedTask, ApiError>> + Send;
 
+    /// Deletes the task and frees its room under `MAX_TASKS`, atomically.
     fn delete(
         &self,
         owner: &Caller,

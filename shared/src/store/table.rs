@@ -5,13 +5,17 @@
 //! | item       | pk            | sk           | gsi1pk                 | gsi1sk       |
 //! |------------|---------------|--------------|------------------------|--------------|
 //! | task       | `USER#<sub>`  | `TASK#<id>`  | `OPEN#<sub>` / `DONE#<sub>` | `TASK#<id>` |
+//! | task count | `USER#<sub>`  | `COUNT`      |                        |              |
+//! | idempotency key | `USER#<sub>` | `IDEMPOTENCY#<key>` |                |              |
 //!
 //! The owner is in every partition key, so a caller can only ever query its
 //! own items. Task ids are UUIDv7, so sort-key order is creation order.
 //! `GSI1` partitions a caller's tasks by `done`: a filtered page is a Query
 //! of exactly the matching tasks, costing the page and never the caller's
-//! total. Room is left for other item kinds under the same `pk` (a per-caller
-//! counter, idempotency keys) written in one transaction with the task.
+//! total. The caller's task count and idempotency keys live in the same
+//! partition and are written in one transaction with the task, so
+//! `MAX_TASKS` and duplicate suppression hold under concurrency. Keys expire
+//! through DynamoDB's TTL on [`TTL_ATTRIBUTE`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -39,6 +43,18 @@ pub fn owner_pk(owner: &Caller) -> String {
 }
 
 pub const TASK_PREFIX: &str = "TASK#";
+
+/// Sort key of the caller's task counter item.
+pub const COUNT_SK: &str = "COUNT";
+/// The counter's attribute.
+pub const COUNT_ATTRIBUTE: &str = "task_count";
+
+/// Epoch seconds after which DynamoDB may delete an item (idempotency keys).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+pub fn idempotency_sk(key: &str) -> String {
+    format!("IDEMPOTENCY#{key}")
+}
 
 pub fn task_sk(id: Uuid) -> String {
     format!("{TASK_PREFIX}{}", id.hyphenated())

@@ -1,0 +1,418 @@
+//! Races, retries and faults, through the real handlers and the DynamoDB
+//! store on an embedded dynoxide: clients that race on one task, retry a
+//! create, push past MAX_TASKS together, or meet a DynamoDB that went away.
+//! Each test prints its figures (run with `--nocapture` to see them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use devstack::{LocalDynamo, open_database};
+use futures::future::join_all;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::handlers;
+use shared::runtime::{App, respond};
+use shared::store::dynamo::{DynamoStore, client};
+
+const TABLE: &str = "tasks";
+
+fn app(endpoint: &str, max_tasks: u32) -> App<DynamoStore> {
+    let endpoint = endpoint.to_owned();
+    let config = Config::from_lookup(move |name| {
+        let value = match name {
+            "TABLE_NAME" => TABLE.to_owned(),
+            "MAX_TASKS" => max_tasks.to_string(),
+            "IDENTITY_MODE" => "header".to_owned(),
+            "AWS_REGION" => "us-east-1".to_owned(),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "local".to_owned(),
+            "AWS_ENDPOINT_URL_DYNAMODB" => endpoint.clone(),
+            _ => return None,
+        };
+        Some(value)
+    })
+    .expect("test config");
+    let store = DynamoStore::new(client(&config.aws), TABLE);
+    App { config, store }
+}
+
+/// A request as API Gateway would hand it over, from `user`.
+fn request(method: Method, path: &str, user: &str, body: Option<Value>) -> Request {
+    let mut req = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"))
+        .header("x-user-id", user)
+        .header("content-type", "application/json")
+        .body(body.map_or(Body::Empty, |b| Body::Text(b.to_string())))
+        .expect("request");
+    if let Some(id) = path.strip_prefix("/tasks/") {
+        let params = HashMap::from([("task_id".to_owned(), id.to_owned())]);
+        req = req.with_path_parameters(params);
+    }
+    req
+}
+
+fn with_header(mut req: Request, name: &'static str, value: &str) -> Request {
+    req.headers_mut()
+        .insert(name, value.parse().expect("header value"));
+    req
+}
+
+fn json_body(response: &Response<Body>) -> Value {
+    match response.body() {
+        Body::Text(text) => serde_json::from_str(text).expect("JSON"),
+        Body::Empty => Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+fn tally(responses: &[Response<Body>]) -> BTreeMap<u16, usize> {
+    let mut counts = BTreeMap::new();
+    for response in responses {
+        *counts.entry(response.status().as_u16()).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn create(app: &App<DynamoStore>, user: &str, body: Value) -> Response<Body> {
+    respond(
+        app,
+        handlers::create_task::handle,
+        request(Method::POST, "/tasks", user, Some(body)),
+    )
+    .await
+}
+
+async fn list_all(app: &App<DynamoStore>, user: &str) -> Vec<Value> {
+    let req = request(Method::GET, "/tasks", user, None)
+        .with_query_string_parameters(HashMap::from([("limit".to_owned(), "100".to_owned())]));
+    let response = respond(app, handlers::list_tasks::handle, req).await;
+    json_body(&response)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_patches_with_one_if_match_have_one_winner() {
+    let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
+    let app = app(&dynamo.endpoint, 1000);
+    let created = create(&app, "alice", json!({"title": "contested"})).await;
+    let id = json_body(&created)["id"].as_str().expect("id").to_owned();
+    let path = format!("/tasks/{id}");
+
+    let attempts = 50;
+    let responses = join_all((0..attempts).map(|i| {
+        let req = request(
+            Method::PATCH,
+            &path,
+            "alice",
+            Some(json!({"title": format!("writer {i}")})),
+        );
+        respond(
+            &app,
+            handlers::update_task::handle,
+            with_header(req, "if-match", "\"1\""),
+        )
+    }))
+    .await;
+
+    let counts = tally(&responses);
+    println!("If-Match race: {attempts} attempts -> {counts:?}");
+    assert_eq!(counts, BTreeMap::from([(200, 1), (412, attempts - 1)]));
+    let winner = responses
+        .iter()
+        .find(|r| r.status() == StatusCode::OK)
+        .map(json_body)
+        .expect("a winner");
+    for loser in responses.iter().filter(|r| r.status() != StatusCode::OK) {
+        assert_eq!(json_body(loser), json!({"detail": "precondition failed"}));
+    }
+    let stored = respond(
+        &app,
+        handlers::get_task::handle,
+        request(Method::GET, &path, "alice", None),
+    )
+    .await;
+    assert_eq!(
+        json_body(&stored),
+        winner,
+        "the stored task is exactly the winner's"
+    );
+    assert_eq!(stored.headers()["etag"], "\"2\"");
+    println!(
+        "If-Match race: final title {:?}, ETag \"2\"",
+        winner["title"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_patches_of_different_fields_lose_nothing() {
+    let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
+    let app = app(&dynamo.endpoint, 1000);
+    let rounds = 10;
+    for round in 0..rounds {
+        let created = create(&app, "alice", json!({"title": "start"})).await;
+        let id = json_body(&created)["id"].as_str().expect("id").to_owned();
+        let path = format!("/tasks/{id}");
+        let patches = [
+            json!({"title": format!("title {round}")}),
+            json!({"description": format!("description {round}")}),
+            json!({"done": true}),
+        ];
+        let responses = join_all(patches.into_iter().map(|patch| {
+            respond(
+                &app,
+                handlers::update_task::handle,
+                request(Method::PATCH, &path, "alice", Some(patch)),
+            )
+        }))
+        .await;
+        assert_eq!(tally(&responses), BTreeMap::from([(200, 3)]));
+        let stored = respond(
+            &app,
+            handlers::get_task::handle,
+            request(Method::GET, &path, "alice", None),
+        )
+        .await;
+        let task = json_body(&stored);
+        assert_eq!(task["title"], format!("title {round}"));
+        assert_eq!(task["description"], format!("description {round}"));
+        assert_eq!(task["done"], true);
+        assert_eq!(
+            stored.headers()["etag"],
+            "\"4\"",
+            "three writes, three versions"
+        );
+    }
+    println!("different-field race: {rounds} rounds x 3 parallel PATCHes, no field lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_creates_one_task() {
+    let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
+    let app = app(&dynamo.endpoint, 1000);
+    let body = json!({"title": "pay the rent", "done": false});
+    let attempts = 20;
+    let responses = join_all((0..attempts).map(|_| {
+        let req = request(Method::POST, "/tasks", "alice", Some(body.clone()));
+        respond(
+            &app,
+            handlers::create_task::handle,
+            with_header(req, "idempotency-key", "rent-2026-11"),
+        )
+    }))
+    .await;
+    let counts = tally(&responses);
+    let first = json_body(&responses[0]);
+    assert_eq!(counts, BTreeMap::from([(201, attempts)]), "{first}");
+    for response in &responses {
+        assert_eq!(json_body(response), first, "same id, same body");
+        assert_eq!(response.headers()["etag"], "\"1\"");
+        assert_eq!(
+            response.headers()["location"],
+            format!("/tasks/{}", first["id"].as_str().unwrap_or(""))
+        );
+    }
+    let tasks = list_all(&app, "alice").await;
+    println!(
+        "idempotency race: {attempts} parallel POSTs, one key -> {counts:?}, {} task stored",
+        tasks.len()
+    );
+    assert_eq!(tasks, vec![first.clone()]);
+
+    // A retry after success, spelled differently but the same request.
+    let retry = request(
+        Method::POST,
+        "/tasks",
+        "alice",
+        Some(json!({"done": "no", "title": "pay the rent"})),
+    );
+    let retried = respond(
+        &app,
+        handlers::create_task::handle,
+        with_header(retry, "idempotency-key", "rent-2026-11"),
+    )
+    .await;
+    assert_eq!(
+        (retried.status(), json_body(&retried)),
+        (StatusCode::CREATED, first)
+    );
+
+    // The same key with another body is refused and creates nothing.
+    let other = request(
+        Method::POST,
+        "/tasks",
+        "alice",
+        Some(json!({"title": "pay the gas"})),
+    );
+    let refused = respond(
+        &app,
+        handlers::create_task::handle,
+        with_header(other, "idempotency-key", "rent-2026-11"),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        json_body(&refused),
+        json!({"detail": "idempotency key reused with a different body"})
+    );
+    assert_eq!(list_all(&app, "alice").await.len(), 1);
+
+    // Keys are per caller: bob's request with the same key is his own.
+    let bobs = request(
+        Method::POST,
+        "/tasks",
+        "bob",
+        Some(json!({"title": "pay the gas"})),
+    );
+    let bobs = respond(
+        &app,
+        handlers::create_task::handle,
+        with_header(bobs, "idempotency-key", "rent-2026-11"),
+    )
+    .await;
+    assert_eq!(bobs.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_tasks_holds_under_parallel_creates() {
+    let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
+    let max = 5;
+    let app = app(&dynamo.endpoint, max);
+    for i in 0..max - 1 {
+        assert_eq!(
+            create(&app, "alice", json!({"title": format!("t{i}")}))
+                .await
+                .status(),
+            201
+        );
+    }
+    let attempts = 20;
+    let responses = join_all(
+        (0..attempts).map(|i| create(&app, "alice", json!({"title": format!("racer {i}")}))),
+    )
+    .await;
+    let counts = tally(&responses);
+    println!(
+        "MAX_TASKS race: {} tasks, limit {max}, {attempts} parallel POSTs -> {counts:?}",
+        max - 1
+    );
+    assert_eq!(counts, BTreeMap::from([(201, 1), (409, attempts - 1)]));
+    for response in responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::CONFLICT)
+    {
+        assert_eq!(
+            json_body(response),
+            json!({"detail": format!("task limit reached ({max})")})
+        );
+    }
+    let tasks = list_all(&app, "alice").await;
+    assert_eq!(tasks.len(), max as usize);
+
+    // Another caller has room of its own.
+    assert_eq!(
+        create(&app, "bob", json!({"title": "mine"})).await.status(),
+        201
+    );
+
+    // A delete frees room again; a failed delete does not.
+    let id = tasks[0]["id"].as_str().expect("id");
+    let missing = request(
+        Method::DELETE,
+        &format!("/tasks/{}", uuid::Uuid::now_v7()),
+        "alice",
+        None,
+    );
+    assert_eq!(
+        respond(&app, handlers::delete_task::handle, missing)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        create(&app, "alice", json!({"title": "no room"}))
+            .await
+            .status(),
+        409
+    );
+    let delete = request(Method::DELETE, &format!("/tasks/{id}"), "alice", None);
+    assert_eq!(
+        respond(&app, handlers::delete_task::handle, delete)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        create(&app, "alice", json!({"title": "room again"}))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        create(&app, "alice", json!({"title": "full again"}))
+            .await
+            .status(),
+        409
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_dynamodb_is_503_and_service_resumes_without_loss() {
+    let dir = std::env::temp_dir().join(format!("devstack-fault-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("dynamodb.sqlite");
+    let path = path.to_str().expect("utf-8 path");
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let dynamo = LocalDynamo::start(open_database(Some(path)).expect("db"), any_port, TABLE)
+        .await
+        .expect("dynoxide");
+    let addr = dynamo.addr;
+    let app = app(&dynamo.endpoint, 1000);
+
+    let created = create(&app, "alice", json!({"title": "survives"})).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let task = json_body(&created);
+    let path_of_task = format!("/tasks/{}", task["id"].as_str().expect("id"));
+
+    dynamo.stop().await.expect("stop");
+    let started = std::time::Instant::now();
+    let down = respond(
+        &app,
+        handlers::get_task::handle,
+        request(Method::GET, &path_of_task, "alice", None),
+    )
+    .await;
+    println!(
+        "DynamoDB down: {} after {:?}",
+        down.status(),
+        started.elapsed()
+    );
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json_body(&down), json!({"detail": "service unavailable"}));
+    assert_eq!(down.headers()["retry-after"], "1");
+    let write = create(&app, "alice", json!({"title": "while down"})).await;
+    assert_eq!(write.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Same file, same port: the same client serves again, nothing lost.
+    let dynamo = LocalDynamo::start(open_database(Some(path)).expect("db"), addr, TABLE)
+        .await
+        .expect("dynoxide again");
+    let up = respond(
+        &app,
+        handlers::get_task::handle,
+        request(Method::GET, &path_of_task, "alice", None),
+    )
+    .await;
+    assert_eq!(up.status(), StatusCode::OK);
+    assert_eq!(json_body(&up), task);
+    assert_eq!(
+        list_all(&app, "alice").await,
+        vec![task],
+        "the failed write left nothing behind"
+    );
+    dynamo.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}

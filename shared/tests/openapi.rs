@@ -1,0 +1,310 @@
+//! The OpenAPI document (`shared::openapi`): the committed `openapi.json` is
+//! exactly what the code generates, and what it says agrees with what the
+//! code does (field rules, query bounds, the contract's responses).
+//!
+//! After changing a handler's `#[utoipa::path]`, a model or the document,
+//! regenerate the committed copy with:
+//!
+//! ```text
+//! UPDATE_OPENAPI=1 cargo test -p shared --test openapi
+//! ```
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+use shared::model::{DEFAULT_LIMIT, MAX_LIMIT, TaskCreate, TaskPatch};
+use shared::openapi;
+
+const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test -p shared --test openapi";
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi.json")
+}
+
+fn document() -> Value {
+    serde_json::from_str(&openapi::to_json()).expect("the document is JSON")
+}
+
+fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(value, |v, key| &v[*key])
+}
+
+/// `(method, path, operation)` of every operation.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            operations.push((method.clone(), path.clone(), operation.clone()));
+        }
+    }
+    operations
+}
+
+#[test]
+fn the_committed_openapi_json_is_the_generated_document() {
+    let generated = openapi::to_json();
+    let path = committed_path();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("writing openapi.json");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed == generated {
+        return;
+    }
+    let first_difference = committed
+        .lines()
+        .zip(generated.lines())
+        .enumerate()
+        .find(|(_, (c, g))| c != g)
+        .map(|(i, (c, g))| format!("line {}:\n  committed: {c}\n  generated: {g}", i + 1))
+        .unwrap_or_else(|| "one is a prefix of the other".to_owned());
+    panic!(
+        "openapi.json differs from the document the code generates ({first_difference}).\n\
+         Regenerate it with: {REGENERATE}"
+    );
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_info_tags_and_security() {
+    let doc = document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(at(&doc, &["info", "title"]), "Task API");
+    assert_eq!(at(&doc, &["info", "version"]), env!("CARGO_PKG_VERSION"));
+    assert!(at(&doc, &["info", "description"]).is_string());
+    assert_eq!(at(&doc, &["info", "license", "identifier"]), "MIT");
+
+    let tags: Vec<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(tags.contains(&"tasks"), "{tags:?}");
+
+    let schemes = at(&doc, &["components", "securitySchemes"]);
+    assert_eq!(
+        schemes["jwt"],
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": schemes["jwt"]["description"]})
+    );
+    assert_eq!(schemes["x_user_id"]["type"], "apiKey");
+    assert_eq!(schemes["x_user_id"]["in"], "header");
+    assert_eq!(schemes["x_user_id"]["name"], "X-User-Id");
+    assert_eq!(
+        doc["security"],
+        json!([{"jwt": []}, {"x_user_id": []}]),
+        "every operation needs a caller unless it says otherwise"
+    );
+}
+
+#[test]
+fn every_operation_is_documented_with_the_contracts_responses() {
+    let doc = document();
+    for (method, path, operation) in operations(&doc) {
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        let whose = format!("{method} {path} ({id})");
+        for field in ["summary", "description", "operationId"] {
+            assert!(
+                operation[field].as_str().is_some_and(|s| !s.is_empty()),
+                "{whose}: {field}"
+            );
+        }
+        assert!(
+            operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{whose}: tags"
+        );
+        let responses = operation["responses"].as_object().expect("responses");
+        let codes: Vec<&str> = responses.keys().map(String::as_str).collect();
+        let public = path == "/health";
+        assert_eq!(
+            operation.get("security"),
+            public.then(|| json!([{}])).as_ref(),
+            "{whose}: only /health is public"
+        );
+        let mut expected: Vec<&str> = Vec::new();
+        let success = match (method.as_str(), path.as_str()) {
+            ("post", _) => "201",
+            ("delete", _) => "204",
+            _ => "200",
+        };
+        expected.push(success);
+        if !public {
+            expected.push("401");
+        }
+        if path.contains("{task_id}") {
+            expected.push("404");
+        }
+        if method == "post" && path == "/tasks" {
+            expected.push("409");
+        }
+        if matches!(method.as_str(), "put" | "patch" | "delete") {
+            expected.push("412");
+        }
+        if matches!(method.as_str(), "post" | "put" | "patch") {
+            expected.push("413");
+        }
+        let has_inputs = path.contains('{') || method != "get" || path == "/tasks";
+        if has_inputs {
+            expected.push("422");
+        }
+        if path.starts_with("/tasks") {
+            expected.push("503");
+        }
+        assert_eq!(codes, expected, "{whose}: response codes");
+
+        let headers = |code: &str| -> Vec<String> {
+            responses[code]["headers"]
+                .as_object()
+                .map(|h| h.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let task_body = responses[success]["content"]["application/json"]["schema"]["$ref"]
+            == "#/components/schemas/Task";
+        if task_body {
+            assert!(headers(success).contains(&"ETag".to_owned()), "{whose}");
+        }
+        if success == "201" {
+            assert_eq!(headers(success), ["ETag", "Location"], "{whose}");
+        }
+    }
+}
+
+#[test]
+fn error_responses_show_what_the_api_answers() {
+    let doc = document();
+    let responses = at(&doc, &["components", "responses"]);
+    let example = |name: &str| responses[name]["content"]["application/json"]["example"].clone();
+    assert_eq!(
+        example("Unauthorized"),
+        json!({"detail": "not authenticated"})
+    );
+    assert_eq!(example("TaskNotFound"), json!({"detail": "task not found"}));
+    assert_eq!(example("RouteNotFound"), json!({"detail": "Not Found"}));
+    assert_eq!(
+        example("MethodNotAllowed"),
+        json!({"detail": "Method Not Allowed"})
+    );
+    assert_eq!(
+        example("PreconditionFailed"),
+        json!({"detail": "precondition failed"})
+    );
+    assert_eq!(
+        example("ServiceUnavailable"),
+        json!({"detail": "service unavailable"})
+    );
+    assert_eq!(
+        example("ValidationFailed")["detail"][0]["type"],
+        "string_too_short"
+    );
+    let header_names = |name: &str| -> Vec<String> {
+        responses[name]["headers"]
+            .as_object()
+            .map(|h| h.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(header_names("Unauthorized"), ["WWW-Authenticate"]);
+    assert_eq!(header_names("MethodNotAllowed"), ["Allow"]);
+    assert_eq!(header_names("ServiceUnavailable"), ["Retry-After"]);
+}
+
+#[test]
+fn the_422_schemas_are_fastapis() {
+    // FastAPI 0.16x's own definitions (`fastapi.openapi.utils`).
+    let doc = document();
+    let schemas = at(&doc, &["components", "schemas"]);
+    assert_eq!(
+        schemas["HTTPValidationError"],
+        json!({
+            "properties": {"detail": {"items": {"$ref": "#/components/schemas/ValidationError"},
+                                      "type": "array", "title": "Detail"}},
+            "type": "object", "title": "HTTPValidationError"
+        })
+    );
+    assert_eq!(
+        schemas["ValidationError"],
+        json!({
+            "properties": {
+                "loc": {"items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                        "type": "array", "title": "Location"},
+                "msg": {"type": "string", "title": "Message"},
+                "type": {"type": "string", "title": "Error Type"},
+                "input": {"title": "Input"},
+                "ctx": {"type": "object", "title": "Context"}
+            },
+            "type": "object", "required": ["loc", "msg", "type"], "title": "ValidationError"
+        })
+    );
+}
+
+/// The body `{field: value}`, validated as a create and as a patch.
+fn field_is_valid(field: &str, value: Value) -> (bool, bool) {
+    let mut object = Map::new();
+    if field != "title" {
+        object.insert("title".into(), json!("t"));
+    }
+    object.insert(field.into(), value);
+    (
+        TaskCreate::from_object(&object).is_ok(),
+        TaskPatch::from_object(&object).is_ok(),
+    )
+}
+
+#[test]
+fn body_schemas_state_the_validation_rules() {
+    let doc = document();
+    let schemas = at(&doc, &["components", "schemas"]);
+    for model in ["TaskCreate", "TaskPatch"] {
+        let schema = &schemas[model];
+        assert_eq!(schema["additionalProperties"], false, "{model}");
+        for field in ["title", "description"] {
+            let property = &schema["properties"][field];
+            assert_eq!(property["type"], "string", "{model}.{field}");
+            let max = property["maxLength"].as_u64().expect("maxLength") as usize;
+            let min = property["minLength"].as_u64().unwrap_or(0) as usize;
+            assert_eq!(
+                field_is_valid(field, json!("é".repeat(max))),
+                (true, true),
+                "{model}.{field}: {max} characters are valid"
+            );
+            assert_eq!(
+                field_is_valid(field, json!("é".repeat(max + 1))),
+                (false, false),
+                "{model}.{field}: {} characters are not",
+                max + 1
+            );
+            if min > 0 {
+                assert_eq!(
+                    field_is_valid(field, json!("x".repeat(min - 1))),
+                    (false, false),
+                    "{model}.{field}: minLength {min}"
+                );
+            }
+            // An explicit null is never "unchanged".
+            assert_eq!(field_is_valid(field, Value::Null), (false, false));
+        }
+        assert_eq!(schema["properties"]["done"]["type"], "boolean", "{model}");
+    }
+    assert_eq!(schemas["TaskCreate"]["required"], json!(["title"]));
+    assert!(schemas["TaskPatch"].get("required").is_none());
+    let create = &schemas["TaskCreate"]["properties"];
+    assert_eq!(create["description"]["default"], "");
+    assert_eq!(create["done"]["default"], false);
+}
+
+#[test]
+fn list_parameters_state_the_query_bounds() {
+    let doc = document();
+    let parameters = at(&doc, &["paths", "/tasks", "get", "parameters"]);
+    let limit = parameters
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("a limit parameter");
+    assert_eq!(limit["in"], "query");
+    assert_eq!(limit["required"], false);
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], MAX_LIMIT);
+    assert_eq!(limit["schema"]["default"], DEFAULT_LIMIT);
+}
