@@ -20,7 +20,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use uuid::Uuid;
 
@@ -76,7 +76,8 @@ fn key_element(
         .build()
 }
 
-/// Creates the table (on-demand, with `GSI1`) unless it exists. Used by the
+/// Creates the table (on-demand, with `GSI1`, TTL on [`TTL_ATTRIBUTE`])
+/// unless it exists. Used by the
 /// local stack and the storage tests; on AWS the template creates it.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     let exists = client
@@ -124,6 +125,19 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
         request = request.global_secondary_indexes(gsi.build().map_err(|e| err(&e))?);
     }
     request
+        .send()
+        .await
+        .map_err(|e| err(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(TTL_ATTRIBUTE)
+                .enabled(true)
+                .build()
+                .map_err(|e| err(&e))?,
+        )
         .send()
         .await
         .map_err(|e| err(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
