@@ -16,6 +16,7 @@ pub mod error;
 pub mod handlers;
 pub mod identity;
 pub mod model;
+pub mod observability;
 pub mod openapi;
 pub mod request;
 pub mod response;

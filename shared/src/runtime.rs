@@ -6,12 +6,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::process::ExitCode;
-use std::time::Instant;
 
+use lambda_http::tower::Layer;
 use lambda_http::{Body, Request, Response, service_fn};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::observability::{ObservabilityLayer, init_metrics};
 use crate::request::request_id;
 use crate::store::dynamo::{self, DynamoStore};
 
@@ -56,10 +57,15 @@ where
         let store = DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone());
         // Lives as long as the process, as the SDK client must.
         let app: &'static App<DynamoStore> = Box::leak(Box::new(App { config, store }));
-        lambda_http::run(service_fn(move |req: Request| async move {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+        let mut layer = ObservabilityLayer::new();
+        if let Some(collector) = init_metrics(&function) {
+            layer = layer.with_metrics(collector);
+        }
+        let service = service_fn(move |req: Request| async move {
             Ok::<_, Infallible>(respond(app, handler, req).await)
-        }))
-        .await
+        });
+        lambda_http::run(layer.layer(service)).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,18 +91,16 @@ fn init_tracing(level: tracing::Level) {
     };
 }
 
-/// Serves one request: runs `handler`, turns an error into its response,
-/// logs the outcome (a 5xx with its cause, which the client never sees).
+/// Serves one request: runs `handler` and turns an error into its
+/// response, logging the cause of a 5xx (which the client never sees).
+/// Timing and the per-request log line are the [`ObservabilityLayer`]'s.
 pub async fn respond<'a, S, H, Fut>(app: &'a App<S>, handler: H, req: Request) -> Response<Body>
 where
     H: FnOnce(&'a App<S>, Request) -> Fut,
     Fut: Future<Output = HandlerResult>,
 {
-    let started = Instant::now();
     let request_id = request_id(&req);
-    let method = req.method().to_string();
-    let path = req.uri().path().to_owned();
-    let response = match handler(app, req).await {
+    match handler(app, req).await {
         Ok(response) => response,
         Err(error) => {
             match &error {
@@ -108,14 +112,5 @@ where
             }
             error.into_response(&request_id)
         }
-    };
-    tracing::info!(
-        %request_id,
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
+    }
 }

@@ -1,0 +1,234 @@
+//! What every request leaves behind, written once as a `tower` layer around
+//! each function: the seed's timing middleware (`X-Process-Time`, seconds),
+//! one structured log line (request id, route, method, status, latency,
+//! hashed caller, cold-start flag) and CloudWatch EMF metrics.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use lambda_http::http::HeaderValue;
+use lambda_http::request::RequestContext;
+use lambda_http::tower::{Layer, Service};
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use metrics_cloudwatch_embedded::Collector;
+
+use crate::identity::USER_HEADER;
+use crate::request::request_id;
+use crate::routes::ROUTES;
+
+/// The timing header of the seed's middleware.
+pub const PROCESS_TIME_HEADER: &str = "x-process-time";
+
+/// Wraps a function's service with [`Observed`].
+#[derive(Clone, Default)]
+pub struct ObservabilityLayer {
+    cold: Arc<AtomicBool>,
+    metrics: Option<&'static Collector>,
+}
+
+impl ObservabilityLayer {
+    /// The first request through a new layer is the cold start.
+    pub fn new() -> Self {
+        ObservabilityLayer {
+            cold: Arc::new(AtomicBool::new(true)),
+            metrics: None,
+        }
+    }
+
+    /// Also flush the request's metrics as one EMF line to stdout (where
+    /// Lambda sends it to CloudWatch Logs, which extracts the metrics).
+    pub fn with_metrics(mut self, collector: &'static Collector) -> Self {
+        self.metrics = Some(collector);
+        self
+    }
+}
+
+/// The EMF collector for this process: namespace `TaskApi`, dimension
+/// `function`. Installed once per cold start as the `metrics` recorder.
+pub fn init_metrics(function: &str) -> Option<&'static Collector> {
+    metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace("TaskApi")
+        .with_dimension("function", function.to_owned())
+        .init()
+        .map_err(|error| tracing::warn!(%error, "metrics disabled"))
+        .ok()
+}
+
+impl<S> Layer<S> for ObservabilityLayer {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observed {
+            inner,
+            cold: self.cold.clone(),
+            metrics: self.metrics,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Observed<S> {
+    inner: S,
+    cold: Arc<AtomicBool>,
+    metrics: Option<&'static Collector>,
+}
+
+/// The facts of one request, as logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub request_id: String,
+    /// The route's pattern (`GET /tasks/{task_id}`), never the raw path:
+    /// ids stay out of metrics dimensions and log cardinality stays low.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+    pub latency: Duration,
+    /// A short hash of the caller's id (never the id's token, never a JWT).
+    pub caller: Option<String>,
+    pub cold_start: bool,
+}
+
+impl RequestRecord {
+    fn log(&self) {
+        tracing::info!(
+            request_id = %self.request_id,
+            route = %self.route,
+            method = %self.method,
+            status = self.status,
+            latency_us = self.latency.as_micros() as u64,
+            caller = self.caller.as_deref().unwrap_or("-"),
+            cold_start = self.cold_start,
+            "request"
+        );
+    }
+
+    fn emit_metrics(&self) {
+        let class = match self.status {
+            200..=399 => "2xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        metrics::counter!("requests", "route" => self.route.clone()).increment(1);
+        if self.status >= 400 {
+            metrics::counter!("errors", "route" => self.route.clone(), "class" => class)
+                .increment(1);
+        }
+        metrics::histogram!("latency_ms", "route" => self.route.clone())
+            .record(self.latency.as_secs_f64() * 1000.0);
+        if self.cold_start {
+            metrics::counter!("cold_starts").increment(1);
+        }
+    }
+}
+
+/// The matching route pattern, e.g. `GET /tasks/{task_id}`; unmatched
+/// requests are `"$default"`, as API Gateway names them.
+pub fn route_of(method: &str, path: &str) -> String {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && crate::routes::matches(r.path, path))
+        .map_or_else(
+            || "$default".to_owned(),
+            |r| format!("{} {}", r.method, r.path),
+        )
+}
+
+/// A stable, non-reversible tag for the caller: 12 base64url characters
+/// of SHA-256 of the JWT `sub` (or the local `X-User-Id`).
+fn caller_tag(req: &Request) -> Option<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let from_jwt = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| jwt.claims.get("sub").cloned()),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    let id = from_jwt.or_else(|| {
+        req.headers()
+            .get(USER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })?;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let mut tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    tag.truncate(12);
+    Some(tag)
+}
+
+impl<S, F> Service<Request> for Observed<S>
+where
+    S: Service<Request, Response = Response<Body>, Error = Infallible, Future = F>,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let cold_start = self.cold.swap(false, Ordering::Relaxed);
+        let method = req.method().to_string();
+        let route = route_of(&method, req.uri().path());
+        let request_id = request_id(&req);
+        let caller = caller_tag(&req);
+        let response = self.inner.call(req);
+        let metrics = self.metrics;
+        Box::pin(async move {
+            let Ok(mut response) = response.await;
+            let latency = started.elapsed();
+            if let Ok(value) = HeaderValue::from_str(&format!("{:.6}", latency.as_secs_f64())) {
+                response.headers_mut().insert(PROCESS_TIME_HEADER, value);
+            }
+            let record = RequestRecord {
+                request_id,
+                route,
+                method,
+                status: response.status().as_u16(),
+                latency,
+                caller,
+                cold_start,
+            };
+            record.log();
+            record.emit_metrics();
+            if let Some(collector) = metrics {
+                let flushed = collector
+                    .set_property("request_id", record.request_id.clone())
+                    .flush(std::io::stdout().lock());
+                if let Err(error) = flushed {
+                    tracing::warn!(%error, "metrics not written");
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_named_by_pattern() {
+        assert_eq!(
+            route_of("GET", "/tasks/0193f1d2-7c4e"),
+            "GET /tasks/{task_id}"
+        );
+        assert_eq!(route_of("POST", "/tasks"), "POST /tasks");
+        assert_eq!(route_of("POST", "/tasks/x"), "$default");
+        assert_eq!(route_of("GET", "/nowhere"), "$default");
+    }
+}
