@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev test lint unit e2e
+.PHONY: dev test lint unit e2e openapi sam-build
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 dev:
@@ -13,10 +13,21 @@ test: lint unit e2e
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	source scripts/lib.sh && ensure_lint_tools && cfn-lint template.yaml
+	source scripts/lib.sh && ensure_lint_tools && cfn-lint template.yaml && openapi-spec-validator openapi.json
+	source scripts/lib.sh && ensure_sam && sam_offline validate --lint --template template.yaml
 
 unit:
 	cargo test --workspace
 
 e2e:
 	scripts/e2e.sh
+
+## make openapi: regenerate the committed openapi.json from the code.
+openapi:
+	UPDATE_OPENAPI=1 cargo test -p shared --test openapi
+
+## make sam-build: the deploy build (`sam build`: cargo lambda, release,
+## arm64) of every function, checked and timed. Not in `make test`: a cold
+## build takes minutes (README, "Deploying").
+sam-build:
+	scripts/sam-build.sh

@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # End-to-end tests: starts the whole local stack on free ports (in-memory
 # DynamoDB, cargo lambda watch), runs devstack/tests/e2e.rs against it over
-# HTTP, then invokes every function with its sample event through
-# `cargo lambda invoke`. Stops everything it started.
+# HTTP, invokes every function with its sample event through
+# `cargo lambda invoke`, then checks the API against its own documentation:
+# the served /openapi.json is the committed one and a valid OpenAPI 3.1
+# document, schemathesis finds no failure against it, and /docs and /redoc
+# render every operation in a headless browser with no internet. Stops
+# everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_tools
+ensure_api_test_tools
 API_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
 export_local_env "$DYNAMODB_PORT"
+# Local CORS on for one origin (devstack/tests/e2e.rs checks it): with
+# --disable-cors below, the functions answer CORS as API Gateway does.
+export CORS_ALLOWED_ORIGINS="http://localhost:5173"
+export TASK_API_CORS_ORIGIN="$CORS_ALLOWED_ORIGINS"
 mkdir -p .dev
 LOG=".dev/e2e-watch.log"
 
@@ -27,7 +35,9 @@ setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" > .dev/e2e-dynamod
 PIDS+=($!)
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 
-setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$API_PORT" > "$LOG" 2>&1 &
+# --ignore-changes: the functions were just built; an edit during the run
+# must not restart them under the tests.
+setsid cargo lambda watch --disable-cors --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$API_PORT" > "$LOG" 2>&1 &
 PIDS+=($!)
 if ! wait_for_http "http://127.0.0.1:$API_PORT/health" 120; then
   cat "$LOG" >&2
@@ -69,4 +79,56 @@ for event in events/*.json; do
   fi
 done
 echo "invoke: $passed passed, $failed failed"
+
+# The documentation checks, each counted like an invoke.
+API="http://127.0.0.1:$API_PORT"
+SCHEMATHESIS_SEED=20261125
+SCHEMATHESIS_MAX_EXAMPLES=100
+check() {
+  local name="$1"
+  shift
+  echo "==> $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    echo "$name: FAILED" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+served_openapi_is_the_committed_valid_document() {
+  curl -sf "$API/openapi.json" -o .dev/openapi.served.json &&
+    cmp .dev/openapi.served.json openapi.json &&
+    openapi-spec-validator .dev/openapi.served.json
+}
+
+# Every operation with the caller header; server errors, response schemas
+# and documented status codes (and headers, content types, and that a created
+# task can be read and a deleted one cannot). Fixed seed, bounded examples,
+# one worker, no example database: the same requests on every run. Runs in
+# a fresh directory so no cache of an earlier run leaks in.
+schemathesis_finds_nothing() {
+  rm -rf .dev/schemathesis && mkdir -p .dev/schemathesis
+  (
+    cd .dev/schemathesis &&
+      SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$OLDPWD/scripts" \
+        schemathesis run "$API/openapi.json" \
+        --header "X-User-Id: schemathesis" \
+        --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,use_after_free,ensure_resource_availability \
+        --seed "$SCHEMATHESIS_SEED" \
+        --max-examples "$SCHEMATHESIS_MAX_EXAMPLES" \
+        --workers 1 \
+        --generation-database none \
+        --no-color
+  )
+}
+
+check "the served /openapi.json is the committed openapi.json, a valid OpenAPI document" \
+  served_openapi_is_the_committed_valid_document
+check "schemathesis $SCHEMATHESIS_VERSION (seed $SCHEMATHESIS_SEED, up to $SCHEMATHESIS_MAX_EXAMPLES examples per operation)" \
+  schemathesis_finds_nothing
+check "/docs and /redoc in headless Chromium, no internet" \
+  python3 scripts/check_docs_pages.py "$API"
+
+echo "e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -7,6 +7,9 @@
 TOOLS_VENV=".dev/tools"
 CARGO_LAMBDA_VERSION="1.9.2"
 CFN_LINT_VERSION="1.58.0"
+SAM_CLI_VERSION="1.170.0"
+OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
+SCHEMATHESIS_VERSION="4.32.5"
 export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
 
 ensure_tools() {
@@ -14,7 +17,7 @@ ensure_tools() {
     echo "==> creating $TOOLS_VENV (Python tools for the local stack)"
     python3 -m venv "$TOOLS_VENV"
   fi
-  if ! "$TOOLS_VENV/bin/cargo-lambda" --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
+  if ! "$TOOLS_VENV/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
     echo "==> installing cargo-lambda $CARGO_LAMBDA_VERSION (PyPI)"
     "$TOOLS_VENV/bin/pip" install --quiet "cargo-lambda==$CARGO_LAMBDA_VERSION"
   fi
@@ -26,6 +29,47 @@ ensure_lint_tools() {
     echo "==> installing cfn-lint $CFN_LINT_VERSION (PyPI)"
     "$TOOLS_VENV/bin/pip" install --quiet "cfn-lint==$CFN_LINT_VERSION"
   fi
+  ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
+}
+
+# ensure_pip_package NAME VERSION: NAME==VERSION in the tools venv.
+ensure_pip_package() {
+  local name="$1" version="$2"
+  if [ "$("$TOOLS_VENV/bin/python" -c "from importlib.metadata import version; print(version('$name'))" 2>/dev/null)" != "$version" ]; then
+    echo "==> installing $name $version (PyPI)"
+    "$TOOLS_VENV/bin/pip" install --quiet "$name==$version"
+  fi
+}
+
+# What the end-to-end run checks the API's documentation with: the OpenAPI
+# validator, schemathesis, and a headless Chromium (Debian's package; the
+# first install takes a minute or two and needs root, as on CI).
+ensure_api_test_tools() {
+  ensure_tools
+  ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
+  ensure_pip_package schemathesis "$SCHEMATHESIS_VERSION"
+  if ! command -v chromium > /dev/null; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
+      echo "chromium is missing: install Debian's chromium package (apt-get install chromium)" >&2
+      return 1
+    fi
+    echo "==> installing chromium (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+  fi
+}
+
+# AWS SAM CLI, for `sam validate --lint` (make lint) and `sam build`
+# (make sam-build). In the venv, where its pinned botocore cannot disturb
+# a machine-wide awscli.
+ensure_sam() {
+  ensure_lint_tools
+  ensure_pip_package aws-sam-cli "$SAM_CLI_VERSION"
+}
+
+# sam, offline: a dummy region (nothing is deployed or called), no telemetry.
+sam_offline() {
+  AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0 sam "$@"
 }
 
 # A free TCP port on the loopback interface.
@@ -35,6 +79,8 @@ free_port() {
 
 # The environment every function gets locally: the local DynamoDB, dummy
 # credentials, and the X-User-Id header accepted as the caller's identity.
+# CORS_ALLOWED_ORIGINS, if set in the caller's shell, passes through (unset:
+# no CORS, as deployed with the template's default AllowedOrigins).
 export_local_env() {
   local dynamodb_port="$1"
   export TABLE_NAME=tasks

@@ -325,3 +325,63 @@ async fn pagination_with_the_done_filter_returns_full_pages() {
     assert_eq!(sizes, [2, 2]);
     assert_eq!(titles, ["t1", "t2", "t4", "t5"]);
 }
+
+/// Local CORS, as API Gateway answers it deployed: `scripts/e2e.sh` starts
+/// `cargo lambda watch --disable-cors` with `CORS_ALLOWED_ORIGINS` set to
+/// `TASK_API_CORS_ORIGIN`, so the functions answer (`shared::cors`).
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn cors_for_the_allowed_origin_only() {
+    let origin = std::env::var("TASK_API_CORS_ORIGIN")
+        .expect("TASK_API_CORS_ORIGIN is not set: run scripts/e2e.sh");
+    let api = Api::new();
+    let preflight = |from: &str| {
+        api.http
+            .request(Method::OPTIONS, format!("{}/tasks", api.base))
+            .header("origin", from)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+
+    let (status, _, headers) = read(preflight(&origin).await.expect("answers")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(header(&headers, "access-control-allow-origin"), origin);
+    assert!(header(&headers, "access-control-allow-methods").contains("POST"));
+    assert!(header(&headers, "access-control-allow-headers").contains("idempotency-key"));
+    assert!(headers.get("access-control-allow-credentials").is_none());
+
+    let (status, _, headers) = read(preflight("https://evil.test").await.expect("answers")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    let created = api
+        .request(Method::POST, "/tasks")
+        .header("origin", &origin)
+        .json(&json!({"title": "from a browser"}))
+        .send()
+        .await
+        .expect("answers");
+    let (status, _, headers) = read(created).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(header(&headers, "access-control-allow-origin"), origin);
+    assert!(header(&headers, "access-control-expose-headers").contains("etag"));
+
+    let other = api
+        .request(Method::GET, "/tasks")
+        .header("origin", "https://evil.test")
+        .send()
+        .await
+        .expect("answers");
+    let (status, _, headers) = read(other).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    // Not a preflight: the fallback's 405, as on API Gateway.
+    let (status, body, headers) = api.send(Method::OPTIONS, "/tasks", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(header(&headers, "allow"), "POST, GET");
+}

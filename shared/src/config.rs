@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::cors::{self, Cors};
+
 /// How the caller is identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityMode {
@@ -22,6 +24,10 @@ pub struct Config {
     pub max_tasks: u32,
     /// `IDENTITY_MODE`: `jwt` (default) or `header`.
     pub identity: IdentityMode,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins for local runs
+    /// (default none: no CORS). Deployed, API Gateway answers CORS and the
+    /// template does not set it (see [`crate::cors`]).
+    pub cors: Cors,
     /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config) or
     /// `LOG_LEVEL`: trace, debug, info (default), warn, error.
     pub log_level: tracing::Level,
@@ -117,6 +123,12 @@ impl Config {
                 ));
             }
         };
+        let cors_origins = match get("CORS_ALLOWED_ORIGINS") {
+            None => Vec::new(),
+            Some(v) => cors::parse_origins(&v)
+                .map_err(|problem| invalid("CORS_ALLOWED_ORIGINS", problem))?,
+        };
+        let cors = Cors::new(cors_origins, identity == IdentityMode::Header);
         let (log_var, log_value) = match get("AWS_LAMBDA_LOG_LEVEL") {
             Some(v) => ("AWS_LAMBDA_LOG_LEVEL", Some(v)),
             None => ("LOG_LEVEL", get("LOG_LEVEL")),
@@ -161,6 +173,7 @@ impl Config {
             table_name,
             max_tasks,
             identity,
+            cors,
             log_level,
             aws,
         })
@@ -203,6 +216,7 @@ mod tests {
         assert_eq!(config.identity, IdentityMode::Jwt);
         assert_eq!(config.log_level, tracing::Level::INFO);
         assert_eq!(config.aws.endpoint_url, None);
+        assert!(!config.cors.is_enabled());
     }
 
     #[test]
@@ -212,8 +226,16 @@ mod tests {
             ("IDENTITY_MODE", "header"),
             ("LOG_LEVEL", "debug"),
             ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "http://localhost:5173,https://app.example",
+            ),
         ]))
         .expect("valid config");
+        assert_eq!(
+            config.cors.origins(),
+            ["http://localhost:5173", "https://app.example"]
+        );
         assert_eq!(config.max_tasks, 5);
         assert_eq!(config.identity, IdentityMode::Header);
         assert_eq!(config.log_level, tracing::Level::DEBUG);
@@ -236,6 +258,11 @@ mod tests {
                 "AWS_ENDPOINT_URL_DYNAMODB",
             ),
             (("TABLE_NAME", "no spaces"), "TABLE_NAME"),
+            (("CORS_ALLOWED_ORIGINS", "*"), "CORS_ALLOWED_ORIGINS"),
+            (
+                ("CORS_ALLOWED_ORIGINS", "http://localhost:5173/"),
+                "CORS_ALLOWED_ORIGINS",
+            ),
             (("TABLE_NAME", ""), "TABLE_NAME"),
             (("AWS_REGION", ""), "AWS_REGION"),
         ];

@@ -38,6 +38,10 @@ pub enum ApiError {
     /// The request body is larger than [`crate::request::MAX_BODY_BYTES`].
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A JSON body that is not UTF-8: FastAPI cannot decode it either, and
+    /// answers 400 in these words.
+    #[error("There was an error parsing the body")]
+    UnreadableBody,
     /// An `Idempotency-Key` was reused with another body.
     #[error("idempotency key reused with a different body")]
     IdempotencyKeyReused,
@@ -67,6 +71,7 @@ impl ApiError {
             ApiError::TaskLimitReached(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnreadableBody => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

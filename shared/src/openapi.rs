@@ -92,6 +92,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
             TaskLimitReached,
             PreconditionFailed,
             PayloadTooLarge,
+            UnreadableBody,
             ValidationFailed,
             CreateTaskUnprocessable,
             ServiceUnavailable,
@@ -330,6 +331,9 @@ error_responses! {
     /// 413 of the requests with a body.
     PayloadTooLarge = "The request body is over 64 KiB.",
         http_error(), ApiError::PayloadTooLarge, [];
+    /// 400 of the requests with a body.
+    UnreadableBody = "The JSON body is not UTF-8 (FastAPI answers it in the same words).",
+        http_error(), ApiError::UnreadableBody, [];
     /// 422 of every operation with inputs.
     ValidationFailed = "Validation failed: every failure of the body, path and query \
         together, in pydantic's vocabulary (`type`, `loc`, `msg`, `input`, `ctx`).",

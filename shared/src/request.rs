@@ -21,7 +21,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The body as a JSON object, or the single failure FastAPI reports for it.
 /// Bodies over [`MAX_BODY_BYTES`] are a 413, before any parsing.
 ///
-/// Malformed JSON is an `Err` too (a 422 on its own): FastAPI raises
+/// A JSON body that is not UTF-8 is a 400, as in FastAPI. Malformed JSON is
+/// an `Err` too (a 422 on its own): FastAPI raises
 /// `json_invalid` while reading the body, before it validates path and
 /// query, so no other failure is listed with it. The other body failures
 /// are `Ok(Err(..))`, to be listed with the path's and the query's.
@@ -44,6 +45,11 @@ pub fn json_object(req: &Request) -> Result<Validated<Map<String, Value>>, ApiEr
         return Ok(Err(vec![FieldError::model_attributes_type(Value::String(
             raw,
         ))]));
+    }
+    // FastAPI decodes a JSON body as UTF-8 before parsing it, and answers a
+    // body it cannot decode with a 400 rather than a validation error.
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::UnreadableBody);
     }
     Ok(match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => Ok(object),

@@ -1,7 +1,8 @@
 //! The route table: the one declaration of which function serves which
 //! method and path. `template.yaml`, the `cargo lambda watch` router in
-//! `Cargo.toml` and the `functions/` crates are checked against it by
-//! `shared/tests/route_table.rs`; the fallback function answers 404/405 from it.
+//! `Cargo.toml`, the `functions/` crates and the OpenAPI document's
+//! operations are checked against it by `shared/tests/route_table.rs`; the
+//! fallback function answers 404/405 from it.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
@@ -45,8 +46,11 @@ pub const DOCS: &str = "docs";
 pub const FALLBACK: &str = "fallback";
 
 /// The methods the local router sends to the fallback when a path has no
-/// route for them (cargo lambda watch needs each one listed).
-pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// route for them (cargo lambda watch needs each one listed). `OPTIONS`
+/// too: with `--disable-cors` a preflight reaches the functions, which
+/// answer it when local CORS is on ([`crate::cors`]), as API Gateway does
+/// deployed; otherwise it is the fallback's 405 (known path) or 404.
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// Whether `path` matches the `pattern` of a route.
 pub fn matches(pattern: &str, path: &str) -> bool {

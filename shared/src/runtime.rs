@@ -100,7 +100,14 @@ where
     Fut: Future<Output = HandlerResult>,
 {
     let request_id = request_id(&req);
-    match handler(app, req).await {
+    // Local CORS (off unless CORS_ALLOWED_ORIGINS is set; deployed, API
+    // Gateway answers CORS): a preflight never reaches the handler.
+    let cors = &app.config.cors;
+    if let Some(preflight) = cors.preflight(&req) {
+        return preflight;
+    }
+    let origin = cors.allowed_origin(req.headers());
+    let mut response = match handler(app, req).await {
         Ok(response) => response,
         Err(error) => {
             match &error {
@@ -112,5 +119,7 @@ where
             }
             error.into_response(&request_id)
         }
-    }
+    };
+    cors.decorate(origin, &mut response);
+    response
 }

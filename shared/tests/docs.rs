@@ -91,6 +91,11 @@ async fn both_pages_load_only_files_this_function_serves() {
             !html.contains("://"),
             "{page} must not load anything from another host"
         );
+        let csp = r#"<meta http-equiv="Content-Security-Policy" content="default-src 'self';"#;
+        assert!(
+            html.contains(csp),
+            "{page}: the browser itself must refuse anything from another host"
+        );
         let urls = linked_urls(&html);
         assert!(urls.contains(&wanted.to_owned()), "{page}: {urls:?}");
         for url in urls {

@@ -129,6 +129,10 @@ fn every_operation_is_documented_with_the_contracts_responses() {
             _ => "200",
         };
         expected.push(success);
+        let has_body = matches!(method.as_str(), "post" | "put" | "patch");
+        if has_body {
+            expected.push("400");
+        }
         if !public {
             expected.push("401");
         }
@@ -141,7 +145,7 @@ fn every_operation_is_documented_with_the_contracts_responses() {
         if matches!(method.as_str(), "put" | "patch" | "delete") {
             expected.push("412");
         }
-        if matches!(method.as_str(), "post" | "put" | "patch") {
+        if has_body {
             expected.push("413");
         }
         let has_inputs = path.contains('{') || method != "get" || path == "/tasks";
@@ -184,6 +188,10 @@ fn error_responses_show_what_the_api_answers() {
     assert_eq!(
         example("MethodNotAllowed"),
         json!({"detail": "Method Not Allowed"})
+    );
+    assert_eq!(
+        example("UnreadableBody"),
+        json!({"detail": "There was an error parsing the body"})
     );
     assert_eq!(
         example("PreconditionFailed"),
@@ -290,6 +298,30 @@ fn body_schemas_state_the_validation_rules() {
     let create = &schemas["TaskCreate"]["properties"];
     assert_eq!(create["description"]["default"], "");
     assert_eq!(create["done"]["default"], false);
+}
+
+#[test]
+fn the_idempotency_key_header_states_its_bounds() {
+    let doc = document();
+    let parameters = at(&doc, &["paths", "/tasks", "post", "parameters"]);
+    let key = parameters
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("an Idempotency-Key parameter");
+    assert_eq!(key["in"], "header");
+    assert_eq!(key["required"], false);
+    let accepts = |length: usize| {
+        let req = lambda_http::http::Request::builder()
+            .header("idempotency-key", "k".repeat(length))
+            .body(lambda_http::Body::Empty)
+            .expect("a request");
+        shared::request::idempotency_key(&req).is_ok()
+    };
+    let min = key["schema"]["minLength"].as_u64().expect("minLength") as usize;
+    let max = key["schema"]["maxLength"].as_u64().expect("maxLength") as usize;
+    assert!(!accepts(min - 1) && accepts(min) && accepts(max) && !accepts(max + 1));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 use lambda_http::Request;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 
+use super::DynamoDbAccess;
 use crate::identity::caller;
 use crate::model::{Task, TaskCreate, now};
 use crate::request::{idempotency_key, json_object};
@@ -8,6 +9,18 @@ use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::{CreateRules, Idempotency, TaskStore};
 use crate::validation::zip;
+
+/// The DynamoDB actions [`handle`] calls (through `DynamoStore::create`),
+/// which its function's policy in `template.yaml` grants, on the table only:
+/// one `TransactWriteItems` of an `UpdateItem` (the caller's task count) and
+/// two `PutItem`s (the task, the idempotency key), and a `GetItem` that reads
+/// a replayed idempotency key back when the cancelled transaction did not
+/// return it. (A transaction needs its parts' actions, none of its own.)
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:GetItem",
+]);
 
 /// Create a task
 ///
@@ -24,6 +37,7 @@ use crate::validation::zip;
             ("Location" = String, description = "The task's path: `/tasks/{id}`."),
             ("ETag" = String, description = "The task's version, quoted: `\"1\"`."),
         )),
+        (status = 400, response = crate::openapi::UnreadableBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 409, response = crate::openapi::TaskLimitReached),
         (status = 413, response = crate::openapi::PayloadTooLarge),

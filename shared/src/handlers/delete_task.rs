@@ -1,10 +1,18 @@
 use lambda_http::Request;
 
+use super::DynamoDbAccess;
 use crate::identity::caller;
 use crate::request::{if_match, task_id};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
+
+/// The DynamoDB actions [`handle`] calls (through `DynamoStore::delete`),
+/// which its function's policy in `template.yaml` grants, on the table only:
+/// one `TransactWriteItems` of a `DeleteItem` (the task) and an `UpdateItem`
+/// (the caller's task count).
+pub const DYNAMODB: DynamoDbAccess =
+    DynamoDbAccess::table(&["dynamodb:DeleteItem", "dynamodb:UpdateItem"]);
 
 /// Delete a task
 ///

@@ -15,15 +15,21 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use utoipa_swagger_ui::Config;
 
+use super::DynamoDbAccess;
 use crate::error::ApiError;
 use crate::openapi;
 use crate::runtime::{App, HandlerResult};
+
+/// [`handle`] touches no storage (it does not even ask for a `TaskStore`):
+/// its function has no IAM policy in `template.yaml`.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::NONE;
 
 const SWAGGER_UI_PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:">
   <title>Task API - Swagger UI</title>
   <link rel="stylesheet" href="docs/swagger-ui.css">
   <link rel="stylesheet" href="docs/index.css">
@@ -43,6 +49,7 @@ const REDOC_PAGE: &str = r#"<!DOCTYPE html>
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:">
   <title>Task API - ReDoc</title>
   <style>body { margin: 0; padding: 0; }</style>
 </head>

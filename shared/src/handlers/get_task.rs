@@ -1,6 +1,7 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
+use super::DynamoDbAccess;
 use crate::identity::caller;
 use crate::model::Task;
 use crate::openapi::{
@@ -10,6 +11,10 @@ use crate::request::task_id;
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
+
+/// The DynamoDB actions [`handle`] calls (through `DynamoStore::get`), which
+/// its function's policy in `template.yaml` grants, on the table only.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:GetItem"]);
 
 /// Get a task
 ///

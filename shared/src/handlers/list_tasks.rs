@@ -1,6 +1,7 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
+use super::DynamoDbAccess;
 use crate::identity::caller;
 use crate::model::TaskPage;
 use crate::openapi::{ListParams, ServiceUnavailable, Unauthorized, ValidationFailed};
@@ -8,6 +9,15 @@ use crate::request::{encode_cursor, list_query};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
+use crate::store::table::GSI1;
+
+/// The DynamoDB actions [`handle`] calls (through `DynamoStore::list`),
+/// which its function's policy in `template.yaml` grants: `Query` on the
+/// table, and on `GSI1` for the `done` filter.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
+    actions: &["dynamodb:Query"],
+    indexes: &[GSI1],
+};
 
 /// List tasks
 ///

@@ -3,10 +3,15 @@ use lambda_http::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::DynamoDbAccess;
 use crate::identity::caller;
 use crate::openapi::Unauthorized;
 use crate::response;
 use crate::runtime::{App, HandlerResult};
+
+/// [`handle`] touches no storage (it does not even ask for a `TaskStore`):
+/// its function has no IAM policy in `template.yaml`.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::NONE;
 
 /// The body of `GET /me`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -16,3 +16,50 @@ pub mod list_tasks;
 pub mod me;
 pub mod replace_task;
 pub mod update_task;
+
+/// The DynamoDB access a handler's code needs, declared next to it (each
+/// module's `DYNAMODB`) and granted by its function's policy in
+/// `template.yaml`, and nothing more: `shared/tests/least_privilege.rs`
+/// fails when a policy differs from the declaration,
+/// `devstack/tests/dynamodb_calls.rs` when the code makes a call the
+/// declaration lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamoDbAccess {
+    /// IAM actions (`dynamodb:GetItem`...) on the table. A
+    /// `TransactWriteItems` needs the actions of its parts (`PutItem`,
+    /// `UpdateItem`, `DeleteItem`, `ConditionCheckItem`), not one of its own.
+    pub actions: &'static [&'static str],
+    /// Indexes the actions also apply to (queried by name).
+    pub indexes: &'static [&'static str],
+}
+
+impl DynamoDbAccess {
+    /// No storage at all: no policy.
+    pub const NONE: DynamoDbAccess = DynamoDbAccess::table(&[]);
+
+    /// `actions` on the table, no index.
+    pub const fn table(actions: &'static [&'static str]) -> Self {
+        DynamoDbAccess {
+            actions,
+            indexes: &[],
+        }
+    }
+}
+
+/// The declared access of each function (by crate name), or `None` for a
+/// name that is no function.
+pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
+    Some(match function {
+        "health" => health::DYNAMODB,
+        "me" => me::DYNAMODB,
+        "create_task" => create_task::DYNAMODB,
+        "list_tasks" => list_tasks::DYNAMODB,
+        "get_task" => get_task::DYNAMODB,
+        "replace_task" => replace_task::DYNAMODB,
+        "update_task" => update_task::DYNAMODB,
+        "delete_task" => delete_task::DYNAMODB,
+        "docs" => docs::DYNAMODB,
+        "fallback" => fallback::DYNAMODB,
+        _ => return None,
+    })
+}

@@ -1,17 +1,23 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
+use super::DynamoDbAccess;
 use crate::identity::caller;
 use crate::model::{Task, TaskCreate, now};
 use crate::openapi::{
     IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
-    TaskNotFound, Unauthorized, ValidationFailed,
+    TaskNotFound, Unauthorized, UnreadableBody, ValidationFailed,
 };
 use crate::request::{if_match, json_object, task_id};
 use crate::response;
 use crate::runtime::{App, HandlerResult};
 use crate::store::TaskStore;
 use crate::validation::zip;
+
+/// The DynamoDB actions [`handle`] calls (through `DynamoStore::replace`: one
+/// conditional `UpdateItem`), which its function's policy in `template.yaml`
+/// grants, on the table only.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:UpdateItem"]);
 
 /// Replace a task
 ///
@@ -26,6 +32,7 @@ use crate::validation::zip;
         (status = 200, description = "The task, as stored.", body = Task, headers(
             ("ETag" = String, description = "The task's new version, quoted: `\"4\"`."),
         )),
+        (status = 400, response = UnreadableBody),
         (status = 401, response = Unauthorized),
         (status = 404, response = TaskNotFound),
         (status = 412, response = PreconditionFailed),

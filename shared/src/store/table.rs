@@ -1,6 +1,7 @@
 //! The single table's layout, declared once. `template.yaml` declares the
-//! same table for AWS (a test checks the two agree), and the local stack
-//! creates its table from [`create_table`].
+//! same table for AWS (`shared/tests/route_table.rs` and
+//! `shared/tests/deployment.rs` check the two agree: keys, indexes, TTL,
+//! stream), and the local stack creates its table from [`create_table`].
 //!
 //! | item       | pk            | sk           | gsi1pk                 | gsi1sk       |
 //! |------------|---------------|--------------|------------------------|--------------|
@@ -20,7 +21,8 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use uuid::Uuid;
 
@@ -52,6 +54,10 @@ pub const COUNT_ATTRIBUTE: &str = "task_count";
 /// Epoch seconds after which DynamoDB may delete an item (idempotency keys).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
+/// The table's change stream: every change with the item before and after,
+/// what the audit function reads.
+pub const STREAM_VIEW_TYPE: &str = "NEW_AND_OLD_IMAGES";
+
 pub fn idempotency_sk(key: &str) -> String {
     format!("IDEMPOTENCY#{key}")
 }
@@ -76,9 +82,11 @@ fn key_element(
         .build()
 }
 
-/// Creates the table (on-demand, with `GSI1`, TTL on [`TTL_ATTRIBUTE`])
-/// unless it exists. Used by the
-/// local stack and the storage tests; on AWS the template creates it.
+/// Creates the table (on-demand, with `GSI1`, TTL on [`TTL_ATTRIBUTE`], a
+/// [`STREAM_VIEW_TYPE`] stream) unless it exists. Used by the local stack
+/// and the storage tests; on AWS the template creates it (with, in
+/// addition, point-in-time recovery and KMS encryption, which a local
+/// emulator has no use for).
 pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
     let exists = client
         .describe_table()
@@ -107,7 +115,14 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), String> {
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes));
+        .set_attribute_definitions(Some(attributes))
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(STREAM_VIEW_TYPE))
+                .build()
+                .map_err(|e| err(&e))?,
+        );
     for (attr, key_type) in TABLE_KEY {
         request = request.key_schema(key_element(attr, key_type).map_err(|e| err(&e))?);
     }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make sam-build`: what `sam build` makes for a deploy, offline: every
+# function cross-compiled by cargo lambda (release, arm64) into
+# .aws-sam/build/<Function>/bootstrap. Checks there is one aarch64 binary
+# per function of template.yaml and prints the time and the sizes.
+# Not part of `make test`: a cold build takes minutes (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_sam
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  echo "==> adding the Rust target aarch64-unknown-linux-gnu"
+  rustup target add aarch64-unknown-linux-gnu
+fi
+
+started=$SECONDS
+sam_offline build "$@"
+echo "==> sam build: $((SECONDS - started)) s"
+
+# One aarch64 ELF bootstrap per AWS::Serverless::Function.
+python3 - <<'PY'
+import os, re, sys
+ids = re.findall(r"^  (\w+):\n    Type: AWS::Serverless::Function$", open("template.yaml").read(), re.M)
+missing = []
+for fid in ids:
+    path = f".aws-sam/build/{fid}/bootstrap"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except FileNotFoundError:
+        missing.append(path)
+        continue
+    aarch64 = head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 0xB7
+    print(f"{path:48} {os.path.getsize(path):>10,} bytes{'' if aarch64 else '  NOT aarch64'}")
+    if not aarch64:
+        missing.append(path)
+if missing or not ids:
+    sys.exit(f"missing or wrong: {missing}")
+print(f"{len(ids)} functions, one aarch64 bootstrap each")
+PY

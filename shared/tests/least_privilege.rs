@@ -1,0 +1,270 @@
+//! Least privilege: each function's IAM policy in `template.yaml` grants
+//! exactly the DynamoDB access its handler declares next to its code
+//! (`shared::handlers::<function>::DYNAMODB`), on the table's ARN (and the
+//! ARNs of the indexes it queries) only. A policy that grants more, less,
+//! elsewhere or in a form this test cannot read fails it; so does a handler
+//! whose declaration nobody deploys. `devstack/tests/dynamodb_calls.rs`
+//! checks the other side: the code calls nothing beyond its declaration.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_norway::Value;
+use shared::handlers::{DynamoDbAccess, dynamodb_access};
+use shared::routes::{FALLBACK, ROUTES};
+use support::{at, functions, get_att, one_or_many, resources, sub, template};
+
+/// What a function's policies grant: `(action, resource)` pairs, with the
+/// resource as `table` or `table/index/<name>`.
+type Grants = BTreeSet<(String, String)>;
+
+/// The only table's logical id.
+fn table_id(template: &Value) -> &str {
+    let tables = resources(template, "AWS::DynamoDB::Table");
+    let [(id, _)] = tables[..] else {
+        panic!("expected exactly one DynamoDB table, found {tables:?}");
+    };
+    id
+}
+
+/// `table`, or `table/index/<name>`, for a resource naming the table's ARN:
+/// `!GetAtt Table.Arn` or `!Sub ${Table.Arn}/index/<name>` (no wildcard).
+fn resource_name(table: &str, resource: &Value, whose: &str) -> String {
+    let arn = format!("{table}.Arn");
+    if get_att(resource).as_deref() == Some(arn.as_str()) {
+        return "table".to_owned();
+    }
+    if let Some(index) = sub(resource)
+        .and_then(|s| s.strip_prefix(&format!("${{{arn}}}")))
+        .and_then(|rest| rest.strip_prefix("/index/"))
+        && !index.is_empty()
+        && index
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return format!("table/index/{index}");
+    }
+    panic!(
+        "{whose}: a resource must be `!GetAtt {arn}` or `!Sub ${{{arn}}}/index/<name>` \
+         (no wildcard, no other resource), got {resource:?}"
+    )
+}
+
+/// Every `(action, resource)` a function's `Policies` grant. Only inline
+/// statements are accepted: a SAM policy template, a managed policy or a
+/// `Role` of its own could grant anything.
+fn grants(template: &Value, id: &str, function: &Value) -> Grants {
+    assert!(
+        at(function, &["Properties", "Role"]).is_none(),
+        "{id}: no Role of its own (SAM builds it from Policies)"
+    );
+    let table = table_id(template);
+    let mut grants = Grants::new();
+    let Some(policies) = at(function, &["Properties", "Policies"]) else {
+        return grants;
+    };
+    for policy in one_or_many(policies) {
+        let statements = policy.get("Statement").unwrap_or_else(|| {
+            panic!("{id}: only inline `- Statement:` policies are allowed, got {policy:?}")
+        });
+        for statement in one_or_many(statements) {
+            let whose = format!("{id} statement {statement:?}");
+            for key in statement
+                .as_mapping()
+                .expect("a statement is a mapping")
+                .keys()
+            {
+                let key = key.as_str().unwrap_or_default();
+                assert!(
+                    ["Sid", "Effect", "Action", "Resource"].contains(&key),
+                    "{whose}: unexpected {key} (NotAction, NotResource and Condition are not used)"
+                );
+            }
+            assert_eq!(
+                statement.get("Effect").and_then(Value::as_str),
+                Some("Allow"),
+                "{whose}: Effect"
+            );
+            let actions = one_or_many(statement.get("Action").expect("an Action"));
+            let targets = one_or_many(statement.get("Resource").expect("a Resource"));
+            for action in actions {
+                let action = action
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{whose}: {action:?}"));
+                assert!(
+                    action.starts_with("dynamodb:") && !action.contains('*'),
+                    "{whose}: {action} is no single DynamoDB action"
+                );
+                for target in &targets {
+                    grants.insert((action.to_owned(), resource_name(table, target, &whose)));
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// What `access` needs: every action on the table and on each index.
+fn expected(access: DynamoDbAccess) -> Grants {
+    let resources: Vec<String> = std::iter::once("table".to_owned())
+        .chain(
+            access
+                .indexes
+                .iter()
+                .map(|index| format!("table/index/{index}")),
+        )
+        .collect();
+    access
+        .actions
+        .iter()
+        .flat_map(|action| {
+            resources
+                .iter()
+                .map(move |resource| (action.to_string(), resource.clone()))
+        })
+        .collect()
+}
+
+fn show(grants: &Grants) -> String {
+    grants
+        .iter()
+        .map(|(action, resource)| format!("{action} on {resource}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn each_function_is_granted_exactly_its_declared_dynamodb_access() {
+    let template = template();
+    assert!(
+        at(&template, &["Globals", "Function", "Policies"]).is_none()
+            && at(&template, &["Globals", "Function", "Role"]).is_none(),
+        "no Policies or Role in Globals: each function states its own"
+    );
+    let mut problems = Vec::new();
+    for (id, binary, function) in functions(&template) {
+        let access = dynamodb_access(binary)
+            .unwrap_or_else(|| panic!("{id}: shared::handlers declares no access for {binary}"));
+        let granted = grants(&template, id, function);
+        let wanted = expected(access);
+        if granted != wanted {
+            problems.push(format!(
+                "{id} ({binary}):\n  template.yaml grants: {}\n  the code declares:    {}",
+                show(&granted),
+                show(&wanted)
+            ));
+        }
+        if access.actions.is_empty() {
+            assert!(
+                at(function, &["Properties", "Policies"]).is_none(),
+                "{id} needs no storage: no Policies at all"
+            );
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "policies differ from shared::handlers::<function>::DYNAMODB:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_function_declares_its_access() {
+    let declared: BTreeSet<&str> = ROUTES
+        .iter()
+        .map(|r| r.function)
+        .chain([FALLBACK])
+        .filter(|f| dynamodb_access(f).is_some())
+        .collect();
+    let all: BTreeSet<&str> = ROUTES
+        .iter()
+        .map(|r| r.function)
+        .chain([FALLBACK])
+        .collect();
+    assert_eq!(declared, all, "shared::handlers::dynamodb_access");
+    assert_eq!(dynamodb_access("no_such_function"), None);
+}
+
+#[test]
+fn declarations_name_single_actions_and_real_indexes() {
+    let indexes: Vec<&str> = shared::store::table::INDEXES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    for function in ROUTES.iter().map(|r| r.function).chain([FALLBACK]) {
+        let access = dynamodb_access(function).expect("declared");
+        for action in access.actions {
+            assert!(
+                action.starts_with("dynamodb:") && !action.contains('*'),
+                "{function}: {action}"
+            );
+            assert_ne!(
+                *action, "dynamodb:TransactWriteItems",
+                "{function}: IAM governs a transaction through its parts' actions"
+            );
+        }
+        for index in access.indexes {
+            assert!(indexes.contains(index), "{function}: no index {index}");
+        }
+        assert!(
+            access.indexes.is_empty() || !access.actions.is_empty(),
+            "{function}: an index without actions"
+        );
+    }
+}
+
+#[test]
+fn the_checker_rejects_what_it_should() {
+    // Guards the parser above: wildcards and foreign resources never pass.
+    let template: Value = serde_norway::from_str(
+        "Resources:
+  T:
+    Type: AWS::DynamoDB::Table
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: [dynamodb:GetItem]
+              Resource: [!GetAtt T.Arn, !Sub '${T.Arn}/index/GSI1']
+",
+    )
+    .expect("yaml");
+    let function = support::resource(&template, "F");
+    let granted = grants(&template, "F", function);
+    let want: Grants = [
+        ("dynamodb:GetItem".to_owned(), "table".to_owned()),
+        ("dynamodb:GetItem".to_owned(), "table/index/GSI1".to_owned()),
+    ]
+    .into();
+    assert_eq!(granted, want);
+
+    for bad in [
+        "Action: dynamodb:*\n              Resource: !GetAtt T.Arn",
+        "Action: dynamodb:GetItem\n              Resource: '*'",
+        "Action: dynamodb:GetItem\n              Resource: !Sub '${T.Arn}/index/*'",
+        "Action: dynamodb:GetItem\n              Resource: !GetAtt Other.Arn",
+        "Action: s3:GetObject\n              Resource: !GetAtt T.Arn",
+        "NotAction: dynamodb:GetItem\n              Resource: !GetAtt T.Arn",
+    ] {
+        let yaml = format!(
+            "Resources:
+  T:
+    Type: AWS::DynamoDB::Table
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              {bad}
+"
+        );
+        let template: Value = serde_norway::from_str(&yaml).expect("yaml");
+        let function = support::resource(&template, "F").clone();
+        let rejected = std::panic::catch_unwind(|| grants(&template, "F", &function)).is_err();
+        assert!(rejected, "accepted: {bad}");
+    }
+}

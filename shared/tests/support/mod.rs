@@ -1,0 +1,126 @@
+//! Reading `template.yaml` (and other repository files) in tests: the
+//! short-form intrinsics (`!Ref`, `!GetAtt`, `!Sub`) arrive as tagged values.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+pub fn template() -> Value {
+    serde_norway::from_str(&read("template.yaml")).expect("template.yaml is valid YAML")
+}
+
+/// The value at `path` (mapping keys) under `value`, if any.
+pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(*key))
+}
+
+/// The plain string at `path`.
+pub fn text<'a>(value: &'a Value, path: &[&str], whose: &str) -> &'a str {
+    match at(value, path) {
+        Some(Value::String(s)) => s,
+        other => panic!(
+            "{whose}: {} should be a plain string, got {other:?}",
+            path.join(".")
+        ),
+    }
+}
+
+/// The argument of the intrinsic `name` (`Ref`, `GetAtt`, `Sub`...), in
+/// either the short (`!Ref X`) or the long (`{Ref: X}`, `{Fn::GetAtt: ..}`)
+/// form.
+pub fn intrinsic<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == name => Some(&tagged.value),
+        Value::Mapping(map) if map.len() == 1 => {
+            let long = if name == "Ref" {
+                name.to_owned()
+            } else {
+                format!("Fn::{name}")
+            };
+            map.get(long.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// The logical id named by `!Ref Id`.
+pub fn reference(value: &Value) -> Option<&str> {
+    intrinsic(value, "Ref").and_then(Value::as_str)
+}
+
+/// `Resource.Attribute` of a `!GetAtt Resource.Attribute` (either form).
+pub fn get_att(value: &Value) -> Option<String> {
+    match intrinsic(value, "GetAtt")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Sequence(parts) => {
+            let parts: Option<Vec<&str>> = parts.iter().map(Value::as_str).collect();
+            Some(parts?.join("."))
+        }
+        _ => None,
+    }
+}
+
+/// The string of a `!Sub "..."` (the one-argument form).
+pub fn sub(value: &Value) -> Option<&str> {
+    intrinsic(value, "Sub").and_then(Value::as_str)
+}
+
+/// `(logical id, resource)` of every resource of type `kind`.
+pub fn resources<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("template.yaml has Resources")
+        .iter()
+        .filter(|(_, resource)| resource.get("Type").and_then(Value::as_str) == Some(kind))
+        .map(|(id, resource)| (id.as_str().expect("logical ids are strings"), resource))
+        .collect()
+}
+
+/// The resource with logical id `id`.
+pub fn resource<'a>(template: &'a Value, id: &str) -> &'a Value {
+    at(template, &["Resources", id]).unwrap_or_else(|| panic!("no resource {id}"))
+}
+
+/// `(logical id, crate, resource)` of every `AWS::Serverless::Function`.
+pub fn functions(template: &Value) -> Vec<(&str, &str, &Value)> {
+    resources(template, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, function)| {
+            let binary = text(function, &["Metadata", "BuildProperties", "Binary"], id);
+            (id, binary, function)
+        })
+        .collect()
+}
+
+/// A function's property as deployed: its own, else the Globals' one.
+pub fn function_property<'a>(
+    template: &'a Value,
+    function: &'a Value,
+    path: &[&str],
+) -> Option<&'a Value> {
+    let mut own = vec!["Properties"];
+    own.extend_from_slice(path);
+    let mut global = vec!["Globals", "Function"];
+    global.extend_from_slice(path);
+    at(function, &own).or_else(|| at(template, &global))
+}
+
+/// A single value or a list of them, as a list (IAM's `Action: x`).
+pub fn one_or_many(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Sequence(items) => items.iter().collect(),
+        other => vec![other],
+    }
+}
