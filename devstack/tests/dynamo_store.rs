@@ -359,3 +359,52 @@ async fn an_unreachable_dynamodb_is_unavailable_not_a_crash() {
         "{result:?}"
     );
 }
+
+/// Seeds `count` tasks for `owner`, every other one done, 50 at a time.
+async fn seed(store: &DynamoStore, owner: &Caller, count: usize) {
+    let unlimited = CreateRules {
+        max_tasks: u32::MAX,
+        idempotency: None,
+    };
+    for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
+        let creates = chunk.iter().map(|i| {
+            let task = Task::new(input(&format!("t{i}"), i % 2 == 0), now());
+            store.create(owner, task, unlimited)
+        });
+        for created in futures::future::join_all(creates).await {
+            created.expect("seed");
+        }
+    }
+}
+
+/// The read capacity of the first page and of the page after it.
+async fn page_costs(store: &DynamoStore, owner: &Caller, done: Option<bool>) -> (f64, f64) {
+    let first = store
+        .list(owner, &query(20, done, None))
+        .await
+        .expect("page 1");
+    assert_eq!(first.items.len(), 20);
+    let second = store
+        .list(owner, &query(20, done, first.next_after))
+        .await
+        .expect("page 2");
+    assert_eq!(second.items.len(), 20);
+    (first.read_capacity, second.read_capacity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_costs_the_page_not_the_callers_total() {
+    let (_dynamo, store) = store().await;
+    let (small, large) = (caller("small"), caller("large"));
+    seed(&store, &small, 100).await;
+    seed(&store, &large, 2_000).await;
+    for done in [None, Some(true), Some(false)] {
+        let small_cost = page_costs(&store, &small, done).await;
+        let large_cost = page_costs(&store, &large, done).await;
+        println!(
+            "20-item page, done={done:?}: 100 tasks {small_cost:?} RCU, 2,000 tasks {large_cost:?} RCU"
+        );
+        assert!(small_cost.0 > 0.0, "capacity is reported");
+        assert_eq!(small_cost, large_cost, "done={done:?}");
+    }
+}

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, Put, ReturnValue,
+    AttributeValue, CancellationReason, Delete, Put, ReturnConsumedCapacity, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update as UpdateAction,
 };
 use chrono::{DateTime, Utc};
@@ -540,6 +540,7 @@ impl TaskStore for DynamoStore {
         });
         let wanted = query.limit as usize + 1;
         let mut items = Vec::with_capacity(wanted);
+        let mut read_capacity = 0.0;
         loop {
             let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
             let output = self
@@ -555,9 +556,15 @@ impl TaskStore for DynamoStore {
                 .expression_attribute_values(":prefix", string(TASK_PREFIX))
                 .set_exclusive_start_key(start.take())
                 .limit(remaining)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(classify)?;
+            read_capacity += output
+                .consumed_capacity
+                .as_ref()
+                .and_then(|c| c.capacity_units)
+                .unwrap_or(0.0);
             for item in output.items.unwrap_or_default() {
                 items.push(decode(item)?.task);
             }
@@ -574,7 +581,12 @@ impl TaskStore for DynamoStore {
         } else {
             None
         };
-        Ok(StoredPage { items, next_after })
+        metrics::histogram!("list_read_capacity_units").record(read_capacity);
+        Ok(StoredPage {
+            items,
+            next_after,
+            read_capacity,
+        })
     }
 
     async fn replace(

@@ -128,7 +128,11 @@ impl TaskStore for MemoryStore {
             } else {
                 None
             };
-            StoredPage { items, next_after }
+            StoredPage {
+                items,
+                next_after,
+                read_capacity: 0.0,
+            }
         })
     }
 

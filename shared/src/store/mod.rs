@@ -81,6 +81,10 @@ pub struct CreateRules<'a> {
 pub struct StoredPage {
     pub items: Vec<Task>,
     pub next_after: Option<Uuid>,
+    /// DynamoDB read capacity the page consumed (0 for the memory store):
+    /// logged and measured, since a page must cost the page, not the
+    /// caller's total.
+    pub read_capacity: f64,
 }
 
 /// Task persistence. Writes are single atomic operations: no
