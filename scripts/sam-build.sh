@@ -14,6 +14,11 @@ if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   rustup target add aarch64-unknown-linux-gnu
 fi
 
+# A target directory of its own: cross builds share cargo's lock on the
+# host artifacts with the dev and bench builds, so in target/ this would
+# wait for `make dev` (and make it wait). A plain `sam build` uses target/.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/sam}"
+echo "==> sam build (cargo lambda, release, arm64) in $CARGO_TARGET_DIR"
 started=$SECONDS
 sam_offline build "$@"
 echo "==> sam build: $((SECONDS - started)) s"
