@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev test lint unit e2e openapi sam-build
+.PHONY: dev test lint unit e2e openapi sam-build bench perf
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 dev:
@@ -31,3 +31,13 @@ openapi:
 ## build takes minutes (README, "Deploying").
 sam-build:
 	scripts/sam-build.sh
+
+## make bench: the warm path per route (criterion) with allocations.
+bench:
+	cargo bench -p shared --bench hot_path
+
+## make perf: each function's release binary started as Lambda would (local
+## Runtime API + embedded DynamoDB): init, first and warm latency, peak RSS.
+perf:
+	cargo build --release --bins
+	cargo run -p devstack --bin coldstart

@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 pub use dynoxide::Database;
 
+pub mod runtime_api;
+
 /// A running dynoxide server and a client for it.
 pub struct LocalDynamo {
     /// `http://127.0.0.1:<port>`: what `AWS_ENDPOINT_URL_DYNAMODB` points at.

@@ -1,0 +1,181 @@
+//! `coldstart`: starts each function's release binary as Lambda would (a
+//! fresh process pointed at a local Runtime API, with an embedded DynamoDB)
+//! and prints, per function: init time (process start to its first poll),
+//! the first invocation, warm invocations (median and p99 of N) and peak RSS.
+//!
+//! ```text
+//! cargo build --release --bins && cargo run -p devstack --bin coldstart [-- --warm 200]
+//! ```
+
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use devstack::LocalDynamo;
+use devstack::runtime_api::RuntimeApi;
+
+struct Figures {
+    function: String,
+    init: Duration,
+    first: Duration,
+    warm_median: Duration,
+    warm_p99: Duration,
+    peak_rss_kb: u64,
+    status: String,
+}
+
+/// `VmHWM` of a process: its peak resident set.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn status_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["statusCode"].as_u64())
+        .map_or_else(|| "?".to_owned(), |s| s.to_string())
+}
+
+async fn measure(function: &str, endpoint: &str, warm: usize) -> Result<Figures, String> {
+    let event = std::fs::read_to_string(format!("events/{function}.json"))
+        .map_err(|e| format!("events/{function}.json: {e}"))?;
+    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let binary = format!("target/release/{function}");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", function)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "coldstart")
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{function}"),
+        )
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        .env("TABLE_NAME", "tasks")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{binary}: {e} (run `cargo build --release --bins` first)"))?;
+    let pid = child.id().unwrap_or(0);
+
+    let first = tokio::time::timeout(Duration::from_secs(10), api.invoke("first", &event))
+        .await
+        .map_err(|_| format!("{function}: no answer within 10 s"))?
+        .ok_or_else(|| format!("{function}: runtime API closed"))?;
+    let init = api
+        .first_poll()
+        .map_or(Duration::ZERO, |polled| polled.duration_since(started));
+    let status = match &first.outcome {
+        Ok(body) => status_of(body),
+        Err(body) => format!("error: {}", String::from_utf8_lossy(body)),
+    };
+
+    let mut warm_times = Vec::with_capacity(warm);
+    for i in 0..warm {
+        let invocation = api
+            .invoke(&format!("warm-{i}"), &event)
+            .await
+            .ok_or_else(|| format!("{function}: runtime API closed"))?;
+        warm_times.push(invocation.answered.duration_since(invocation.handed_out));
+    }
+    warm_times.sort();
+    let pick = |q: f64| {
+        warm_times
+            .get(((warm_times.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    let figures = Figures {
+        function: function.to_owned(),
+        init,
+        first: first.answered.duration_since(first.handed_out),
+        warm_median: pick(0.5),
+        warm_p99: pick(0.99),
+        peak_rss_kb: peak_rss_kb(pid),
+        status,
+    };
+    let _ = child.kill().await;
+    Ok(figures)
+}
+
+fn functions() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("functions")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+async fn run() -> Result<(), String> {
+    let mut warm = 200;
+    let mut only = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--warm" => {
+                warm = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--warm needs a number")?
+            }
+            name => only.push(name.to_owned()),
+        }
+    }
+    let names = if only.is_empty() { functions() } else { only };
+    let dynamo = LocalDynamo::in_memory("tasks").await?;
+    println!(
+        "| function | status | init ms | first ms | warm median µs | warm p99 µs | peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for name in names {
+        let f = measure(&name, &dynamo.endpoint, warm).await?;
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {:.1} |",
+            f.function,
+            f.status,
+            f.init.as_secs_f64() * 1000.0,
+            f.first.as_secs_f64() * 1000.0,
+            f.warm_median.as_micros(),
+            f.warm_p99.as_micros(),
+            f.peak_rss_kb as f64 / 1024.0,
+        );
+    }
+    dynamo.stop().await
+}
+
+fn main() -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(run()));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("coldstart: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
