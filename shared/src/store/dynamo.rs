@@ -475,19 +475,10 @@ impl TaskStore for DynamoStore {
         }
 
         for attempt in 0..=CONFLICT_RETRIES {
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let error = match sent {
-                Ok(_) => return Ok(VersionedTask { task, version: 1 }),
-                Err(error) => error,
+            let Some(reasons) = self.transact(&items).await? else {
+                return Ok(VersionedTask { task, version: 1 });
             };
-            let Some(reasons) = cancellation_reasons(&error) else {
-                return Err(classify(error));
-            };
+            let reasons = reasons.as_slice();
             // A known key wins over the limit: a retry is never a 409.
             if let Some(idempotency) = rules.idempotency
                 && code(reasons, 2) == Some(CONDITION_FAILED)
@@ -653,19 +644,10 @@ impl TaskStore for DynamoStore {
             count_update(&self.table, owner, -1, None)?,
         ];
         for attempt in 0..=CONFLICT_RETRIES {
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let error = match sent {
-                Ok(_) => return Ok(()),
-                Err(error) => error,
+            let Some(reasons) = self.transact(&items).await? else {
+                return Ok(());
             };
-            let Some(reasons) = cancellation_reasons(&error) else {
-                return Err(classify(error));
-            };
+            let reasons = reasons.as_slice();
             if code(reasons, 0) == Some(CONDITION_FAILED) {
                 let old = reasons.first().and_then(CancellationReason::item);
                 return Err(condition_failed(old));
@@ -679,6 +661,28 @@ impl TaskStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Sends one transaction: `None` once written, or why each item was
+    /// cancelled (for the caller to decide: a condition, or a conflict to
+    /// retry). Any other failure is classified as usual.
+    async fn transact(
+        &self,
+        items: &[TransactWriteItem],
+    ) -> Result<Option<Vec<CancellationReason>>, ApiError> {
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items.to_vec()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(None),
+            Err(error) => match cancellation_reasons(&error) {
+                Some(reasons) => Ok(Some(reasons.to_vec())),
+                None => Err(classify(error)),
+            },
+        }
+    }
+
     /// The stored idempotency key: as returned by the cancelled transaction,
     /// else by a consistent read. `None` if it is gone or expired (TTL
     /// deletion lags expiry, so expiry is checked here too).
