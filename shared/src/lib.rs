@@ -9,9 +9,11 @@
 //! - [`store`]: the storage port, with DynamoDB and in-memory adapters.
 //! - [`error`], [`response`]: the one error type and the response shapes.
 //! - [`config`], [`routes`]: settings and the route table.
+//! - [`audit`]: the audit trail, from the table's change stream.
 //! - [`cors`]: CORS for local runs, as API Gateway answers it deployed.
 //! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and models.
 
+pub mod audit;
 pub mod config;
 pub mod cors;
 pub mod error;

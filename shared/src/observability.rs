@@ -139,11 +139,20 @@ pub fn route_of(method: &str, path: &str) -> String {
         )
 }
 
-/// A stable, non-reversible tag for the caller: 12 base64url characters
-/// of SHA-256 of the JWT `sub` (or the local `X-User-Id`).
-fn caller_tag(req: &Request) -> Option<String> {
+/// A stable, non-reversible tag for a caller id: 12 base64url characters
+/// of its SHA-256. What logs say instead of the id (request lines and
+/// audit entries alike, so the two can be joined).
+pub fn caller_hash(id: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let mut tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    tag.truncate(12);
+    tag
+}
+
+/// The [`caller_hash`] of the JWT `sub` (or the local `X-User-Id`).
+fn caller_tag(req: &Request) -> Option<String> {
     let from_jwt = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(context)) => context
             .authorizer
@@ -159,10 +168,7 @@ fn caller_tag(req: &Request) -> Option<String> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     })?;
-    let digest = sha2::Sha256::digest(id.as_bytes());
-    let mut tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
-    tag.truncate(12);
-    Some(tag)
+    Some(caller_hash(&id))
 }
 
 impl<S, F> Service<Request> for Observed<S>

@@ -16,6 +16,10 @@ use crate::observability::{ObservabilityLayer, init_metrics};
 use crate::request::request_id;
 use crate::store::dynamo::{self, DynamoStore};
 
+/// The functions fed by an event source rather than an HTTP route (see
+/// [`start_events`]): each is a crate under `functions/` with no route.
+pub const EVENT_FUNCTIONS: &[&str] = &["audit"];
+
 /// What a handler may use: checked configuration and the store.
 #[derive(Debug)]
 pub struct App<S> {
@@ -33,6 +37,46 @@ pub fn start<H, Fut>(handler: H) -> ExitCode
 where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
+{
+    cold_start(|app| async move {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+        let mut layer = ObservabilityLayer::new();
+        if let Some(collector) = init_metrics(&function) {
+            layer = layer.with_metrics(collector);
+        }
+        let service = service_fn(move |req: Request| async move {
+            Ok::<_, Infallible>(respond(app, handler, req).await)
+        });
+        lambda_http::run(layer.layer(service)).await
+    })
+}
+
+/// Runs a Lambda function fed by an event source (not API Gateway), such
+/// as the table's DynamoDB stream: `handler` gets each event's payload and
+/// answers it (a batch response, say); it cannot fail the invocation.
+/// Same cold start as [`start`].
+pub fn start_events<E, R, H, Fut>(handler: H) -> ExitCode
+where
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    H: Fn(&'static App<DynamoStore>, E) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send,
+{
+    cold_start(|app| async move {
+        let service =
+            lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
+                Ok::<_, Infallible>(handler(app, event.payload).await)
+            });
+        lambda_runtime::run(service).await
+    })
+}
+
+/// Once per cold start: configuration, logs, the async runtime and the
+/// store; then `serve` until the Lambda runtime stops.
+fn cold_start<F, Fut>(serve: F) -> ExitCode
+where
+    F: FnOnce(&'static App<DynamoStore>) -> Fut,
+    Fut: Future<Output = Result<(), lambda_runtime::Error>>,
 {
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -57,15 +101,7 @@ where
         let store = DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone());
         // Lives as long as the process, as the SDK client must.
         let app: &'static App<DynamoStore> = Box::leak(Box::new(App { config, store }));
-        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
-        let mut layer = ObservabilityLayer::new();
-        if let Some(collector) = init_metrics(&function) {
-            layer = layer.with_metrics(collector);
-        }
-        let service = service_fn(move |req: Request| async move {
-            Ok::<_, Infallible>(respond(app, handler, req).await)
-        });
-        lambda_http::run(layer.layer(service)).await
+        serve(app).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 
+/// The audit trail's entries ([`crate::audit::AuditStore`]).
+mod audit;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;

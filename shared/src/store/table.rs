@@ -8,6 +8,7 @@
 //! | task       | `USER#<sub>`  | `TASK#<id>`  | `OPEN#<sub>` / `DONE#<sub>` | `TASK#<id>` |
 //! | task count | `USER#<sub>`  | `COUNT`      |                        |              |
 //! | idempotency key | `USER#<sub>` | `IDEMPOTENCY#<key>` |                |              |
+//! | audit entry | `USER#<sub>` | `HISTORY#<task id>#<sequence>` |          |              |
 //!
 //! The owner is in every partition key, so a caller can only ever query its
 //! own items. Task ids are UUIDv7, so sort-key order is creation order.
@@ -17,6 +18,13 @@
 //! partition and are written in one transaction with the task, so
 //! `MAX_TASKS` and duplicate suppression hold under concurrency. Keys expire
 //! through DynamoDB's TTL on [`TTL_ATTRIBUTE`].
+//!
+//! Audit entries ([`crate::audit`]) are keyed by the stream record that
+//! made them (its sequence number, zero-padded to 40 digits), so a record
+//! delivered twice is one entry, and one task's history is a Query of
+//! `begins_with(sk, "HISTORY#<task id>#")`, newest first when read
+//! backwards. They carry no GSI keys, and a listing's
+//! `begins_with(sk, "TASK#")` never reaches them. They outlive the task.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -26,6 +34,7 @@ use aws_sdk_dynamodb::types::{
 };
 use uuid::Uuid;
 
+use crate::audit::Sequence;
 use crate::identity::Caller;
 
 pub const PK: &str = "pk";
@@ -40,8 +49,11 @@ pub const TABLE_KEY: [(&str, &str); 2] = [(PK, "HASH"), (SK, "RANGE")];
 pub const INDEXES: [(&str, [(&str, &str); 2]); 1] =
     [(GSI1, [(GSI1_PK, "HASH"), (GSI1_SK, "RANGE")])];
 
+/// Prefix of every partition key: the owner's id follows.
+pub const OWNER_PREFIX: &str = "USER#";
+
 pub fn owner_pk(owner: &Caller) -> String {
-    format!("USER#{}", owner.id())
+    format!("{OWNER_PREFIX}{}", owner.id())
 }
 
 pub const TASK_PREFIX: &str = "TASK#";
@@ -64,6 +76,16 @@ pub fn idempotency_sk(key: &str) -> String {
 
 pub fn task_sk(id: Uuid) -> String {
     format!("{TASK_PREFIX}{}", id.hyphenated())
+}
+
+/// Sort-key prefix of one task's audit entries.
+pub fn history_prefix(task: Uuid) -> String {
+    format!("HISTORY#{}#", task.hyphenated())
+}
+
+/// Sort key of the audit entry a stream record made.
+pub fn history_sk(task: Uuid, sequence: &Sequence) -> String {
+    format!("{}{}", history_prefix(task), sequence.as_str())
 }
 
 /// The done-partition of a caller's tasks in `GSI1`.
