@@ -5,8 +5,9 @@
 //! precondition failed, idempotent replay, filters, pages...) against
 //! dynoxide through an SDK client whose interceptor records every
 //! operation, with a transaction counted as the actions of its parts, as
-//! IAM counts it. A call the declaration lacks would be an AccessDenied
-//! (a 500) on AWS: here it fails the test.
+//! IAM counts it. The audit function gets the sample stream batch. A call
+//! the declaration lacks would be an AccessDenied on AWS (a 500, or an
+//! audit entry never written): here it fails the test.
 //!
 //! `cargo test -p devstack --test dynamodb_calls -- --nocapture` prints
 //! what each function called.
@@ -393,6 +394,18 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     )
     .await;
 
+    // audit: the sample stream batch, twice (the second is all duplicates).
+    let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("events/audit.json");
+    for _ in 0..2 {
+        let event: shared::audit::Event = serde_json::from_str(&text).expect("a stream event");
+        h.recorder.take();
+        let response = shared::audit::handle(&h.app.store, event).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        let calls = h.recorder.take();
+        h.calls.entry("audit").or_default().extend(calls);
+    }
+
     let mut problems = Vec::new();
     let mut functions: Vec<_> = h.calls.keys().copied().collect();
     functions.sort();
@@ -442,6 +455,10 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     assert!(
         h.calls["list_tasks"].contains(&("dynamodb:Query".to_owned(), Some("GSI1".to_owned())))
     );
+    assert_eq!(
+        parts("audit"),
+        BTreeSet::from(["dynamodb:PutItem".to_owned()])
+    );
 }
 
 #[test]
@@ -449,6 +466,7 @@ fn the_coverage_rule_needs_action_and_index() {
     let access = DynamoDbAccess {
         actions: &["dynamodb:Query"],
         indexes: &["GSI1"],
+        stream: false,
     };
     let call = |action: &str, index: Option<&str>| (action.to_owned(), index.map(str::to_owned));
     assert!(covered(access, &call("dynamodb:Query", None)));

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::handlers::DynamoDbAccess;
 use crate::identity::Caller;
 use crate::observability::caller_hash;
 use crate::store::table::{OWNER_PREFIX, TASK_PREFIX};
@@ -286,6 +287,17 @@ pub trait AuditStore: Send + Sync {
         query: &HistoryQuery,
     ) -> impl Future<Output = Result<HistoryPage, ApiError>> + Send;
 }
+
+/// The DynamoDB access of the audit function, which its policy in
+/// `template.yaml` grants exactly (`shared/tests/least_privilege.rs`): its
+/// event source mapping reads the table's stream with the function's role,
+/// and [`handle`] writes each entry with one conditional `PutItem`
+/// (`AuditStore::record`). ([`AuditStore::history`] serves no function yet.)
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
+    actions: &["dynamodb:PutItem"],
+    indexes: &[],
+    stream: true,
+};
 
 /// Records a stream batch, in order, and returns what Lambda must redeliver.
 ///

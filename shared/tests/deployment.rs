@@ -348,3 +348,39 @@ fn samconfig_deploys_with_a_reviewed_change_set() {
         .and_then(toml::Value::as_str);
     assert!(stack.is_some_and(|s| !s.is_empty()), "a stack name");
 }
+
+#[test]
+fn the_stream_feeds_each_event_function_with_batch_item_failures() {
+    // shared::audit::handle answers with the records to redeliver; Lambda
+    // honours that only with ReportBatchItemFailures (else it would treat
+    // every batch as a success and lose the failed entries).
+    let template = template();
+    let table = resources(&template, "AWS::DynamoDB::Table")[0].0;
+    let mappings = resources(&template, "AWS::Lambda::EventSourceMapping");
+    for function in shared::runtime::EVENT_FUNCTIONS {
+        let (id, _, _) = functions(&template)
+            .into_iter()
+            .find(|(_, binary, _)| binary == function)
+            .unwrap_or_else(|| panic!("{function} is deployed"));
+        let (mapping_id, mapping) = mappings
+            .iter()
+            .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(reference) == Some(id))
+            .unwrap_or_else(|| panic!("an event source mapping for {id}"));
+        let properties = &mapping["Properties"];
+        assert_eq!(
+            support::get_att(&properties["EventSourceArn"]).as_deref(),
+            Some(format!("{table}.StreamArn").as_str()),
+            "{mapping_id}: the table's stream"
+        );
+        assert_eq!(
+            strings(properties.get("FunctionResponseTypes"), mapping_id),
+            ["ReportBatchItemFailures"],
+            "{mapping_id}"
+        );
+        assert_eq!(
+            text(properties, &["StartingPosition"], mapping_id),
+            "TRIM_HORIZON",
+            "{mapping_id}: no change is skipped"
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! Least privilege: each function's IAM policy in `template.yaml` grants
 //! exactly the DynamoDB access its handler declares next to its code
-//! (`shared::handlers::<function>::DYNAMODB`), on the table's ARN (and the
-//! ARNs of the indexes it queries) only. A policy that grants more, less,
+//! (`shared::handlers::<function>::DYNAMODB`, `shared::audit::DYNAMODB`),
+//! on the table's ARN (and the ARNs of the indexes it queries, and of the
+//! stream it reads) only. A policy that grants more, less,
 //! elsewhere or in a form this test cannot read fails it; so does a handler
 //! whose declaration nobody deploys. `devstack/tests/dynamodb_calls.rs`
 //! checks the other side: the code calls nothing beyond its declaration.
@@ -11,12 +12,13 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_norway::Value;
-use shared::handlers::{DynamoDbAccess, dynamodb_access};
+use shared::handlers::{DynamoDbAccess, STREAM_ACTIONS, dynamodb_access};
 use shared::routes::{FALLBACK, ROUTES};
+use shared::runtime::EVENT_FUNCTIONS;
 use support::{at, functions, get_att, one_or_many, resources, sub, template};
 
 /// What a function's policies grant: `(action, resource)` pairs, with the
-/// resource as `table` or `table/index/<name>`.
+/// resource as `table`, `table/index/<name>` or `stream`.
 type Grants = BTreeSet<(String, String)>;
 
 /// The only table's logical id.
@@ -28,12 +30,16 @@ fn table_id(template: &Value) -> &str {
     id
 }
 
-/// `table`, or `table/index/<name>`, for a resource naming the table's ARN:
-/// `!GetAtt Table.Arn` or `!Sub ${Table.Arn}/index/<name>` (no wildcard).
+/// `table`, `table/index/<name>` or `stream`, for a resource naming the
+/// table's ARN: `!GetAtt Table.Arn`, `!Sub ${Table.Arn}/index/<name>` (no
+/// wildcard) or `!GetAtt Table.StreamArn`.
 fn resource_name(table: &str, resource: &Value, whose: &str) -> String {
     let arn = format!("{table}.Arn");
-    if get_att(resource).as_deref() == Some(arn.as_str()) {
-        return "table".to_owned();
+    let stream = format!("{table}.StreamArn");
+    match get_att(resource) {
+        Some(name) if name == arn => return "table".to_owned(),
+        Some(name) if name == stream => return "stream".to_owned(),
+        _ => {}
     }
     if let Some(index) = sub(resource)
         .and_then(|s| s.strip_prefix(&format!("${{{arn}}}")))
@@ -46,8 +52,8 @@ fn resource_name(table: &str, resource: &Value, whose: &str) -> String {
         return format!("table/index/{index}");
     }
     panic!(
-        "{whose}: a resource must be `!GetAtt {arn}` or `!Sub ${{{arn}}}/index/<name>` \
-         (no wildcard, no other resource), got {resource:?}"
+        "{whose}: a resource must be `!GetAtt {arn}`, `!Sub ${{{arn}}}/index/<name>` \
+         or `!GetAtt {stream}` (no wildcard, no other resource), got {resource:?}"
     )
 }
 
@@ -105,7 +111,8 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
     grants
 }
 
-/// What `access` needs: every action on the table and on each index.
+/// What `access` needs: every action on the table and on each index, and
+/// the stream actions on the stream if it reads it.
 fn expected(access: DynamoDbAccess) -> Grants {
     let resources: Vec<String> = std::iter::once("table".to_owned())
         .chain(
@@ -115,7 +122,7 @@ fn expected(access: DynamoDbAccess) -> Grants {
                 .map(|index| format!("table/index/{index}")),
         )
         .collect();
-    access
+    let mut grants: Grants = access
         .actions
         .iter()
         .flat_map(|action| {
@@ -123,6 +130,24 @@ fn expected(access: DynamoDbAccess) -> Grants {
                 .iter()
                 .map(move |resource| (action.to_string(), resource.clone()))
         })
+        .collect();
+    if access.stream {
+        grants.extend(
+            STREAM_ACTIONS
+                .iter()
+                .map(|action| (action.to_string(), "stream".to_owned())),
+        );
+    }
+    grants
+}
+
+/// Every function of the code: the routes', the fallback, the event ones.
+fn all_functions() -> BTreeSet<&'static str> {
+    ROUTES
+        .iter()
+        .map(|r| r.function)
+        .chain([FALLBACK])
+        .chain(EVENT_FUNCTIONS.iter().copied())
         .collect()
 }
 
@@ -170,20 +195,24 @@ fn each_function_is_granted_exactly_its_declared_dynamodb_access() {
 }
 
 #[test]
-fn every_function_declares_its_access() {
-    let declared: BTreeSet<&str> = ROUTES
-        .iter()
-        .map(|r| r.function)
-        .chain([FALLBACK])
-        .filter(|f| dynamodb_access(f).is_some())
-        .collect();
-    let all: BTreeSet<&str> = ROUTES
-        .iter()
-        .map(|r| r.function)
-        .chain([FALLBACK])
-        .collect();
-    assert_eq!(declared, all, "shared::handlers::dynamodb_access");
+fn every_function_declares_its_access_and_is_deployed() {
+    for function in all_functions() {
+        assert!(
+            dynamodb_access(function).is_some(),
+            "shared::handlers::dynamodb_access knows no {function}"
+        );
+    }
     assert_eq!(dynamodb_access("no_such_function"), None);
+    let template = template();
+    let deployed: BTreeSet<&str> = functions(&template)
+        .into_iter()
+        .map(|(_, binary, _)| binary)
+        .collect();
+    assert_eq!(
+        deployed,
+        all_functions(),
+        "template.yaml (left) must deploy every function of the code (right)"
+    );
 }
 
 #[test]
@@ -192,7 +221,7 @@ fn declarations_name_single_actions_and_real_indexes() {
         .iter()
         .map(|(name, _)| *name)
         .collect();
-    for function in ROUTES.iter().map(|r| r.function).chain([FALLBACK]) {
+    for function in all_functions() {
         let access = dynamodb_access(function).expect("declared");
         for action in access.actions {
             assert!(
@@ -211,6 +240,12 @@ fn declarations_name_single_actions_and_real_indexes() {
             access.indexes.is_empty() || !access.actions.is_empty(),
             "{function}: an index without actions"
         );
+        for action in STREAM_ACTIONS {
+            assert!(
+                !access.actions.contains(action),
+                "{function}: {action} belongs on the stream (`stream: true`)"
+            );
+        }
     }
 }
 
@@ -228,7 +263,7 @@ fn the_checker_rejects_what_it_should() {
         - Statement:
             - Effect: Allow
               Action: [dynamodb:GetItem]
-              Resource: [!GetAtt T.Arn, !Sub '${T.Arn}/index/GSI1']
+              Resource: [!GetAtt T.Arn, !Sub '${T.Arn}/index/GSI1', !GetAtt T.StreamArn]
 ",
     )
     .expect("yaml");
@@ -237,6 +272,7 @@ fn the_checker_rejects_what_it_should() {
     let want: Grants = [
         ("dynamodb:GetItem".to_owned(), "table".to_owned()),
         ("dynamodb:GetItem".to_owned(), "table/index/GSI1".to_owned()),
+        ("dynamodb:GetItem".to_owned(), "stream".to_owned()),
     ]
     .into();
     assert_eq!(granted, want);

@@ -452,15 +452,9 @@ fn function_crates_are_the_route_functions() {
 
     let template = template();
     let functions = template_functions(&template);
-    // The event functions (no route) are not wired into the template yet:
-    // they may be absent from it. (Drop this filter once they are.)
-    let mut binaries: Vec<String> = functions
-        .iter()
-        .map(|(_, b)| b.to_string())
-        .filter(|b| !EVENT_FUNCTIONS.contains(&b.as_str()))
-        .collect();
+    let mut binaries: Vec<String> = functions.iter().map(|(_, b)| b.to_string()).collect();
     binaries.sort();
-    let expected: Vec<String> = expected.into_iter().collect();
+    let expected: Vec<String> = expected_crates.into_iter().collect();
     assert_eq!(
         binaries, expected,
         "template.yaml must have exactly one function per crate in functions/"

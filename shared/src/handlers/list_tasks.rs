@@ -17,6 +17,7 @@ use crate::store::table::GSI1;
 pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     actions: &["dynamodb:Query"],
     indexes: &[GSI1],
+    stream: false,
 };
 
 /// List tasks

@@ -31,7 +31,19 @@ pub struct DynamoDbAccess {
     pub actions: &'static [&'static str],
     /// Indexes the actions also apply to (queried by name).
     pub indexes: &'static [&'static str],
+    /// Whether the function reads the table's stream (its event source
+    /// mapping does, with the function's role): [`STREAM_ACTIONS`] on the
+    /// stream's ARN.
+    pub stream: bool,
 }
+
+/// What a Lambda event source mapping needs to read a DynamoDB stream.
+pub const STREAM_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+];
 
 impl DynamoDbAccess {
     /// No storage at all: no policy.
@@ -42,12 +54,14 @@ impl DynamoDbAccess {
         DynamoDbAccess {
             actions,
             indexes: &[],
+            stream: false,
         }
     }
 }
 
-/// The declared access of each function (by crate name), or `None` for a
-/// name that is no function.
+/// The declared access of each function (by crate name: the routes', the
+/// fallback's and the event functions'), or `None` for a name that is no
+/// function.
 pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
     Some(match function {
         "health" => health::DYNAMODB,
@@ -60,6 +74,7 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "delete_task" => delete_task::DYNAMODB,
         "docs" => docs::DYNAMODB,
         "fallback" => fallback::DYNAMODB,
+        "audit" => crate::audit::DYNAMODB,
         _ => return None,
     })
 }
