@@ -37,11 +37,20 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The HTTP status of an API response, or the failure count of a stream
+/// batch response.
 fn status_of(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["statusCode"].as_u64())
-        .map_or_else(|| "?".to_owned(), |s| s.to_string())
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return "?".to_owned();
+    };
+    match (
+        answer["statusCode"].as_u64(),
+        answer["batchItemFailures"].as_array(),
+    ) {
+        (Some(status), _) => status.to_string(),
+        (None, Some(failures)) => format!("{} failures", failures.len()),
+        _ => "?".to_owned(),
+    }
 }
 
 async fn measure(function: &str, endpoint: &str, warm: usize) -> Result<Figures, String> {
