@@ -17,13 +17,15 @@
 //! and the router test prints the block to paste into `Cargo.toml`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_norway::Value;
 use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, paths};
 use shared::runtime::EVENT_FUNCTIONS;
 use shared::store::table::{INDEXES, TABLE_KEY};
+use support::{at, read, reference, repo_root, resources, template, text};
+
+mod support;
 
 /// API Gateway's catch-all route, served by [`FALLBACK`].
 const DEFAULT_ROUTE: (&str, &str) = ("ANY", "$default");
@@ -42,21 +44,6 @@ fn public_routes() -> Vec<(&'static str, &'static str)> {
         .collect();
     public.sort();
     public
-}
-
-// ------------------------------------------------------------------ files
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(relative: &str) -> String {
-    let path = repo_root().join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-fn template() -> Value {
-    serde_norway::from_str(&read("template.yaml")).expect("template.yaml is valid YAML")
 }
 
 // ---------------------------------------------------------- what rust says
@@ -99,42 +86,6 @@ fn table_functions() -> BTreeSet<String> {
 }
 
 // ------------------------------------------------------- reading the YAML
-
-/// The value at `path` (mapping keys) under `value`, if any.
-fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |v, key| v.get(*key))
-}
-
-/// The plain (untagged) string at `path`: `!Sub "/x"` is not a path.
-fn text<'a>(value: &'a Value, path: &[&str], whose: &str) -> &'a str {
-    match at(value, path) {
-        Some(Value::String(s)) => s,
-        other => panic!(
-            "{whose}: {} should be a plain string, got {other:?}",
-            path.join(".")
-        ),
-    }
-}
-
-/// The logical id named by `!Ref Id` (or `{Ref: Id}`).
-fn reference(value: &Value) -> Option<&str> {
-    match value {
-        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
-        _ => value.get("Ref").and_then(Value::as_str),
-    }
-}
-
-/// `(logical id, resource)` of every resource of type `kind`.
-fn resources<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
-    template
-        .get("Resources")
-        .and_then(Value::as_mapping)
-        .expect("template.yaml has Resources")
-        .iter()
-        .filter(|(_, resource)| resource.get("Type").and_then(Value::as_str) == Some(kind))
-        .map(|(id, resource)| (id.as_str().expect("logical ids are strings"), resource))
-        .collect()
-}
 
 /// The crate a function resource builds (`Metadata.BuildProperties.Binary`).
 fn binary<'a>(id: &str, function: &'a Value) -> &'a str {
