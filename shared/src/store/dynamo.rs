@@ -106,6 +106,44 @@ impl DynamoStore {
     }
 }
 
+/// A task's own fields as stored: the same in a task item and in the copy
+/// an idempotency key keeps of the task it created.
+#[derive(Debug, Serialize, Deserialize)]
+struct TaskFields {
+    id: Uuid,
+    title: String,
+    description: String,
+    done: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&Task> for TaskFields {
+    fn from(task: &Task) -> Self {
+        TaskFields {
+            id: task.id,
+            title: task.title.clone(),
+            description: task.description.clone(),
+            done: task.done,
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+        }
+    }
+}
+
+impl From<TaskFields> for Task {
+    fn from(fields: TaskFields) -> Self {
+        Task {
+            id: fields.id,
+            title: fields.title,
+            description: fields.description,
+            done: fields.done,
+            created_at: fields.created_at,
+            updated_at: fields.updated_at,
+        }
+    }
+}
+
 /// A task as stored: the task's fields plus its keys and version.
 #[derive(Debug, Serialize, Deserialize)]
 struct TaskItem {
@@ -113,13 +151,9 @@ struct TaskItem {
     sk: String,
     gsi1pk: String,
     gsi1sk: String,
-    id: Uuid,
-    title: String,
-    description: String,
-    done: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
     version: u64,
+    #[serde(flatten)]
+    fields: TaskFields,
 }
 
 impl TaskItem {
@@ -129,27 +163,15 @@ impl TaskItem {
             sk: task_sk(task.id),
             gsi1pk: done_pk(owner, task.done),
             gsi1sk: task_sk(task.id),
-            id: task.id,
-            title: task.title.clone(),
-            description: task.description.clone(),
-            done: task.done,
-            created_at: task.created_at,
-            updated_at: task.updated_at,
             version,
+            fields: task.into(),
         }
     }
 
     fn into_versioned(self) -> VersionedTask {
         VersionedTask {
             version: self.version,
-            task: Task {
-                id: self.id,
-                title: self.title,
-                description: self.description,
-                done: self.done,
-                created_at: self.created_at,
-                updated_at: self.updated_at,
-            },
+            task: self.fields.into(),
         }
     }
 }
@@ -163,12 +185,8 @@ struct IdempotencyItem {
     sk: String,
     fingerprint: String,
     expires_at: i64,
-    id: Uuid,
-    title: String,
-    description: String,
-    done: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    #[serde(flatten)]
+    task: TaskFields,
 }
 
 impl IdempotencyItem {
@@ -178,12 +196,7 @@ impl IdempotencyItem {
             sk: idempotency_sk(&idempotency.key),
             fingerprint: idempotency.fingerprint.clone(),
             expires_at: task.created_at.timestamp() + IDEMPOTENCY_TTL_SECONDS,
-            id: task.id,
-            title: task.title.clone(),
-            description: task.description.clone(),
-            done: task.done,
-            created_at: task.created_at,
-            updated_at: task.updated_at,
+            task: task.into(),
         }
     }
 
@@ -194,14 +207,7 @@ impl IdempotencyItem {
         }
         Ok(VersionedTask {
             version: 1,
-            task: Task {
-                id: self.id,
-                title: self.title,
-                description: self.description,
-                done: self.done,
-                created_at: self.created_at,
-                updated_at: self.updated_at,
-            },
+            task: self.task.into(),
         })
     }
 }
