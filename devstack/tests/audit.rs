@@ -192,7 +192,7 @@ async fn the_sample_batch_records_each_task_change_with_its_diff() {
             )
             .await
             .expect("list");
-        assert_eq!(filtered.items, [], "no GSI1 keys on entries");
+        assert_eq!(filtered.items, [], "changes are not in the done partitions");
     }
     dynamo.stop().await.expect("stop");
 }
@@ -325,4 +325,42 @@ async fn a_store_failure_is_reported_and_the_retry_records_everything() {
     assert_eq!(history(&store, &alice()).await.len(), 3);
     dynamo.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_change_feed_is_the_callers_changes_in_stream_order() {
+    let (_dynamo, store) = store().await;
+    handle(&store, event(sample())).await;
+    let seq = |s: &str| Sequence::parse(s).expect("sequence");
+    let ids = |entries: Vec<shared::audit::AuditEntry>| -> Vec<String> {
+        entries.iter().map(|e| e.sequence.id().to_owned()).collect()
+    };
+
+    let all = store.changes(&alice(), None, 10).await.expect("changes");
+    assert_eq!(
+        all.iter().map(|e| e.action).collect::<Vec<_>>(),
+        [Action::Created, Action::Updated, Action::Deleted]
+    );
+    assert_eq!(all[1].task.as_ref().map(|t| t.done), Some(true));
+    assert_eq!(all[2].task, None, "nothing after a delete");
+    let after_first = store.changes(&alice(), Some(&seq(CREATED)), 10).await;
+    assert_eq!(ids(after_first.expect("changes")), [UPDATED, DELETED]);
+    let one = store.changes(&alice(), Some(&seq(CREATED)), 1).await;
+    assert_eq!(ids(one.expect("changes")), [UPDATED]);
+    let none = store.changes(&alice(), Some(&seq(DELETED)), 10).await;
+    assert_eq!(ids(none.expect("changes")), Vec::<String>::new());
+    assert_eq!(
+        store.latest_change(&alice()).await.expect("latest"),
+        Some(seq(DELETED))
+    );
+
+    let bob = Caller::new("bob").expect("caller");
+    assert!(
+        store
+            .changes(&bob, None, 10)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
+    assert_eq!(store.latest_change(&bob).await.expect("latest"), None);
 }

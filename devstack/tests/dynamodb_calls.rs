@@ -123,7 +123,8 @@ fn request(method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)
     let body = body.map_or(Body::Empty, |b| Body::Text(b.to_owned()));
     let mut req = builder.body(body).expect("request");
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
-    if let Some(id) = route.strip_prefix("/tasks/") {
+    if let Some(rest) = route.strip_prefix("/tasks/") {
+        let id = rest.split('/').next().unwrap_or(rest);
         req =
             req.with_path_parameters(HashMap::from([("task_id".to_owned(), vec![id.to_owned()])]));
     }
@@ -405,6 +406,17 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
         let calls = h.recorder.take();
         h.calls.entry("audit").or_default().extend(calls);
     }
+    // task_history: what the audit recorded, a page at a time.
+    for query in ["", "?limit=1"] {
+        let path = format!("/tasks/0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d/history{query}");
+        h.serve(
+            "task_history",
+            handlers::task_history::handle,
+            request("GET", &path, None, &[]),
+            200,
+        )
+        .await;
+    }
 
     let mut problems = Vec::new();
     let mut functions: Vec<_> = h.calls.keys().copied().collect();
@@ -454,6 +466,9 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     );
     assert!(
         h.calls["list_tasks"].contains(&("dynamodb:Query".to_owned(), Some("GSI1".to_owned())))
+    );
+    assert!(
+        h.calls["task_history"].contains(&("dynamodb:Query".to_owned(), Some("GSI1".to_owned())))
     );
     assert_eq!(
         parts("audit"),

@@ -18,16 +18,18 @@ pub use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::handlers::DynamoDbAccess;
 use crate::identity::Caller;
+use crate::model::Task;
 use crate::observability::caller_hash;
 use crate::store::table::{OWNER_PREFIX, TASK_PREFIX};
 
 /// What happened to the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// `INSERT`
@@ -48,11 +50,16 @@ impl Action {
     }
 }
 
-/// One audited field: `from` is `None` on create, `to` is `None` on delete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One changed field: `from` is `null` on create, `to` is `null` on delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
+    /// `title`, `description` or `done`.
     pub field: String,
+    /// The value before the change.
+    #[schema(required = true)]
     pub from: Option<Value>,
+    /// The value after the change.
+    #[schema(required = true)]
     pub to: Option<Value>,
 }
 
@@ -76,8 +83,21 @@ impl Sequence {
         valid.then(|| Sequence(format!("{raw:0>width$}", width = Self::WIDTH)))
     }
 
+    /// The padded form: what sort keys hold.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The number without its padding: what clients see as a change id.
+    pub fn id(&self) -> &str {
+        let trimmed = self.0.trim_start_matches('0');
+        if trimmed.is_empty() { "0" } else { trimmed }
+    }
+}
+
+impl std::fmt::Display for Sequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
     }
 }
 
@@ -97,11 +117,60 @@ pub struct AuditEntry {
     pub changes: Vec<FieldChange>,
     /// The task's version after the change (before it, for a delete).
     pub version: u64,
+    /// The task after the change; `None` after a delete. What the live
+    /// feed (`GET /tasks/events`) sends, so a client needs no extra read.
+    pub task: Option<Task>,
     /// The stream record's sequence number: the entry's identity (a record
     /// delivered twice is one entry) and its place in the task's history.
     pub sequence: Sequence,
     /// The stream record's `eventID`, for tracing an entry to its record.
     pub event_id: String,
+}
+
+/// A change as clients see it: an entry of a task's history
+/// (`GET /tasks/{task_id}/history`) and the data of a live feed frame
+/// (`GET /tasks/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Change {
+    /// The change id: it grows with every change of the caller's tasks (it
+    /// is the table stream's sequence number), so it orders them.
+    #[schema(example = "111300000000017845912208")]
+    pub id: String,
+    pub task_id: Uuid,
+    pub action: Action,
+    /// When the change was made.
+    #[serde(serialize_with = "crate::model::rfc3339")]
+    pub at: DateTime<Utc>,
+    /// The task's version (its `ETag`) after the change; before it, for a delete.
+    pub version: u64,
+    /// The fields that changed, from what to what (all of them on create and delete).
+    pub changes: Vec<FieldChange>,
+    /// The task after the change; `null` after a delete.
+    #[schema(required = true)]
+    pub task: Option<Task>,
+}
+
+impl From<&AuditEntry> for Change {
+    fn from(entry: &AuditEntry) -> Self {
+        Change {
+            id: entry.sequence.id().to_owned(),
+            task_id: entry.task_id,
+            action: entry.action,
+            at: entry.at,
+            version: entry.version,
+            changes: entry.changes.clone(),
+            task: entry.task.clone(),
+        }
+    }
+}
+
+/// One page of a task's history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct History {
+    pub items: Vec<Change>,
+    /// Pass it back as `cursor` for the next (older) page; `null` when nothing is left.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// A task change that cannot be audited (a key or image that is not a
@@ -121,20 +190,27 @@ struct Keys {
     sk: String,
 }
 
-/// The audited part of a task item, as in a stream image.
+/// A task item as in a stream image (its keys are ignored).
 #[derive(Deserialize)]
-struct TaskImage {
+struct TaskFields {
     id: Uuid,
     title: String,
     description: String,
     done: bool,
+    created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    version: u64,
+}
+
+struct TaskImage {
+    task: Task,
     version: u64,
 }
 
 impl TaskImage {
     fn fields(&self) -> [Value; 3] {
-        [json!(self.title), json!(self.description), json!(self.done)]
+        let task = &self.task;
+        [json!(task.title), json!(task.description), json!(task.done)]
     }
 }
 
@@ -142,12 +218,23 @@ fn image(item: &serde_dynamo::Item, which: &str, id: Uuid) -> Result<TaskImage, 
     if item.is_empty() {
         return Err(malformed(format!("no {which} image")));
     }
-    let image: TaskImage = serde_dynamo::from_item(item.clone())
+    let fields: TaskFields = serde_dynamo::from_item(item.clone())
         .map_err(|e| malformed(format!("{which} image is not a task: {e}")))?;
-    if image.id != id {
+    let image = TaskImage {
+        task: Task {
+            id: fields.id,
+            title: fields.title,
+            description: fields.description,
+            done: fields.done,
+            created_at: fields.created_at,
+            updated_at: fields.updated_at,
+        },
+        version: fields.version,
+    };
+    if image.task.id != id {
         return Err(malformed(format!(
             "{which} image is task {}, its key task {id}",
-            image.id
+            image.task.id
         )));
     }
     Ok(image)
@@ -213,7 +300,7 @@ pub fn parse(record: &EventRecord) -> Result<Option<AuditEntry>, Malformed> {
     // A record may lack its creation time (it then reads as the epoch).
     let stream_time = Some(change.approximate_creation_date_time).filter(|t| t.timestamp() > 0);
     let (at, version) = match (&old, &new) {
-        (_, Some(new)) => (new.updated_at, new.version),
+        (_, Some(new)) => (new.task.updated_at, new.version),
         (Some(old), None) => (stream_time.unwrap_or_else(Utc::now), old.version),
         (None, None) => return Err(malformed("no image")),
     };
@@ -224,6 +311,7 @@ pub fn parse(record: &EventRecord) -> Result<Option<AuditEntry>, Malformed> {
         at,
         changes: diff(old.as_ref(), new.as_ref()),
         version,
+        task: new.map(|image| image.task),
         sequence,
         event_id: record.event_id.clone(),
     }))
@@ -271,6 +359,11 @@ pub struct HistoryPage {
 }
 
 /// Audit entry persistence. Errors: `Unavailable` (retry), `Internal`.
+///
+/// Two reads of the same entries: one task's history (newest first, for
+/// `GET /tasks/{task_id}/history`) and the caller's change feed (oldest
+/// first, in stream order, for `GET /tasks/events`). Both only ever reach
+/// the given owner's entries.
 pub trait AuditStore: Send + Sync {
     /// Stores the entry unless an entry of the same stream record exists
     /// (then nothing is written: a redelivered record is a no-op).
@@ -286,6 +379,23 @@ pub trait AuditStore: Send + Sync {
         task_id: Uuid,
         query: &HistoryQuery,
     ) -> impl Future<Output = Result<HistoryPage, ApiError>> + Send;
+
+    /// The owner's changes (all tasks) after `after` (from the first, with
+    /// `None`), oldest first, at most `limit`. Read consistently: a change
+    /// the audit has stored is in the next call's answer.
+    fn changes(
+        &self,
+        owner: &Caller,
+        after: Option<&Sequence>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, ApiError>> + Send;
+
+    /// The sequence of the owner's newest change, if any: where a feed
+    /// that starts "now" starts.
+    fn latest_change(
+        &self,
+        owner: &Caller,
+    ) -> impl Future<Output = Result<Option<Sequence>, ApiError>> + Send;
 }
 
 /// The DynamoDB access of the audit function, which its policy in

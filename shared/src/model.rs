@@ -3,7 +3,7 @@
 //! a body; they live in the store and in headers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use crate::validation::{
 const TASK_FIELDS: [&str; 3] = ["title", "description", "done"];
 
 /// A task as every response shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Task {
     /// UUIDv7: time-ordered, so "oldest first" is key order.
     pub id: Uuid,
@@ -31,7 +31,7 @@ pub struct Task {
 }
 
 /// RFC 3339, UTC, with `Z` and microseconds (what FastAPI clients parse).
-fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_time(at))
 }
 

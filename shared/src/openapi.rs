@@ -81,6 +81,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
         handlers::replace_task::handle,
         handlers::update_task::handle,
         handlers::delete_task::handle,
+        handlers::task_history::handle,
     ),
     components(
         schemas(HttpError, HttpValidationError, FieldError),
@@ -404,6 +405,17 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// Only tasks with this `done` value (lax booleans: `true`, `yes`, `1`, ...).
     pub done: Option<bool>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The query of `GET /tasks/{task_id}/history`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Changes per page.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }

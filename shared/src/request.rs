@@ -10,6 +10,7 @@ use lambda_http::{Body, Request, RequestExt};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::audit::{HistoryQuery, Sequence};
 use crate::error::ApiError;
 use crate::model::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
 use crate::store::Precondition;
@@ -142,22 +143,40 @@ pub fn task_id(req: &Request) -> Validated<Uuid> {
     Uuid::parse_str(raw).map_err(|e| vec![FieldError::uuid_parsing(at, raw, &e)])
 }
 
-/// `limit`, `done` and `cursor` of `GET /tasks`. As in Starlette, the last
-/// of repeated parameters wins; unknown parameters are ignored.
-pub fn list_query(req: &Request) -> Validated<ListQuery> {
-    let query = req.query_string_parameters();
-    let last = |name: &str| {
-        query
-            .all(name)
-            .and_then(|v| v.last().copied())
-            .map(str::to_owned)
-    };
+/// The last value of a query parameter: as in Starlette, the last of
+/// repeated parameters wins; unknown parameters are ignored.
+fn last_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref()
+        .and_then(|query| query.all(name))
+        .and_then(|values| values.last().copied())
+        .map(str::to_owned)
+}
 
-    let limit = match last("limit") {
+/// `limit`: [`DEFAULT_LIMIT`] when absent, 1..=[`MAX_LIMIT`].
+fn limit_param(req: &Request) -> Validated<u32> {
+    match last_param(req, "limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(raw) => parse_limit(&raw).map_err(|e| vec![e]),
-    };
-    let done = match last("done") {
+    }
+}
+
+/// `cursor`, decoded by `decode` (`None`: not a cursor of this listing).
+fn cursor_param<T>(req: &Request, decode: impl Fn(&str) -> Option<T>) -> Validated<Option<T>> {
+    match last_param(req, "cursor") {
+        None => Ok(None),
+        Some(raw) => decode(&raw).map(Some).ok_or_else(|| {
+            vec![FieldError::value_error(
+                loc(&["query", "cursor"]),
+                &raw,
+                "invalid cursor",
+            )]
+        }),
+    }
+}
+
+/// `limit`, `done` and `cursor` of `GET /tasks`.
+pub fn list_query(req: &Request) -> Validated<ListQuery> {
+    let done = match last_param(req, "done") {
         None => Ok(None),
         Some(raw) => parse_bool_str(&raw).map(Some).ok_or_else(|| {
             vec![FieldError::bool_parsing(
@@ -166,18 +185,17 @@ pub fn list_query(req: &Request) -> Validated<ListQuery> {
             )]
         }),
     };
-    let after = match last("cursor") {
-        None => Ok(None),
-        Some(raw) => decode_cursor(&raw).map(Some).ok_or_else(|| {
-            vec![FieldError::value_error(
-                loc(&["query", "cursor"]),
-                &raw,
-                "invalid cursor",
-            )]
-        }),
-    };
-    let ((limit, done), after) = zip(zip(limit, done), after)?;
+    let ((limit, done), after) = zip(
+        zip(limit_param(req), done),
+        cursor_param(req, decode_cursor),
+    )?;
     Ok(ListQuery { limit, done, after })
+}
+
+/// `limit` and `cursor` of `GET /tasks/{task_id}/history`.
+pub fn history_query(req: &Request) -> Validated<HistoryQuery> {
+    let (limit, before) = zip(limit_param(req), cursor_param(req, decode_history_cursor))?;
+    Ok(HistoryQuery { limit, before })
 }
 
 fn parse_limit(raw: &str) -> Result<u32, FieldError> {
@@ -210,6 +228,28 @@ pub fn decode_cursor(token: &str) -> Option<Uuid> {
     let bytes = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
     match bytes.split_first() {
         Some((&CURSOR_VERSION, id)) => Uuid::from_slice(id).ok(),
+        _ => None,
+    }
+}
+
+/// The history's cursors have their own version byte, so a listing's
+/// cursor is invalid here and the other way round.
+const HISTORY_CURSOR_VERSION: u8 = 0x81;
+
+/// Encodes "older than this change" as an opaque token.
+pub fn encode_history_cursor(before: &Sequence) -> String {
+    let mut bytes = Vec::with_capacity(41);
+    bytes.push(HISTORY_CURSOR_VERSION);
+    bytes.extend_from_slice(before.id().as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn decode_history_cursor(token: &str) -> Option<Sequence> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+    match bytes.split_first() {
+        Some((&HISTORY_CURSOR_VERSION, digits)) => {
+            Sequence::parse(std::str::from_utf8(digits).ok()?)
+        }
         _ => None,
     }
 }

@@ -30,6 +30,7 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/tasks/{task_id}", "replace_task"),
     route("PATCH", "/tasks/{task_id}", "update_task"),
     route("DELETE", "/tasks/{task_id}", "delete_task"),
+    route("GET", "/tasks/{task_id}/history", "task_history"),
     route("GET", "/openapi.json", DOCS),
     route("GET", "/docs", DOCS),
     route("GET", "/docs/{proxy+}", DOCS),

@@ -453,3 +453,115 @@ async fn idempotency_keys_are_validated_like_headers() {
         (StatusCode::CREATED, body_json(&first))
     );
 }
+
+/// The sample stream batch (`events/audit.json`: the event task created,
+/// updated, deleted) audited into the store, as the audit function does.
+async fn audit_sample_batch(app: &App<MemoryStore>) {
+    let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("events/audit.json");
+    let batch: shared::audit::Event = serde_json::from_str(&text).expect("a stream event");
+    let answer = shared::audit::handle(&app.store, batch).await;
+    assert!(answer.batch_item_failures.is_empty());
+}
+
+fn history_request(query: &str) -> Request {
+    history_request_of("alice", query)
+}
+
+fn history_request_of(subject: &str, query: &str) -> Request {
+    let mut value: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../events/task_history.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("events/task_history.json"),
+    )
+    .expect("JSON");
+    let params: serde_json::Map<String, Value> = url_pairs(query)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    value["rawQueryString"] = Value::String(query.to_owned());
+    value["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = Value::from(subject);
+    value["queryStringParameters"] = Value::Object(params);
+    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn task_history_lists_changes_newest_first_in_pages() {
+    let app = app();
+    audit_sample_batch(&app).await;
+    let first = respond(
+        &app,
+        handlers::task_history::handle,
+        history_request("limit=2"),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first = body_json(&first);
+    let actions: Vec<&str> = first["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| c["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["deleted", "updated"]);
+    assert_eq!(first["items"][0]["task"], Value::Null);
+    assert_eq!(first["items"][1]["task"]["id"], EVENT_TASK_ID);
+    assert_eq!(first["items"][1]["id"], "111300000000017845912208");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+
+    let second = respond(
+        &app,
+        handlers::task_history::handle,
+        history_request(&format!("limit=2&cursor={cursor}")),
+    )
+    .await;
+    let second = body_json(&second);
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["items"][0]["action"], "created");
+    assert_eq!(second["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn task_history_is_the_callers_only_and_checks_its_input() {
+    let app = app();
+    audit_sample_batch(&app).await;
+    let bob = respond(
+        &app,
+        handlers::task_history::handle,
+        history_request_of("bob", ""),
+    )
+    .await;
+    assert_eq!(bob.status(), StatusCode::OK);
+    assert_eq!(body_json(&bob), json!({"items": [], "next_cursor": null}));
+
+    // A listing's cursor is not a history cursor; limits as on the list.
+    let list_cursor = shared::request::encode_cursor(Uuid::nil());
+    let bad = respond(
+        &app,
+        handlers::task_history::handle,
+        history_request(&format!("limit=0&cursor={list_cursor}")),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let locs: Vec<Value> = body_json(&bad)["detail"]
+        .as_array()
+        .expect("detail")
+        .iter()
+        .map(|e| e["loc"].clone())
+        .collect();
+    assert_eq!(
+        locs,
+        [json!(["query", "limit"]), json!(["query", "cursor"])]
+    );
+}

@@ -15,6 +15,7 @@ pub mod health;
 pub mod list_tasks;
 pub mod me;
 pub mod replace_task;
+pub mod task_history;
 pub mod update_task;
 
 /// The DynamoDB access a handler's code needs, declared next to it (each
@@ -72,6 +73,7 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "replace_task" => replace_task::DYNAMODB,
         "update_task" => update_task::DYNAMODB,
         "delete_task" => delete_task::DYNAMODB,
+        "task_history" => task_history::DYNAMODB,
         "docs" => docs::DYNAMODB,
         "fallback" => fallback::DYNAMODB,
         "audit" => crate::audit::DYNAMODB,

@@ -470,6 +470,66 @@ impl DynamoStore {
     }
 }
 
+/// The key range of a Query: one partition (of the table or of an index),
+/// the sort keys with a prefix, in one direction.
+pub(crate) struct Range<'a> {
+    pub index: Option<&'a str>,
+    /// `(attribute, value)` of the partition key.
+    pub pk: (&'a str, String),
+    /// `(attribute, prefix)` of the sort key.
+    pub sk: (&'a str, &'a str),
+    /// Ascending sort keys (`true`) or descending.
+    pub forward: bool,
+}
+
+impl DynamoStore {
+    /// Up to `wanted` items of `range` after `start` (exclusive), and the
+    /// read capacity they cost. A Query answers at most 1 MB: a short answer
+    /// with a `LastEvaluatedKey` goes on from there. Reads on the table are
+    /// consistent (an index can only be read eventually consistently).
+    pub(crate) async fn query_items(
+        &self,
+        range: Range<'_>,
+        mut start: Option<Item>,
+        wanted: usize,
+    ) -> Result<(Vec<Item>, f64), ApiError> {
+        let mut items = Vec::with_capacity(wanted);
+        let mut read_capacity = 0.0;
+        loop {
+            let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(range.index.map(str::to_owned))
+                .consistent_read(range.index.is_none())
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", range.pk.0)
+                .expression_attribute_names("#sk", range.sk.0)
+                .expression_attribute_values(":pk", string(range.pk.1.clone()))
+                .expression_attribute_values(":prefix", string(range.sk.1))
+                .scan_index_forward(range.forward)
+                .set_exclusive_start_key(start.take())
+                .limit(remaining)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(classify)?;
+            read_capacity += output
+                .consumed_capacity
+                .as_ref()
+                .and_then(|c| c.capacity_units)
+                .unwrap_or(0.0);
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(last) if items.len() < wanted => start = Some(last),
+                _ => break,
+            }
+        }
+        Ok((items, read_capacity))
+    }
+}
+
 impl TaskStore for DynamoStore {
     async fn create(
         &self,
@@ -557,7 +617,7 @@ impl TaskStore for DynamoStore {
             None => (None, PK, owner_pk(owner), SK),
             Some(done) => (Some(GSI1), GSI1_PK, done_pk(owner, done), GSI1_SK),
         };
-        let mut start: Option<Item> = query.after.map(|after| {
+        let start: Option<Item> = query.after.map(|after| {
             let mut key = key(owner, after);
             if let Some(done) = query.done {
                 key.insert(GSI1_PK.to_owned(), string(done_pk(owner, done)));
@@ -566,40 +626,21 @@ impl TaskStore for DynamoStore {
             key
         });
         let wanted = query.limit as usize + 1;
+        let (found, read_capacity) = self
+            .query_items(
+                Range {
+                    index,
+                    pk: (pk_name, pk_value),
+                    sk: (sk_name, TASK_PREFIX),
+                    forward: true,
+                },
+                start,
+                wanted,
+            )
+            .await?;
         let mut items = Vec::with_capacity(wanted);
-        let mut read_capacity = 0.0;
-        loop {
-            let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                .consistent_read(index.is_none())
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_names("#sk", sk_name)
-                .expression_attribute_values(":pk", string(pk_value.clone()))
-                .expression_attribute_values(":prefix", string(TASK_PREFIX))
-                .set_exclusive_start_key(start.take())
-                .limit(remaining)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(classify)?;
-            read_capacity += output
-                .consumed_capacity
-                .as_ref()
-                .and_then(|c| c.capacity_units)
-                .unwrap_or(0.0);
-            for item in output.items.unwrap_or_default() {
-                items.push(decode(item)?.task);
-            }
-            // A short page with a LastEvaluatedKey hit the 1 MB limit: go on.
-            match output.last_evaluated_key {
-                Some(last) if items.len() < wanted => start = Some(last),
-                _ => break,
-            }
+        for item in found {
+            items.push(decode(item)?.task);
         }
         let more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);

@@ -1,13 +1,15 @@
-//! An in-memory [`TaskStore`] with the same semantics as DynamoDB's, for
+//! An in-memory [`TaskStore`] and [`AuditStore`] with the same semantics as DynamoDB's, for
 //! handler unit tests (the DynamoDB code is tested against dynoxide).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{CreateRules, IDEMPOTENCY_TTL_SECONDS, Precondition, StoredPage, TaskStore};
+use crate::audit::{AuditEntry, AuditStore, HistoryPage, HistoryQuery, Recorded, Sequence};
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
@@ -20,6 +22,8 @@ type Tasks = BTreeMap<Uuid, VersionedTask>;
 struct Owned {
     tasks: Tasks,
     keys: HashMap<String, (String, VersionedTask, DateTime<Utc>)>,
+    /// Audit entries by stream sequence: the change feed, in order.
+    changes: BTreeMap<Sequence, AuditEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -110,11 +114,11 @@ impl TaskStore for MemoryStore {
     async fn list(&self, owner: &Caller, query: &ListQuery) -> Result<StoredPage, ApiError> {
         self.with_tasks(owner, |tasks| {
             let start = match query.after {
-                Some(after) => std::ops::Bound::Excluded(after),
-                None => std::ops::Bound::Unbounded,
+                Some(after) => Bound::Excluded(after),
+                None => Bound::Unbounded,
             };
             let mut matching = tasks
-                .range((start, std::ops::Bound::Unbounded))
+                .range((start, Bound::Unbounded))
                 .map(|(_, stored)| &stored.task)
                 .filter(|task| query.done.is_none_or(|done| task.done == done));
             let items: Vec<Task> = matching
@@ -191,5 +195,72 @@ impl TaskStore for MemoryStore {
             tasks.remove(&id);
             Ok(())
         })?
+    }
+}
+
+impl AuditStore for MemoryStore {
+    async fn record(&self, entry: &AuditEntry) -> Result<Recorded, ApiError> {
+        self.with_owned(&entry.owner, |owned| {
+            if owned.changes.contains_key(&entry.sequence) {
+                Recorded::Duplicate
+            } else {
+                owned.changes.insert(entry.sequence.clone(), entry.clone());
+                Recorded::New
+            }
+        })
+    }
+
+    async fn history(
+        &self,
+        owner: &Caller,
+        task_id: Uuid,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, ApiError> {
+        self.with_owned(owner, |owned| {
+            let end = match &query.before {
+                Some(before) => Bound::Excluded(before.clone()),
+                None => Bound::Unbounded,
+            };
+            let mut matching = owned
+                .changes
+                .range((Bound::Unbounded, end))
+                .rev()
+                .map(|(_, entry)| entry)
+                .filter(|entry| entry.task_id == task_id);
+            let items: Vec<AuditEntry> = matching
+                .by_ref()
+                .take(query.limit as usize)
+                .cloned()
+                .collect();
+            let next_before = match matching.next() {
+                Some(_) => items.last().map(|e| e.sequence.clone()),
+                None => None,
+            };
+            HistoryPage { items, next_before }
+        })
+    }
+
+    async fn changes(
+        &self,
+        owner: &Caller,
+        after: Option<&Sequence>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, ApiError> {
+        self.with_owned(owner, |owned| {
+            let start = match after {
+                Some(after) => Bound::Excluded(after.clone()),
+                None => Bound::Unbounded,
+            };
+            owned
+                .changes
+                .range((start, Bound::Unbounded))
+                .take(limit as usize)
+                .map(|(_, entry)| entry.clone())
+                .collect()
+        })
+    }
+
+    async fn latest_change(&self, owner: &Caller) -> Result<Option<Sequence>, ApiError> {
+        self.with_owned(owner, |owned| owned.changes.keys().next_back().cloned())
     }
 }

@@ -8,7 +8,7 @@
 //! | task       | `USER#<sub>`  | `TASK#<id>`  | `OPEN#<sub>` / `DONE#<sub>` | `TASK#<id>` |
 //! | task count | `USER#<sub>`  | `COUNT`      |                        |              |
 //! | idempotency key | `USER#<sub>` | `IDEMPOTENCY#<key>` |                |              |
-//! | audit entry | `USER#<sub>` | `HISTORY#<task id>#<sequence>` |          |              |
+//! | change (audit entry) | `USER#<sub>` | `CHANGE#<sequence>` | `HISTORY#<sub>#<task id>` | `CHANGE#<sequence>` |
 //!
 //! The owner is in every partition key, so a caller can only ever query its
 //! own items. Task ids are UUIDv7, so sort-key order is creation order.
@@ -19,12 +19,16 @@
 //! `MAX_TASKS` and duplicate suppression hold under concurrency. Keys expire
 //! through DynamoDB's TTL on [`TTL_ATTRIBUTE`].
 //!
-//! Audit entries ([`crate::audit`]) are keyed by the stream record that
-//! made them (its sequence number, zero-padded to 40 digits), so a record
-//! delivered twice is one entry, and one task's history is a Query of
-//! `begins_with(sk, "HISTORY#<task id>#")`, newest first when read
-//! backwards. They carry no GSI keys, and a listing's
-//! `begins_with(sk, "TASK#")` never reaches them. They outlive the task.
+//! Changes (audit entries, [`crate::audit`]) are keyed by the stream
+//! record that made them (its sequence number, zero-padded to 40 digits),
+//! so a record delivered twice is one entry. All of a caller's items share
+//! one partition key, hence one stream shard, whose records come in write
+//! order: the caller's `CHANGE#` items are its change feed, in order, read
+//! consistently from the table (`GET /tasks/events`). Their `GSI1` keys
+//! group them by task: one task's history is a Query of
+//! `HISTORY#<sub>#<task id>`, newest first when read backwards. A listing's
+//! `begins_with(sk, "TASK#")` and the `OPEN#`/`DONE#` partitions never
+//! reach them. They outlive the task.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -78,14 +82,17 @@ pub fn task_sk(id: Uuid) -> String {
     format!("{TASK_PREFIX}{}", id.hyphenated())
 }
 
-/// Sort-key prefix of one task's audit entries.
-pub fn history_prefix(task: Uuid) -> String {
-    format!("HISTORY#{}#", task.hyphenated())
+/// Sort-key prefix of the caller's changes.
+pub const CHANGE_PREFIX: &str = "CHANGE#";
+
+/// Sort key (and `GSI1` sort key) of the change a stream record made.
+pub fn change_sk(sequence: &Sequence) -> String {
+    format!("{CHANGE_PREFIX}{}", sequence.as_str())
 }
 
-/// Sort key of the audit entry a stream record made.
-pub fn history_sk(task: Uuid, sequence: &Sequence) -> String {
-    format!("{}{}", history_prefix(task), sequence.as_str())
+/// The `GSI1` partition of one task's changes.
+pub fn history_pk(owner: &Caller, task: Uuid) -> String {
+    format!("HISTORY#{}#{}", owner.id(), task.hyphenated())
 }
 
 /// The done-partition of a caller's tasks in `GSI1`.

@@ -1,69 +1,81 @@
-//! Audit entries in the table: `pk = USER#<sub>`,
-//! `sk = HISTORY#<task id>#<sequence>` (see [`super::super::table`]).
+//! Changes (audit entries) in the table: `pk = USER#<sub>`,
+//! `sk = CHANGE#<sequence>`, and in `GSI1` `HISTORY#<sub>#<task id>` /
+//! `CHANGE#<sequence>` (see [`super::super::table`]).
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DynamoStore, Item, PK, SK, classify, string};
+use super::{DynamoStore, Item, PK, Range, SK, classify, string};
 use crate::audit::{
     Action, AuditEntry, AuditStore, FieldChange, HistoryPage, HistoryQuery, Recorded, Sequence,
 };
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::store::table::{history_prefix, history_sk, owner_pk};
+use crate::model::Task;
+use crate::store::table::{CHANGE_PREFIX, GSI1, GSI1_PK, GSI1_SK, change_sk, history_pk, owner_pk};
 
-/// An audit entry as stored. No GSI keys: it never shows in a listing.
+/// A change as stored.
 #[derive(Debug, Serialize, Deserialize)]
-struct HistoryItem {
+struct ChangeItem {
     pk: String,
     sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
     task_id: Uuid,
     action: Action,
     at: DateTime<Utc>,
     changes: Vec<FieldChange>,
     version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<Task>,
     sequence: String,
     event_id: String,
 }
 
-impl HistoryItem {
+impl ChangeItem {
     fn new(entry: &AuditEntry) -> Self {
-        HistoryItem {
+        let sk = change_sk(&entry.sequence);
+        ChangeItem {
             pk: owner_pk(&entry.owner),
-            sk: history_sk(entry.task_id, &entry.sequence),
+            gsi1pk: history_pk(&entry.owner, entry.task_id),
+            gsi1sk: sk.clone(),
+            sk,
             task_id: entry.task_id,
             action: entry.action,
             at: entry.at,
             changes: entry.changes.clone(),
             version: entry.version,
+            task: entry.task.clone(),
             sequence: entry.sequence.as_str().to_owned(),
             event_id: entry.event_id.clone(),
         }
     }
 
-    fn into_entry(self, owner: &Caller) -> Result<AuditEntry, ApiError> {
-        let sequence = Sequence::parse(&self.sequence).ok_or_else(|| {
-            ApiError::Internal(format!("malformed audit item sequence {:?}", self.sequence))
+    fn decode(item: Item, owner: &Caller) -> Result<AuditEntry, ApiError> {
+        let stored: ChangeItem = serde_dynamo::from_item(item)
+            .map_err(|e| ApiError::Internal(format!("malformed change item: {e}")))?;
+        let sequence = Sequence::parse(&stored.sequence).ok_or_else(|| {
+            ApiError::Internal(format!("malformed change sequence {:?}", stored.sequence))
         })?;
         Ok(AuditEntry {
             owner: owner.clone(),
-            task_id: self.task_id,
-            action: self.action,
-            at: self.at,
-            changes: self.changes,
-            version: self.version,
+            task_id: stored.task_id,
+            action: stored.action,
+            at: stored.at,
+            changes: stored.changes,
+            version: stored.version,
+            task: stored.task,
             sequence,
-            event_id: self.event_id,
+            event_id: stored.event_id,
         })
     }
 }
 
 impl AuditStore for DynamoStore {
     async fn record(&self, entry: &AuditEntry) -> Result<Recorded, ApiError> {
-        let item: Item = serde_dynamo::to_item(HistoryItem::new(entry))
+        let item: Item = serde_dynamo::to_item(ChangeItem::new(entry))
             .map_err(|e| ApiError::Internal(format!("encoding audit entry: {e}")))?;
         let written = self
             .client
@@ -90,42 +102,27 @@ impl AuditStore for DynamoStore {
     ) -> Result<HistoryPage, ApiError> {
         // Backwards from the newest (or from before the cursor), one item
         // more than the page to know whether anything is left.
-        let mut start: Option<Item> = query.before.as_ref().map(|before| {
+        let start = query.before.as_ref().map(|before| {
+            let sk = change_sk(before);
             Item::from([
                 (PK.to_owned(), string(owner_pk(owner))),
-                (SK.to_owned(), string(history_sk(task_id, before))),
+                (SK.to_owned(), string(sk.clone())),
+                (GSI1_PK.to_owned(), string(history_pk(owner, task_id))),
+                (GSI1_SK.to_owned(), string(sk)),
             ])
         });
+        let range = Range {
+            index: Some(GSI1),
+            pk: (GSI1_PK, history_pk(owner, task_id)),
+            sk: (GSI1_SK, CHANGE_PREFIX),
+            forward: false,
+        };
         let wanted = query.limit as usize + 1;
-        let mut items = Vec::with_capacity(wanted);
-        loop {
-            let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", string(owner_pk(owner)))
-                .expression_attribute_values(":prefix", AttributeValue::S(history_prefix(task_id)))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .limit(remaining)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in output.items.unwrap_or_default() {
-                let stored: HistoryItem = serde_dynamo::from_item(item)
-                    .map_err(|e| ApiError::Internal(format!("malformed audit item: {e}")))?;
-                items.push(stored.into_entry(owner)?);
-            }
-            match output.last_evaluated_key {
-                Some(last) if items.len() < wanted => start = Some(last),
-                _ => break,
-            }
-        }
+        let (found, _) = self.query_items(range, start, wanted).await?;
+        let mut items = found
+            .into_iter()
+            .map(|item| ChangeItem::decode(item, owner))
+            .collect::<Result<Vec<_>, _>>()?;
         let more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
         let next_before = if more {
@@ -134,5 +131,48 @@ impl AuditStore for DynamoStore {
             None
         };
         Ok(HistoryPage { items, next_before })
+    }
+
+    async fn changes(
+        &self,
+        owner: &Caller,
+        after: Option<&Sequence>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, ApiError> {
+        let start = after.map(|after| {
+            Item::from([
+                (PK.to_owned(), string(owner_pk(owner))),
+                (SK.to_owned(), string(change_sk(after))),
+            ])
+        });
+        let (found, _) = self
+            .query_items(changes_range(owner, true), start, limit as usize)
+            .await?;
+        found
+            .into_iter()
+            .map(|item| ChangeItem::decode(item, owner))
+            .collect()
+    }
+
+    async fn latest_change(&self, owner: &Caller) -> Result<Option<Sequence>, ApiError> {
+        let (found, _) = self
+            .query_items(changes_range(owner, false), None, 1)
+            .await?;
+        found
+            .into_iter()
+            .next()
+            .map(|item| ChangeItem::decode(item, owner).map(|e| e.sequence))
+            .transpose()
+    }
+}
+
+/// The caller's changes on the table (read consistently), in stream order
+/// or backwards.
+fn changes_range(owner: &Caller, forward: bool) -> Range<'static> {
+    Range {
+        index: None,
+        pk: (PK, owner_pk(owner)),
+        sk: (SK, CHANGE_PREFIX),
+        forward,
     }
 }
