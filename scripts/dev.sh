@@ -16,7 +16,9 @@ echo "==> building the functions and the local DynamoDB"
 cargo build --workspace --bins
 
 mkdir -p .dev
-setsid target/debug/devstack --port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite &
+# --stream-to: the table's stream goes to the audit function (task
+# history) through watch's Invoke API, as deployed.
+setsid target/debug/devstack --port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$API_PORT" &
 DEVSTACK_PID=$!
 trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 pub use dynoxide::Database;
 
 pub mod runtime_api;
+pub mod stream;
 
 /// A running dynoxide server and a client for it.
 pub struct LocalDynamo {

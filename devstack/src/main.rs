@@ -2,27 +2,44 @@
 //!
 //! ```text
 //! devstack [--port 8000] [--db .dev/dynamodb.sqlite | --memory] [--table tasks]
+//!          [--stream-to http://127.0.0.1:9000]
 //! ```
 //!
 //! Creates the table if missing, prints the endpoint, and runs until Ctrl-C
-//! or SIGTERM.
+//! or SIGTERM. With `--stream-to`, it also delivers the table's stream to
+//! the `audit` function through that `cargo lambda watch`'s Invoke API, as
+//! the deployed event source mapping does ([`devstack::stream`]).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use devstack::{LocalDynamo, open_database};
+use devstack::{LocalDynamo, open_database, stream};
+
+/// Stops the stream delivery with the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 struct Args {
     port: u16,
     db: Option<String>,
     table: String,
+    stream_to: Option<String>,
 }
+
+const USAGE: &str = "usage: devstack [--port 8000] [--db FILE | --memory] [--table tasks] \
+                     [--stream-to http://127.0.0.1:9000]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         port: 8000,
         db: Some(".dev/dynamodb.sqlite".to_owned()),
         table: "tasks".to_owned(),
+        stream_to: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -36,11 +53,8 @@ fn parse_args() -> Result<Args, String> {
             "--db" => args.db = Some(value()?),
             "--memory" => args.db = None,
             "--table" => args.table = value()?,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: devstack [--port 8000] [--db FILE | --memory] [--table tasks]".into(),
-                );
-            }
+            "--stream-to" => args.stream_to = Some(value()?),
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
@@ -59,7 +73,15 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let db = open_database(args.db.as_deref())?;
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let dynamo = LocalDynamo::start(db, addr, &args.table).await?;
+    let dynamo = LocalDynamo::start(db.clone(), addr, &args.table).await?;
+    let _stream = args.stream_to.as_deref().map(|watch| {
+        println!("devstack: delivering the table's stream to the audit function at {watch}");
+        AbortOnDrop(tokio::spawn(stream::pump(
+            db,
+            args.table.clone(),
+            stream::Invoke::new(watch, "audit"),
+        )))
+    });
     let storage = args.db.as_deref().unwrap_or("memory");
     println!(
         "devstack: DynamoDB on {} (table {}, data in {storage})",
