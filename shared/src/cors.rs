@@ -116,7 +116,7 @@ impl Cors {
 
     /// Adds the CORS headers of an actual (non-preflight) request whose
     /// allowed origin is `origin` (from [`Cors::allowed_origin`]).
-    pub fn decorate(&self, origin: Option<HeaderValue>, response: &mut Response<Body>) {
+    pub fn decorate<B>(&self, origin: Option<HeaderValue>, response: &mut Response<B>) {
         if !self.is_enabled() {
             return;
         }

@@ -29,6 +29,12 @@ pub enum ApiError {
     /// The path exists, but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed { allow: Vec<&'static str> },
+    /// A streamed route reached through the (buffering) HTTP API: it is
+    /// served on its function's own URL ([`crate::routes::STREAMED`]).
+    #[error(
+        "{route} streams its response: call it on its function URL (the stack's outputs list it)"
+    )]
+    StreamedElsewhere { route: String },
     /// The caller already owns `MAX_TASKS` tasks.
     #[error("task limit reached ({0})")]
     TaskLimitReached(u32),
@@ -66,7 +72,9 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::TaskNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::TaskNotFound
+            | ApiError::RouteNotFound
+            | ApiError::StreamedElsewhere { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TaskLimitReached(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,

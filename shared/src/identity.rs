@@ -5,7 +5,7 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-use crate::config::IdentityMode;
+use crate::config::{Config, IdentityMode};
 use crate::error::ApiError;
 
 /// The header that names the caller in local mode.
@@ -43,6 +43,14 @@ pub fn caller(req: &Request, mode: IdentityMode) -> Result<Caller, ApiError> {
             IdentityMode::Jwt => None,
         })
         .ok_or(ApiError::Unauthenticated)
+}
+
+/// The caller of a request to a streamed route, which deployed comes
+/// through the function's own URL with no API Gateway authorizer in
+/// front: as [`caller`], then a bearer token checked by the function
+/// itself when the configuration names an issuer.
+pub async fn authenticate(req: &Request, config: &Config) -> Result<Caller, ApiError> {
+    caller(req, config.identity)
 }
 
 /// `requestContext.authorizer.jwt.claims.sub` of an HTTP API event.

@@ -27,4 +27,5 @@ pub mod response;
 pub mod routes;
 pub mod runtime;
 pub mod store;
+pub mod streaming;
 pub mod validation;

@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 use lambda_http::http::HeaderValue;
 use lambda_http::request::RequestContext;
 use lambda_http::tower::{Layer, Service};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Request, RequestExt, Response};
 
 use metrics_cloudwatch_embedded::Collector;
 
 use crate::identity::USER_HEADER;
 use crate::request::request_id;
-use crate::routes::ROUTES;
 
 /// The timing header of the seed's middleware.
 pub const PROCESS_TIME_HEADER: &str = "x-process-time";
@@ -130,13 +129,10 @@ impl RequestRecord {
 /// The matching route pattern, e.g. `GET /tasks/{task_id}`; unmatched
 /// requests are `"$default"`, as API Gateway names them.
 pub fn route_of(method: &str, path: &str) -> String {
-    ROUTES
-        .iter()
-        .find(|r| r.method == method && crate::routes::matches(r.path, path))
-        .map_or_else(
-            || "$default".to_owned(),
-            |r| format!("{} {}", r.method, r.path),
-        )
+    crate::routes::route_for(method, path).map_or_else(
+        || "$default".to_owned(),
+        |r| format!("{} {}", r.method, r.path),
+    )
 }
 
 /// A stable, non-reversible tag for a caller id: 12 base64url characters
@@ -171,14 +167,18 @@ fn caller_tag(req: &Request) -> Option<String> {
     Some(caller_hash(&id))
 }
 
-impl<S, F> Service<Request> for Observed<S>
+/// Any response body: buffered (`lambda_http::Body`) or streamed. A
+/// streamed response is timed and logged when its head is ready (the time
+/// to first byte); its body then flows on.
+impl<S, F, B> Service<Request> for Observed<S>
 where
-    S: Service<Request, Response = Response<Body>, Error = Infallible, Future = F>,
-    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    S: Service<Request, Response = Response<B>, Error = Infallible, Future = F>,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Send + 'static,
 {
-    type Response = Response<Body>;
+    type Response = Response<B>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)

@@ -82,6 +82,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
         handlers::update_task::handle,
         handlers::delete_task::handle,
         handlers::task_history::handle,
+        handlers::export_tasks::handle,
     ),
     components(
         schemas(HttpError, HttpValidationError, FieldError),
@@ -407,6 +408,15 @@ pub struct ListParams {
     pub done: Option<bool>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// The query of `GET /tasks/export`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `ndjson` (one JSON task per line) or `csv` (a header row, then a task per row).
+    #[param(default = "ndjson", pattern = "^(ndjson|csv)$")]
+    pub format: Option<String>,
 }
 
 /// The query of `GET /tasks/{task_id}/history`.

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::audit::{HistoryQuery, Sequence};
 use crate::error::ApiError;
+use crate::handlers::export_tasks::Format;
 use crate::model::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
 use crate::store::Precondition;
 use crate::validation::{FieldError, Validated, loc, parse_bool_str, parse_int_str, zip};
@@ -190,6 +191,20 @@ pub fn list_query(req: &Request) -> Validated<ListQuery> {
         cursor_param(req, decode_cursor),
     )?;
     Ok(ListQuery { limit, done, after })
+}
+
+/// `format` of `GET /tasks/export`: `ndjson` (the default) or `csv`.
+pub fn export_format(req: &Request) -> Validated<Format> {
+    match last_param(req, "format") {
+        None => Ok(Format::Ndjson),
+        Some(raw) => Format::parse(&raw).ok_or_else(|| {
+            vec![FieldError::literal_error(
+                loc(&["query", "format"]),
+                &raw,
+                &Format::NAMES,
+            )]
+        }),
+    }
 }
 
 /// `limit` and `cursor` of `GET /tasks/{task_id}/history`.

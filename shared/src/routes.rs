@@ -26,6 +26,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/me", "me"),
     route("POST", "/tasks", "create_task"),
     route("GET", "/tasks", "list_tasks"),
+    route("GET", "/tasks/export", "export_tasks"),
     route("GET", "/tasks/{task_id}", "get_task"),
     route("PUT", "/tasks/{task_id}", "replace_task"),
     route("PATCH", "/tasks/{task_id}", "update_task"),
@@ -37,6 +38,14 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/redoc", DOCS),
     route("GET", "/redoc/{proxy+}", DOCS),
 ];
+
+/// The functions whose responses are streamed (Lambda's `RESPONSE_STREAM`
+/// mode). API Gateway HTTP APIs buffer responses, so deployed they are
+/// served through their own Function URLs, with the caller's token checked
+/// by the function ([`crate::identity::authenticate`]); the HTTP API sends
+/// their routes to the fallback, which says where to go. Locally
+/// `cargo lambda watch` streams them on their routes.
+pub const STREAMED: &[&str] = &["export_tasks"];
 
 /// Serves the OpenAPI document and the pages that render it (Swagger UI,
 /// ReDoc, and their files). Its routes are public and, as in FastAPI, not
@@ -75,13 +84,30 @@ pub fn matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-/// The methods routed for `path`, in table order (empty: unknown path).
+/// The methods routed for `path`, in table order, each once (empty:
+/// unknown path).
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for route in ROUTES.iter().filter(|r| matches(r.path, path)) {
+        if !methods.contains(&route.method) {
+            methods.push(route.method);
+        }
+    }
+    methods
+}
+
+/// The route serving `method` on `path`, as API Gateway picks it: a path
+/// without parameters before one with (`/tasks/export` before
+/// `/tasks/{task_id}`), which the table's order already says.
+pub fn route_for(method: &str, path: &str) -> Option<&'static Route> {
     ROUTES
         .iter()
-        .filter(|r| matches(r.path, path))
-        .map(|r| r.method)
-        .collect()
+        .find(|r| r.method == method && matches(r.path, path))
+}
+
+/// Whether `function` streams its responses ([`STREAMED`]).
+pub fn is_streamed(function: &str) -> bool {
+    STREAMED.contains(&function)
 }
 
 /// The distinct paths of the table, in order.
@@ -127,5 +153,18 @@ mod tests {
         );
         assert!(allowed_methods("/nope").is_empty());
         assert_eq!(allowed_methods("/docs/index.css"), ["GET"]);
+        assert_eq!(
+            allowed_methods("/tasks/export"),
+            ["GET", "PUT", "PATCH", "DELETE"]
+        );
+    }
+
+    #[test]
+    fn a_path_without_parameters_wins() {
+        let function = |m, p| route_for(m, p).map(|r| r.function);
+        assert_eq!(function("GET", "/tasks/export"), Some("export_tasks"));
+        assert_eq!(function("PUT", "/tasks/export"), Some("replace_task"));
+        assert_eq!(function("GET", "/tasks/abc"), Some("get_task"));
+        assert_eq!(function("POST", "/tasks/abc"), None);
     }
 }

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::observability::{ObservabilityLayer, init_metrics};
 use crate::request::request_id;
 use crate::store::dynamo::{self, DynamoStore};
+use crate::streaming::{StreamedBody, buffered};
 
 /// The functions fed by an event source rather than an HTTP route (see
 /// [`start_events`]): each is a crate under `functions/` with no route.
@@ -39,16 +40,42 @@ where
     Fut: Future<Output = HandlerResult> + Send,
 {
     cold_start(|app| async move {
-        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
-        let mut layer = ObservabilityLayer::new();
-        if let Some(collector) = init_metrics(&function) {
-            layer = layer.with_metrics(collector);
-        }
         let service = service_fn(move |req: Request| async move {
             Ok::<_, Infallible>(respond(app, handler, req).await)
         });
-        lambda_http::run(layer.layer(service)).await
+        lambda_http::run(observability_layer().layer(service)).await
     })
+}
+
+/// Runs a Lambda function whose responses are streamed (Lambda's
+/// `RESPONSE_STREAM` invoke mode; `cargo lambda watch` streams them too):
+/// `handler` answers with a head and a body that is sent chunk by chunk as
+/// it is produced ([`crate::streaming`]). Errors before the head are
+/// answered as in [`start`].
+pub fn start_streaming<H, Fut>(handler: H) -> ExitCode
+where
+    H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = StreamedResult> + Send,
+{
+    cold_start(|app| async move {
+        let service = service_fn(move |req: Request| async move {
+            Ok::<_, Infallible>(respond_with(app, handler, req, buffered).await)
+        });
+        lambda_http::run_with_streaming_response(observability_layer().layer(service)).await
+    })
+}
+
+/// A streaming handler's result.
+pub type StreamedResult = Result<Response<StreamedBody>, ApiError>;
+
+/// The per-request log line, timing header and metrics of every function.
+fn observability_layer() -> ObservabilityLayer {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    let layer = ObservabilityLayer::new();
+    match init_metrics(&function) {
+        Some(collector) => layer.with_metrics(collector),
+        None => layer,
+    }
 }
 
 /// Runs a Lambda function fed by an event source (not API Gateway), such
@@ -135,12 +162,27 @@ where
     H: FnOnce(&'a App<S>, Request) -> Fut,
     Fut: Future<Output = HandlerResult>,
 {
+    respond_with(app, handler, req, |response| response).await
+}
+
+/// [`respond`] for any response body: `buffered` turns the buffered
+/// answers made here (an error, a preflight) into that body.
+pub async fn respond_with<'a, S, H, Fut, B>(
+    app: &'a App<S>,
+    handler: H,
+    req: Request,
+    buffered: fn(Response<Body>) -> Response<B>,
+) -> Response<B>
+where
+    H: FnOnce(&'a App<S>, Request) -> Fut,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
+{
     let request_id = request_id(&req);
     // Local CORS (off unless CORS_ALLOWED_ORIGINS is set; deployed, API
     // Gateway answers CORS): a preflight never reaches the handler.
     let cors = &app.config.cors;
     if let Some(preflight) = cors.preflight(&req) {
-        return preflight;
+        return buffered(preflight);
     }
     let origin = cors.allowed_origin(req.headers());
     let mut response = match handler(app, req).await {
@@ -153,7 +195,7 @@ where
                 }
                 _ => {}
             }
-            error.into_response(&request_id)
+            buffered(error.into_response(&request_id))
         }
     };
     cors.decorate(origin, &mut response);

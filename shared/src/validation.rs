@@ -159,6 +159,24 @@ impl FieldError {
         .with_ctx(json!({ "le": le }))
     }
 
+    /// A value outside a `Literal[...]`: `expected` lists the allowed
+    /// values, quoted, as pydantic words it (`'ndjson' or 'csv'`).
+    pub fn literal_error(loc: Vec<Value>, input: &str, allowed: &[&str]) -> Self {
+        let quoted: Vec<String> = allowed.iter().map(|v| format!("'{v}'")).collect();
+        let expected = match quoted.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        Self::new(
+            "literal_error",
+            loc,
+            format!("Input should be {expected}"),
+            Value::from(input),
+        )
+        .with_ctx(json!({ "expected": expected }))
+    }
+
     /// A validator's `ValueError`. pydantic puts the exception object itself
     /// in `ctx.error`, and FastAPI's `jsonable_encoder` renders an exception
     /// as `{}`: the reason is only in `msg`.

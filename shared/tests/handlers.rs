@@ -338,6 +338,20 @@ async fn fallback_answers_405_on_known_paths_and_404_elsewhere() {
     let response = respond(&app, handlers::fallback::handle, unknown).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(body_json(&response), json!({"detail": "Not Found"}));
+
+    // Deployed, the HTTP API sends a streamed route here: say where it is.
+    let mut streamed = event("fallback");
+    *streamed.method_mut() = Method::GET;
+    *streamed.uri_mut() = "https://localhost/tasks/export".parse().expect("uri");
+    let response = respond(&app, handlers::fallback::handle, streamed).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let detail = body_json(&response)["detail"].as_str().map(str::to_owned);
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("GET /tasks/export streams")),
+        "{detail:?}"
+    );
 }
 
 /// A store whose every call fails with the given error.

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_norway::Value;
-use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, paths};
+use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, STREAMED, is_streamed, paths, route_for};
 use shared::runtime::EVENT_FUNCTIONS;
 use shared::store::table::{INDEXES, TABLE_KEY};
 use support::{at, read, reference, repo_root, resources, template, text};
@@ -58,6 +58,24 @@ fn table_routes() -> Vec<(String, String, String)> {
                 r.path.to_owned(),
                 r.function.to_owned(),
             )
+        })
+        .collect();
+    routes.sort();
+    routes
+}
+
+/// [`table_routes`] as the HTTP API routes them: a streamed route goes to
+/// the fallback there (its function is served on its own Function URL).
+fn http_api_routes() -> Vec<(String, String, String)> {
+    let mut routes: Vec<_> = table_routes()
+        .into_iter()
+        .map(|(method, path, function)| {
+            let function = if is_streamed(&function) {
+                FALLBACK.to_owned()
+            } else {
+                function
+            };
+            (method, path, function)
         })
         .collect();
     routes.sort();
@@ -198,6 +216,16 @@ fn expected_router() -> Router {
     parse_router(toml::Value::Table(table)).expect("the expected router block is a router")
 }
 
+/// Who serves `method` on a watch path that has no route for it: as API
+/// Gateway picks, the route with parameters that matches the literal path
+/// (`PUT /tasks/export` is `PUT /tasks/{task_id}`), else the fallback.
+fn unrouted_function(path: &str, method: &str) -> &'static str {
+    if path.contains('{') {
+        return FALLBACK;
+    }
+    route_for(method, path).map_or(FALLBACK, |r| r.function)
+}
+
 /// The router the table implies, as TOML to paste under
 /// `[workspace.metadata.lambda.watch.router]`: each path's routes, then every
 /// other method to the fallback (405), and any other path to the fallback (404).
@@ -213,7 +241,7 @@ fn expected_router_toml() -> String {
         let rest = METHODS
             .iter()
             .filter(|m| !routed.iter().any(|(method, _)| method == *m))
-            .map(|m| (*m, FALLBACK));
+            .map(|m| (*m, unrouted_function(&path, m)));
         let entries: Vec<String> = routed
             .iter()
             .copied()
@@ -266,7 +294,7 @@ fn template_routes_are_the_route_table() {
     routes.sort();
     assert_eq!(
         routes,
-        table_routes(),
+        http_api_routes(),
         "template.yaml's HttpApi events (left) must be shared::routes::ROUTES (right)"
     );
 }
@@ -330,6 +358,36 @@ fn the_deployed_stack_trusts_jwt_claims_only() {
     }
 }
 
+/// The streamed functions are served on their own Function URLs in
+/// `RESPONSE_STREAM` mode, with no IAM auth in front (the function checks
+/// the caller's JWT itself, against the same issuer and audience as the
+/// HTTP API's authorizer); no other function has a URL.
+#[test]
+fn streamed_functions_have_streaming_function_urls_with_a_token_check() {
+    let template = template();
+    let mut with_url = Vec::new();
+    for (id, function) in resources(&template, "AWS::Serverless::Function") {
+        let Some(url) = at(function, &["Properties", "FunctionUrlConfig"]) else {
+            continue;
+        };
+        let crate_name = binary(id, function);
+        with_url.push(crate_name);
+        assert_eq!(text(url, &["InvokeMode"], id), "RESPONSE_STREAM", "{id}");
+        assert_eq!(text(url, &["AuthType"], id), "NONE", "{id}");
+        let variables = at(function, &["Properties", "Environment", "Variables"]);
+        for name in ["JWT_ISSUER", "JWT_AUDIENCE"] {
+            assert!(
+                variables.and_then(|v| v.get(name)).is_some(),
+                "{id} has a public URL: it must check tokens ({name})"
+            );
+        }
+    }
+    with_url.sort();
+    let mut streamed = STREAMED.to_vec();
+    streamed.sort();
+    assert_eq!(with_url, streamed);
+}
+
 #[test]
 fn watch_router_is_the_route_table() {
     let actual = parse_router(workspace_router());
@@ -359,7 +417,8 @@ fn expected_router_sends_unrouted_methods_and_paths_to_the_fallback() {
             let routed = ROUTES
                 .iter()
                 .find(|r| watch_path(r.path) == *path && r.method == entry.method);
-            let function = routed.map_or(FALLBACK, |r| r.function);
+            let function =
+                routed.map_or_else(|| unrouted_function(path, &entry.method), |r| r.function);
             assert_eq!(entry.function, function, "{path} {}", entry.method);
         }
     }

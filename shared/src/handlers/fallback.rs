@@ -2,7 +2,7 @@ use lambda_http::Request;
 
 use super::DynamoDbAccess;
 use crate::error::ApiError;
-use crate::routes::allowed_methods;
+use crate::routes::{allowed_methods, is_streamed, route_for};
 use crate::runtime::{App, HandlerResult};
 
 /// [`handle`] touches no storage (it does not even ask for a `TaskStore`):
@@ -10,9 +10,18 @@ use crate::runtime::{App, HandlerResult};
 pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::NONE;
 
 /// Everything no route matches (API Gateway's `$default`): 405 with `Allow`
-/// for a known path, 404 otherwise, in FastAPI's words.
+/// for a known path, 404 otherwise, in FastAPI's words. Deployed, the HTTP
+/// API also sends it the streamed routes, which it cannot serve buffered:
+/// a 404 that says where they are served.
 pub async fn handle<S>(_app: &App<S>, req: Request) -> HandlerResult {
-    let allow = allowed_methods(req.uri().path());
+    let path = req.uri().path();
+    if let Some(route) = route_for(req.method().as_str(), path).filter(|r| is_streamed(r.function))
+    {
+        return Err(ApiError::StreamedElsewhere {
+            route: format!("{} {}", route.method, route.path),
+        });
+    }
+    let allow = allowed_methods(path);
     if allow.is_empty() {
         Err(ApiError::RouteNotFound)
     } else {

@@ -9,6 +9,7 @@
 pub mod create_task;
 pub mod delete_task;
 pub mod docs;
+pub mod export_tasks;
 pub mod fallback;
 pub mod get_task;
 pub mod health;
@@ -74,6 +75,7 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "update_task" => update_task::DYNAMODB,
         "delete_task" => delete_task::DYNAMODB,
         "task_history" => task_history::DYNAMODB,
+        "export_tasks" => export_tasks::DYNAMODB,
         "docs" => docs::DYNAMODB,
         "fallback" => fallback::DYNAMODB,
         "audit" => crate::audit::DYNAMODB,

@@ -1,0 +1,190 @@
+//! `GET /tasks/export`: every task of the caller, streamed page by page.
+
+use bytes::Bytes;
+use futures::Stream;
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Request, Response};
+use uuid::Uuid;
+
+use super::DynamoDbAccess;
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::identity::authenticate;
+use crate::model::{ListQuery, Task};
+use crate::openapi::{ExportParams, ServiceUnavailable, Unauthorized, ValidationFailed};
+use crate::request::export_format;
+use crate::runtime::{App, StreamedResult};
+use crate::store::{StoredPage, TaskStore};
+use crate::streaming::from_stream;
+
+/// The DynamoDB actions [`handle`] calls (`DynamoStore::list`, page after
+/// page), which its function's policy in `template.yaml` grants: `Query`
+/// on the table.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:Query"]);
+
+/// Tasks read (and held) at a time: the function's memory holds one page
+/// and its encoding, whatever the caller's total.
+pub const EXPORT_PAGE: u32 = 100;
+
+/// The export's encodings (`?format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON task per line (`application/x-ndjson`), the default.
+    Ndjson,
+    /// A header row, then one task per row (`text/csv`, RFC 4180 quoting).
+    Csv,
+}
+
+impl Format {
+    pub const NAMES: [&str; 2] = ["ndjson", "csv"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "ndjson" => Some(Format::Ndjson),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    fn disposition(self) -> &'static str {
+        match self {
+            Format::Ndjson => "attachment; filename=\"tasks.ndjson\"",
+            Format::Csv => "attachment; filename=\"tasks.csv\"",
+        }
+    }
+
+    /// One page of tasks, encoded (with the CSV header row first when
+    /// `first`).
+    fn encode(self, tasks: &[Task], first: bool) -> Result<Bytes, ApiError> {
+        let failed =
+            |e: &dyn std::fmt::Display| ApiError::Internal(format!("encoding export: {e}"));
+        match self {
+            Format::Ndjson => {
+                let mut out = Vec::with_capacity(tasks.len() * 256);
+                for task in tasks {
+                    serde_json::to_writer(&mut out, task).map_err(|e| failed(&e))?;
+                    out.push(b'\n');
+                }
+                Ok(Bytes::from(out))
+            }
+            Format::Csv => {
+                let mut writer = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(Vec::with_capacity(tasks.len() * 256));
+                if first {
+                    writer.write_record(CSV_COLUMNS).map_err(|e| failed(&e))?;
+                }
+                for task in tasks {
+                    writer.serialize(task).map_err(|e| failed(&e))?;
+                }
+                writer.into_inner().map(Bytes::from).map_err(|e| failed(&e))
+            }
+        }
+    }
+}
+
+/// The CSV header row: [`Task`]'s fields, in order.
+pub const CSV_COLUMNS: [&str; 6] = [
+    "id",
+    "title",
+    "description",
+    "done",
+    "created_at",
+    "updated_at",
+];
+
+/// Export tasks
+///
+/// Every task of the caller, oldest first, as NDJSON (one JSON task per
+/// line, the default) or CSV (`?format=csv`, with a header row). The body
+/// is streamed as the tasks are read, a page at a time, so an export of any
+/// size starts at once and costs the function the same memory.
+///
+/// Deployed, this route is served through the export function's own URL
+/// (a Lambda Function URL in `RESPONSE_STREAM` mode; API Gateway HTTP APIs
+/// buffer responses): call it with the same `Authorization: Bearer <JWT>`,
+/// which the function checks itself. A failure after the first bytes ends
+/// the transfer abnormally rather than with a truncated but well-formed
+/// body.
+#[utoipa::path(
+    get, path = "/tasks/export", operation_id = "export_tasks", tag = "tasks",
+    params(ExportParams),
+    responses(
+        (status = 200, description = "All of the caller's tasks, streamed.",
+            content(
+                (String = "application/x-ndjson", example = json!("{\"id\":\"0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d\",\"title\":\"Write the README\",\"description\":\"\",\"done\":false,\"created_at\":\"2026-11-25T09:00:00.000000Z\",\"updated_at\":\"2026-11-25T09:00:00.000000Z\"}\n")),
+                (String = "text/csv", example = json!("id,title,description,done,created_at,updated_at\n0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d,Write the README,,false,2026-11-25T09:00:00.000000Z,2026-11-25T09:00:00.000000Z\n")),
+            )),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
+pub async fn handle<S: TaskStore + 'static>(app: &'static App<S>, req: Request) -> StreamedResult {
+    let owner = authenticate(&req, &app.config).await?;
+    let format = export_format(&req)?;
+    // The first page is read before the head is sent, so a DynamoDB that
+    // is down now is a clean 503, not a broken 200.
+    let first = app.store.list(&owner, &page_after(None)).await?;
+    let body = from_stream(pages(app, owner, first, format));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        )
+        .header(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static(format.disposition()),
+        )
+        .body(body)
+        .map_err(|e| ApiError::Internal(format!("export response: {e}")))
+}
+
+fn page_after(after: Option<Uuid>) -> ListQuery {
+    ListQuery {
+        limit: EXPORT_PAGE,
+        done: None,
+        after,
+    }
+}
+
+/// Where the export stands between two chunks.
+enum Next {
+    /// The first page, already read.
+    First(StoredPage),
+    /// The page after this task, still to read.
+    After(Uuid),
+}
+
+/// The encoded pages, one chunk each, the next page read only when the
+/// previous chunk has been taken (the stream is pulled by the client).
+fn pages<S: TaskStore + 'static>(
+    app: &'static App<S>,
+    owner: Caller,
+    first: StoredPage,
+    format: Format,
+) -> impl Stream<Item = Result<Bytes, ApiError>> + Send + 'static {
+    futures::stream::try_unfold(Some(Next::First(first)), move |next| {
+        let owner = owner.clone();
+        async move {
+            let (page, is_first) = match next {
+                None => return Ok(None),
+                Some(Next::First(page)) => (page, true),
+                Some(Next::After(after)) => (
+                    app.store.list(&owner, &page_after(Some(after))).await?,
+                    false,
+                ),
+            };
+            let chunk = format.encode(&page.items, is_first)?;
+            Ok(Some((chunk, page.next_after.map(Next::After))))
+        }
+    })
+}

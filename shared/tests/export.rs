@@ -1,0 +1,205 @@
+//! `GET /tasks/export` (the streamed export), driven by its sample event
+//! with the in-memory store: every task, in order, as NDJSON or CSV, sent
+//! in chunks of a page; its errors answered before anything streams.
+
+use bytes::Bytes;
+use chrono::{Duration, TimeZone, Utc};
+use http_body_util::BodyExt;
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Request, Response};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::handlers::export_tasks::{CSV_COLUMNS, EXPORT_PAGE, handle};
+use shared::identity::Caller;
+use shared::model::Task;
+use shared::runtime::{App, respond_with};
+use shared::store::memory::MemoryStore;
+use shared::store::{CreateRules, TaskStore};
+use shared::streaming::{StreamedBody, buffered};
+use uuid::Uuid;
+
+fn app() -> &'static App<MemoryStore> {
+    let config = Config::from_lookup(|name| {
+        let value = match name {
+            "TABLE_NAME" => "tasks",
+            "AWS_REGION" => "us-east-1",
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test",
+            _ => return None,
+        };
+        Some(value.to_owned())
+    })
+    .expect("test config");
+    Box::leak(Box::new(App {
+        config,
+        store: MemoryStore::default(),
+    }))
+}
+
+/// The sample event (`?format=csv`, caller alice) with another query.
+fn request(query: &str) -> Request {
+    let path = format!("{}/../events/export_tasks.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("events/export_tasks.json");
+    let mut value: Value = serde_json::from_str(&text).expect("JSON");
+    value["rawQueryString"] = Value::from(query);
+    let params: serde_json::Map<String, Value> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .collect();
+    value["queryStringParameters"] = Value::Object(params);
+    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+}
+
+async fn seed(app: &App<MemoryStore>, owner: &str, n: usize) -> Vec<Task> {
+    let owner = Caller::new(owner).expect("caller");
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 25, 9, 0, 0)
+        .single()
+        .expect("time");
+    let rules = CreateRules {
+        max_tasks: 100_000,
+        idempotency: None,
+    };
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = start + Duration::seconds(i as i64);
+        let task = Task {
+            id: Uuid::now_v7(),
+            title: format!("task {i}, \"quoted\""),
+            description: if i % 2 == 0 {
+                "line one\nline two".into()
+            } else {
+                String::new()
+            },
+            done: i % 3 == 0,
+            created_at: at,
+            updated_at: at,
+        };
+        app.store
+            .create(&owner, task.clone(), rules)
+            .await
+            .expect("seed");
+        tasks.push(task);
+    }
+    tasks
+}
+
+async fn call(app: &'static App<MemoryStore>, req: Request) -> Response<StreamedBody> {
+    respond_with(app, handle, req, buffered).await
+}
+
+/// Every chunk of the body, as sent.
+async fn chunks(response: Response<StreamedBody>) -> Vec<Bytes> {
+    let mut body = response.into_body();
+    let mut chunks = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("no stream error").into_data() {
+            chunks.push(data);
+        }
+    }
+    chunks
+}
+
+#[tokio::test]
+async fn ndjson_is_every_task_in_order_a_page_per_chunk() {
+    let app = app();
+    let tasks = seed(app, "alice", 250).await;
+    seed(app, "bob", 3).await;
+    let response = call(app, request("")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/x-ndjson"
+    );
+    let chunks = chunks(response).await;
+    assert_eq!(chunks.len(), 250_usize.div_ceil(EXPORT_PAGE as usize));
+    let text: String = chunks
+        .iter()
+        .map(|c| std::str::from_utf8(c).expect("UTF-8"))
+        .collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON task per line"))
+        .collect();
+    let expected: Vec<Value> = tasks
+        .iter()
+        .map(|t| serde_json::to_value(t).expect("task JSON"))
+        .collect();
+    assert_eq!(lines, expected, "alice's tasks only, oldest first");
+}
+
+#[tokio::test]
+async fn csv_has_a_header_and_quotes_what_needs_it() {
+    let app = app();
+    let tasks = seed(app, "alice", 120).await;
+    let response = call(app, request("format=csv")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/csv; charset=utf-8"
+    );
+    let bytes: Vec<u8> = chunks(response).await.concat();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let headers: Vec<String> = reader
+        .headers()
+        .expect("header row")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(headers, CSV_COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
+    assert_eq!(rows.len(), tasks.len());
+    assert_eq!(&rows[0][0], tasks[0].id.to_string());
+    assert_eq!(&rows[0][1], "task 0, \"quoted\"");
+    assert_eq!(&rows[0][2], "line one\nline two");
+    assert_eq!(&rows[0][3], "true");
+    assert_eq!(&rows[0][4], "2026-11-25T09:00:00.000000Z");
+}
+
+#[tokio::test]
+async fn an_empty_export_is_a_header_or_nothing() {
+    let app = app();
+    let csv = chunks(call(app, request("format=csv")).await)
+        .await
+        .concat();
+    assert_eq!(csv, format!("{}\n", CSV_COLUMNS.join(",")).into_bytes());
+    let ndjson = chunks(call(app, request("format=ndjson")).await)
+        .await
+        .concat();
+    assert!(ndjson.is_empty());
+}
+
+#[tokio::test]
+async fn errors_are_answered_before_anything_streams() {
+    let app = app();
+    let bad = call(app, request("format=xml")).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value =
+        serde_json::from_slice(&chunks(bad).await.concat()).expect("a JSON error body");
+    assert_eq!(
+        body,
+        json!({"detail": [{
+            "type": "literal_error",
+            "loc": ["query", "format"],
+            "msg": "Input should be 'ndjson' or 'csv'",
+            "input": "xml",
+            "ctx": {"expected": "'ndjson' or 'csv'"},
+        }]})
+    );
+
+    let mut value: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../events/export_tasks.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("event"),
+    )
+    .expect("JSON");
+    value["requestContext"]
+        .as_object_mut()
+        .expect("context")
+        .remove("authorizer");
+    let anonymous = lambda_http::request::from_str(&value.to_string()).expect("event");
+    let response = call(app, anonymous).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
