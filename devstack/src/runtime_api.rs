@@ -53,9 +53,11 @@ impl RuntimeApi {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
+            // A streamed response arrives in chunks; it is gathered here
+            // (the function's memory is what is measured, not this one's).
             .route(
                 "/2018-06-01/runtime/invocation/{id}/response",
-                post(response),
+                post(response).layer(axum::extract::DefaultBodyLimit::disable()),
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))

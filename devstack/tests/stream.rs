@@ -181,7 +181,7 @@ async fn create_patch_delete_reach_the_history_through_the_stream() {
     // The count item's and the audit's own records never reach the
     // function: the feed holds exactly the three task changes.
     let feed = store.changes(&alice(), None, 100).await.expect("feed");
-    assert_eq!(feed.len(), 3);
+    assert_eq!(feed.items.len(), 3);
 }
 
 #[tokio::test]
@@ -195,6 +195,6 @@ async fn a_reported_failure_is_retried_from_that_record_without_loss() {
         "two failed deliveries, then the batch again"
     );
     let feed = store.changes(&alice(), None, 100).await.expect("feed");
-    let actions: Vec<Action> = feed.iter().map(|e| e.action).collect();
+    let actions: Vec<Action> = feed.items.iter().map(|e| e.action).collect();
     assert_eq!(actions, [Action::Created, Action::Updated, Action::Deleted]);
 }

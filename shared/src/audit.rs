@@ -358,6 +358,14 @@ pub struct HistoryPage {
     pub next_before: Option<Sequence>,
 }
 
+/// Changes of the feed, oldest first, and what reading them cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeBatch {
+    pub items: Vec<AuditEntry>,
+    /// DynamoDB read capacity units consumed (0 in memory).
+    pub read_capacity: f64,
+}
+
 /// Audit entry persistence. Errors: `Unavailable` (retry), `Internal`.
 ///
 /// Two reads of the same entries: one task's history (newest first, for
@@ -388,7 +396,7 @@ pub trait AuditStore: Send + Sync {
         owner: &Caller,
         after: Option<&Sequence>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<AuditEntry>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<ChangeBatch, ApiError>> + Send;
 
     /// The sequence of the owner's newest change, if any: where a feed
     /// that starts "now" starts.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::cors::{self, Cors};
+use crate::feed::FeedSettings;
 
 /// How the caller is identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub struct Config {
     /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config) or
     /// `LOG_LEVEL`: trace, debug, info (default), warn, error.
     pub log_level: tracing::Level,
+    /// `EVENTS_LIFETIME_SECONDS`, `EVENTS_POLL_MILLISECONDS`,
+    /// `EVENTS_HEARTBEAT_SECONDS`: how `GET /tasks/events` streams
+    /// ([`FeedSettings`]).
+    pub feed: FeedSettings,
     pub aws: AwsSettings,
 }
 
@@ -144,6 +149,33 @@ impl Config {
                 )
             })?,
         };
+        let defaults = FeedSettings::default();
+        let positive = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| invalid(var, format!("must be a positive integer (got {v:?})"))),
+            }
+        };
+        let feed = FeedSettings {
+            lifetime: Duration::from_secs(positive(
+                "EVENTS_LIFETIME_SECONDS",
+                defaults.lifetime.as_secs(),
+            )?),
+            poll: Duration::from_millis(positive(
+                "EVENTS_POLL_MILLISECONDS",
+                defaults.poll.as_millis() as u64,
+            )?),
+            heartbeat: Duration::from_secs(positive(
+                "EVENTS_HEARTBEAT_SECONDS",
+                defaults.heartbeat.as_secs(),
+            )?),
+            retry: defaults.retry,
+        };
         let endpoint_url = match get("AWS_ENDPOINT_URL_DYNAMODB") {
             Some(v) => Some(("AWS_ENDPOINT_URL_DYNAMODB", v)),
             None => get("AWS_ENDPOINT_URL").map(|v| ("AWS_ENDPOINT_URL", v)),
@@ -175,6 +207,7 @@ impl Config {
             identity,
             cors,
             log_level,
+            feed,
             aws,
         })
     }

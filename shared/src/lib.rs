@@ -17,6 +17,7 @@ pub mod audit;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod feed;
 pub mod handlers;
 pub mod identity;
 pub mod model;

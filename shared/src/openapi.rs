@@ -83,6 +83,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
         handlers::delete_task::handle,
         handlers::task_history::handle,
         handlers::export_tasks::handle,
+        handlers::task_events::handle,
     ),
     components(
         schemas(HttpError, HttpValidationError, FieldError),
@@ -417,6 +418,27 @@ pub struct ExportParams {
     /// `ndjson` (one JSON task per line) or `csv` (a header row, then a task per row).
     #[param(default = "ndjson", pattern = "^(ndjson|csv)$")]
     pub format: Option<String>,
+}
+
+/// `Last-Event-ID` on `GET /tasks/events` (the feed starts now without it
+/// or `since`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct LastEventIdHeader {
+    /// The id of the last change received: the feed sends every later one.
+    /// `EventSource` sends it when it reconnects.
+    #[param(rename = "Last-Event-ID", value_type = String, required = false, pattern = "^[0-9]{1,40}$")]
+    pub last_event_id: Option<String>,
+}
+
+/// The query of `GET /tasks/events`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// A change id to start after, for a client that cannot set the header
+    /// (`Last-Event-ID` wins when both are sent).
+    #[param(pattern = "^[0-9]{1,40}$")]
+    pub since: Option<String>,
 }
 
 /// The query of `GET /tasks/{task_id}/history`.

@@ -207,6 +207,24 @@ pub fn export_format(req: &Request) -> Validated<Format> {
     }
 }
 
+/// Where `GET /tasks/events` starts: after the change id in
+/// `Last-Event-ID` (what `EventSource` sends when it reconnects), else
+/// after `?since=`, else `None` (now).
+pub fn feed_start(req: &Request) -> Validated<Option<Sequence>> {
+    let header = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
+    let (raw, at) = match (header, last_param(req, "since")) {
+        (Some(id), _) => (id, loc(&["header", "last-event-id"])),
+        (None, Some(id)) => (id, loc(&["query", "since"])),
+        (None, None) => return Ok(None),
+    };
+    Sequence::parse(&raw)
+        .map(Some)
+        .ok_or_else(|| vec![FieldError::value_error(at, &raw, "invalid change id")])
+}
+
 /// `limit` and `cursor` of `GET /tasks/{task_id}/history`.
 pub fn history_query(req: &Request) -> Validated<HistoryQuery> {
     let (limit, before) = zip(limit_param(req), cursor_param(req, decode_history_cursor))?;

@@ -27,6 +27,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/tasks", "create_task"),
     route("GET", "/tasks", "list_tasks"),
     route("GET", "/tasks/export", "export_tasks"),
+    route("GET", "/tasks/events", "task_events"),
     route("GET", "/tasks/{task_id}", "get_task"),
     route("PUT", "/tasks/{task_id}", "replace_task"),
     route("PATCH", "/tasks/{task_id}", "update_task"),
@@ -45,7 +46,7 @@ pub const ROUTES: &[Route] = &[
 /// by the function ([`crate::identity::authenticate`]); the HTTP API sends
 /// their routes to the fallback, which says where to go. Locally
 /// `cargo lambda watch` streams them on their routes.
-pub const STREAMED: &[&str] = &["export_tasks"];
+pub const STREAMED: &[&str] = &["export_tasks", "task_events"];
 
 /// Serves the OpenAPI document and the pages that render it (Swagger UI,
 /// ReDoc, and their files). Its routes are public and, as in FastAPI, not

@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! cargo build --release --bins && cargo run -p devstack --bin coldstart [-- --warm 200]
+//! cargo run -p devstack --bin coldstart -- --export 1000 10000
 //! ```
+//!
+//! `--export N...`: the streamed export instead, once per count, each in a
+//! fresh process on a caller with N tasks: bytes streamed, time, and peak
+//! RSS, which must not grow with N.
 
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -37,10 +42,23 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The HTTP status of an API response, or the failure count of a stream
-/// batch response.
+/// A streamed response's body: after the JSON prelude (status, headers)
+/// and its 8-NUL separator.
+const STREAM_SEPARATOR: [u8; 8] = [0; 8];
+
+/// `(prelude, body)` of a streamed response, `None` for a buffered one.
+fn split_stream(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = body
+        .windows(STREAM_SEPARATOR.len())
+        .position(|w| w == STREAM_SEPARATOR)?;
+    Some((&body[..at], &body[at + STREAM_SEPARATOR.len()..]))
+}
+
+/// The HTTP status of an API response (buffered or streamed), or the
+/// failure count of a stream batch response.
 fn status_of(body: &[u8]) -> String {
-    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let head = split_stream(body).map_or(body, |(prelude, _)| prelude);
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(head) else {
         return "?".to_owned();
     };
     match (
@@ -53,9 +71,17 @@ fn status_of(body: &[u8]) -> String {
     }
 }
 
-async fn measure(function: &str, endpoint: &str, warm: usize) -> Result<Figures, String> {
-    let event = std::fs::read_to_string(format!("events/{function}.json"))
-        .map_err(|e| format!("events/{function}.json: {e}"))?;
+fn sample_event(function: &str) -> Result<String, String> {
+    std::fs::read_to_string(format!("events/{function}.json"))
+        .map_err(|e| format!("events/{function}.json: {e}"))
+}
+
+async fn measure(
+    function: &str,
+    event: &str,
+    endpoint: &str,
+    warm: usize,
+) -> Result<(Figures, Vec<u8>), String> {
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let binary = format!("target/release/{function}");
     let started = Instant::now();
@@ -85,9 +111,9 @@ async fn measure(function: &str, endpoint: &str, warm: usize) -> Result<Figures,
         .map_err(|e| format!("{binary}: {e} (run `cargo build --release --bins` first)"))?;
     let pid = child.id().unwrap_or(0);
 
-    let first = tokio::time::timeout(Duration::from_secs(10), api.invoke("first", &event))
+    let first = tokio::time::timeout(Duration::from_secs(60), api.invoke("first", event))
         .await
-        .map_err(|_| format!("{function}: no answer within 10 s"))?
+        .map_err(|_| format!("{function}: no answer within 60 s"))?
         .ok_or_else(|| format!("{function}: runtime API closed"))?;
     let init = api
         .first_poll()
@@ -100,7 +126,7 @@ async fn measure(function: &str, endpoint: &str, warm: usize) -> Result<Figures,
     let mut warm_times = Vec::with_capacity(warm);
     for i in 0..warm {
         let invocation = api
-            .invoke(&format!("warm-{i}"), &event)
+            .invoke(&format!("warm-{i}"), event)
             .await
             .ok_or_else(|| format!("{function}: runtime API closed"))?;
         warm_times.push(invocation.answered.duration_since(invocation.handed_out));
@@ -122,7 +148,69 @@ async fn measure(function: &str, endpoint: &str, warm: usize) -> Result<Figures,
         status,
     };
     let _ = child.kill().await;
-    Ok(figures)
+    let body = first.outcome.map(|b| b.to_vec()).unwrap_or_default();
+    Ok((figures, body))
+}
+
+/// Gives `caller` `n` tasks, 16 creates at a time, through the store.
+async fn seed(dynamo: &LocalDynamo, caller: &str, n: usize) -> Result<(), String> {
+    use shared::model::{Task, TaskCreate, now};
+    use shared::store::{CreateRules, TaskStore};
+    let store = std::sync::Arc::new(shared::store::dynamo::DynamoStore::new(
+        dynamo.client.clone(),
+        "tasks",
+    ));
+    let owner = shared::identity::Caller::new(caller).ok_or("caller")?;
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..n {
+        if running.len() >= 16 {
+            running.join_next().await;
+        }
+        let (store, owner) = (store.clone(), owner.clone());
+        running.spawn(async move {
+            let input = TaskCreate {
+                title: format!("exported task {i}"),
+                description: "x".repeat(100),
+                done: i % 2 == 0,
+            };
+            let rules = CreateRules {
+                max_tasks: u32::MAX,
+                idempotency: None,
+            };
+            store.create(&owner, Task::new(input, now()), rules).await
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done.map_err(|e| e.to_string())?
+            .map_err(|e| format!("seeding: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The export's figures for each count of tasks.
+async fn export(dynamo: &LocalDynamo, counts: &[usize]) -> Result<(), String> {
+    println!("| tasks | status | lines | MB streamed | export ms | peak RSS MB |");
+    println!("|---|---|---|---|---|---|");
+    for &n in counts {
+        let caller = format!("export-{n}");
+        seed(dynamo, &caller, n).await?;
+        let mut event: serde_json::Value =
+            serde_json::from_str(&sample_event("export_tasks")?).map_err(|e| e.to_string())?;
+        event["rawQueryString"] = "format=ndjson".into();
+        event["queryStringParameters"] = serde_json::json!({"format": "ndjson"});
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = caller.into();
+        let (f, body) = measure("export_tasks", &event.to_string(), &dynamo.endpoint, 0).await?;
+        let streamed = split_stream(&body).map_or(&[][..], |(_, b)| b);
+        let lines = streamed.iter().filter(|b| **b == b'\n').count();
+        println!(
+            "| {n} | {} | {lines} | {:.2} | {:.0} | {:.1} |",
+            f.status,
+            streamed.len() as f64 / 1e6,
+            f.first.as_secs_f64() * 1000.0,
+            f.peak_rss_kb as f64 / 1024.0,
+        );
+    }
+    Ok(())
 }
 
 fn functions() -> Vec<String> {
@@ -140,6 +228,7 @@ fn functions() -> Vec<String> {
 async fn run() -> Result<(), String> {
     let mut warm = 200;
     let mut only = Vec::new();
+    let mut export_counts = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -149,17 +238,26 @@ async fn run() -> Result<(), String> {
                     .and_then(|n| n.parse().ok())
                     .ok_or("--warm needs a number")?
             }
+            "--export" => {
+                for n in args.by_ref() {
+                    export_counts.push(n.parse().map_err(|_| "--export takes task counts")?);
+                }
+            }
             name => only.push(name.to_owned()),
         }
     }
     let names = if only.is_empty() { functions() } else { only };
     let dynamo = LocalDynamo::in_memory("tasks").await?;
+    if !export_counts.is_empty() {
+        export(&dynamo, &export_counts).await?;
+        return dynamo.stop().await;
+    }
     println!(
         "| function | status | init ms | first ms | warm median µs | warm p99 µs | peak RSS MB |"
     );
     println!("|---|---|---|---|---|---|---|");
     for name in names {
-        let f = measure(&name, &dynamo.endpoint, warm).await?;
+        let (f, _) = measure(&name, &sample_event(&name)?, &dynamo.endpoint, warm).await?;
         println!(
             "| {} | {} | {:.2} | {:.2} | {} | {} | {:.1} |",
             f.function,

@@ -16,6 +16,7 @@ pub mod health;
 pub mod list_tasks;
 pub mod me;
 pub mod replace_task;
+pub mod task_events;
 pub mod task_history;
 pub mod update_task;
 
@@ -76,6 +77,7 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "delete_task" => delete_task::DYNAMODB,
         "task_history" => task_history::DYNAMODB,
         "export_tasks" => export_tasks::DYNAMODB,
+        "task_events" => task_events::DYNAMODB,
         "docs" => docs::DYNAMODB,
         "fallback" => fallback::DYNAMODB,
         "audit" => crate::audit::DYNAMODB,

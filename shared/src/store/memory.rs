@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{CreateRules, IDEMPOTENCY_TTL_SECONDS, Precondition, StoredPage, TaskStore};
-use crate::audit::{AuditEntry, AuditStore, HistoryPage, HistoryQuery, Recorded, Sequence};
+use crate::audit::{
+    AuditEntry, AuditStore, ChangeBatch, HistoryPage, HistoryQuery, Recorded, Sequence,
+};
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
@@ -245,18 +247,22 @@ impl AuditStore for MemoryStore {
         owner: &Caller,
         after: Option<&Sequence>,
         limit: u32,
-    ) -> Result<Vec<AuditEntry>, ApiError> {
+    ) -> Result<ChangeBatch, ApiError> {
         self.with_owned(owner, |owned| {
             let start = match after {
                 Some(after) => Bound::Excluded(after.clone()),
                 None => Bound::Unbounded,
             };
-            owned
+            let items = owned
                 .changes
                 .range((start, Bound::Unbounded))
                 .take(limit as usize)
                 .map(|(_, entry)| entry.clone())
-                .collect()
+                .collect();
+            ChangeBatch {
+                items,
+                read_capacity: 0.0,
+            }
         })
     }
 

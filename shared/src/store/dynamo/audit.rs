@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::{DynamoStore, Item, PK, Range, SK, classify, string};
 use crate::audit::{
-    Action, AuditEntry, AuditStore, FieldChange, HistoryPage, HistoryQuery, Recorded, Sequence,
+    Action, AuditEntry, AuditStore, ChangeBatch, FieldChange, HistoryPage, HistoryQuery, Recorded,
+    Sequence,
 };
 use crate::error::ApiError;
 use crate::identity::Caller;
@@ -138,20 +139,24 @@ impl AuditStore for DynamoStore {
         owner: &Caller,
         after: Option<&Sequence>,
         limit: u32,
-    ) -> Result<Vec<AuditEntry>, ApiError> {
+    ) -> Result<ChangeBatch, ApiError> {
         let start = after.map(|after| {
             Item::from([
                 (PK.to_owned(), string(owner_pk(owner))),
                 (SK.to_owned(), string(change_sk(after))),
             ])
         });
-        let (found, _) = self
+        let (found, read_capacity) = self
             .query_items(changes_range(owner, true), start, limit as usize)
             .await?;
-        found
+        let items = found
             .into_iter()
             .map(|item| ChangeItem::decode(item, owner))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(ChangeBatch {
+            items,
+            read_capacity,
+        })
     }
 
     async fn latest_change(&self, owner: &Caller) -> Result<Option<Sequence>, ApiError> {

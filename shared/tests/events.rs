@@ -1,0 +1,256 @@
+//! `GET /tasks/events` (the live change feed) with the in-memory store and
+//! tokio's paused clock: which changes a stream sends, in what order, from
+//! where it resumes, its heartbeat and its end. Over HTTP, with a real SSE
+//! client, through `cargo lambda watch`: `devstack/tests/e2e.rs`.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use http_body_util::BodyExt;
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Request, Response};
+use serde_json::Value;
+use shared::audit::{Action, AuditEntry, AuditStore, Sequence};
+use shared::config::Config;
+use shared::handlers::task_events::handle;
+use shared::identity::Caller;
+use shared::model::Task;
+use shared::runtime::{App, respond_with};
+use shared::store::memory::MemoryStore;
+use shared::streaming::{StreamedBody, buffered};
+use uuid::Uuid;
+
+fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
+    let config = Config::from_lookup(move |name| {
+        let value = match name {
+            "TABLE_NAME" => "tasks".to_owned(),
+            "AWS_REGION" => "us-east-1".to_owned(),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test".to_owned(),
+            "EVENTS_LIFETIME_SECONDS" => lifetime_seconds.to_string(),
+            _ => return None,
+        };
+        Some(value)
+    })
+    .expect("test config");
+    Box::leak(Box::new(App {
+        config,
+        store: MemoryStore::default(),
+    }))
+}
+
+/// The sample event as `caller`, with `last_event_id` and the query.
+fn request(caller: Option<&str>, last_event_id: Option<&str>, query: &str) -> Request {
+    let path = format!("{}/../events/task_events.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("events/task_events.json");
+    let mut value: Value = serde_json::from_str(&text).expect("JSON");
+    value["rawQueryString"] = Value::from(query);
+    let params: serde_json::Map<String, Value> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .collect();
+    value["queryStringParameters"] = Value::Object(params);
+    match caller {
+        Some(caller) => {
+            value["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = Value::from(caller)
+        }
+        None => {
+            if let Some(context) = value["requestContext"].as_object_mut() {
+                context.remove("authorizer");
+            }
+        }
+    }
+    if let Some(id) = last_event_id {
+        value["headers"]["last-event-id"] = Value::from(id);
+    }
+    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+}
+
+/// A change of `owner`'s task number `task`, as the audit records it.
+fn change(owner: &str, sequence: u64, action: Action, task: u128) -> AuditEntry {
+    let at = Utc
+        .with_ymd_and_hms(2026, 11, 25, 9, 0, 0)
+        .single()
+        .expect("time");
+    let id = Uuid::from_u128(task);
+    AuditEntry {
+        owner: Caller::new(owner).expect("caller"),
+        task_id: id,
+        action,
+        at,
+        changes: Vec::new(),
+        version: 1,
+        task: (action != Action::Deleted).then(|| Task {
+            id,
+            title: format!("task {task}"),
+            description: String::new(),
+            done: false,
+            created_at: at,
+            updated_at: at,
+        }),
+        sequence: Sequence::parse(&format!(
+            "{}",
+            100_000_000_000_000_000_000u128 + u128::from(sequence)
+        ))
+        .expect("sequence"),
+        event_id: format!("event-{sequence}"),
+    }
+}
+
+fn id(sequence: u64) -> String {
+    (100_000_000_000_000_000_000u128 + u128::from(sequence)).to_string()
+}
+
+async fn record(app: &App<MemoryStore>, entry: AuditEntry) {
+    app.store.record(&entry).await.expect("recorded");
+}
+
+async fn open(app: &'static App<MemoryStore>, req: Request) -> Response<StreamedBody> {
+    respond_with(app, handle, req, buffered).await
+}
+
+/// One parsed SSE block: its fields in order (`("id", ..)`, `(":", comment)`).
+type Block = Vec<(String, String)>;
+
+/// The blocks of the stream as they arrive, until it ends.
+async fn blocks(response: Response<StreamedBody>) -> Vec<Block> {
+    let mut body = response.into_body();
+    let mut text = String::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("no stream error").into_data() {
+            text.push_str(std::str::from_utf8(&data).expect("UTF-8"));
+        }
+    }
+    text.split("\n\n")
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            b.lines()
+                .map(|line| match line.strip_prefix(':') {
+                    Some(comment) => (":".to_owned(), comment.trim().to_owned()),
+                    None => {
+                        let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                        (field.to_owned(), value.to_owned())
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `(id, event)` of the change frames.
+fn changes(blocks: &[Block]) -> Vec<(String, String)> {
+    blocks
+        .iter()
+        .filter_map(|b| {
+            let field = |name: &str| b.iter().find(|(f, _)| f == name).map(|(_, v)| v.clone());
+            Some((field("id")?, field("event")?))
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_stream_starts_now_and_sends_changes_in_order() {
+    let app = app(60);
+    record(app, change("alice", 1, Action::Created, 1)).await;
+    let response = open(app, request(Some("alice"), None, "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        record(app, change("alice", 2, Action::Updated, 1)).await;
+        record(app, change("bob", 3, Action::Created, 9)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        record(app, change("alice", 4, Action::Deleted, 1)).await;
+    });
+    let blocks = blocks(response).await;
+    assert_eq!(
+        changes(&blocks),
+        [
+            (id(2), "task.updated".to_owned()),
+            (id(4), "task.deleted".to_owned())
+        ],
+        "not the change before the stream, not bob's"
+    );
+    let data: Value =
+        serde_json::from_str(&blocks[0].iter().find(|(f, _)| f == "data").expect("data").1)
+            .expect("JSON data");
+    assert_eq!(data["id"], id(2));
+    assert_eq!(data["action"], "updated");
+    assert_eq!(data["task"]["title"], "task 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn last_event_id_resumes_after_it_exactly_once() {
+    let app = app(30);
+    for (seq, action) in [
+        (1, Action::Created),
+        (2, Action::Updated),
+        (3, Action::Updated),
+    ] {
+        record(app, change("alice", seq, action, 1)).await;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        record(app, change("alice", 4, Action::Deleted, 1)).await;
+    });
+    let header = blocks(open(app, request(Some("alice"), Some(&id(1)), "")).await).await;
+    let ids: Vec<String> = changes(&header).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids,
+        [id(2), id(3), id(4)],
+        "the missed ones, then the live one"
+    );
+
+    // `?since=` does the same for a client that cannot set the header.
+    let query = blocks(
+        open(
+            app,
+            request(Some("alice"), None, &format!("since={}", id(3))),
+        )
+        .await,
+    )
+    .await;
+    let ids: Vec<String> = changes(&query).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, [id(4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_stream_keeps_alive_then_ends_with_a_retry_hint() {
+    let app = app(40);
+    let started = tokio::time::Instant::now();
+    let blocks = blocks(open(app, request(Some("alice"), None, "")).await).await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(40),
+        "the configured lifetime"
+    );
+    let comments = blocks
+        .iter()
+        .filter(|b| b == &&vec![(":".to_owned(), "keep-alive".to_owned())])
+        .count();
+    assert_eq!(comments, 2, "one every 15 s of silence: {blocks:?}");
+    let last = blocks.last().expect("a closing frame");
+    assert!(
+        last.contains(&("retry".to_owned(), "1000".to_owned())),
+        "{last:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_the_callers_and_checks_its_input() {
+    let app = app(5);
+    let anonymous = open(app, request(None, None, "")).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let bad = open(app, request(Some("alice"), Some("abc"), "")).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = open(app, request(Some("alice"), None, "since=-1")).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    record(app, change("alice", 1, Action::Created, 1)).await;
+    let bob = blocks(open(app, request(Some("bob"), Some(&id(0)), "")).await).await;
+    assert!(changes(&bob).is_empty(), "{bob:?}");
+}
