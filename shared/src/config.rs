@@ -2,6 +2,7 @@
 //! A malformed value stops the start with a message that names the
 //! variable; nothing is parsed later on the request path.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::cors::{self, Cors};
@@ -37,6 +38,25 @@ pub struct Config {
     /// ([`FeedSettings`]).
     pub feed: FeedSettings,
     pub aws: AwsSettings,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_JWKS_URL`: bearer tokens checked
+    /// by the function itself (see [`crate::token`]); `None` when
+    /// `JWT_ISSUER` is unset.
+    pub token: Option<TokenSettings>,
+}
+
+/// What a function checks a bearer token against, as the HTTP API's JWT
+/// authorizer does (see [`crate::token::TokenVerifier`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `JWT_ISSUER`: the exact `iss` of every token; a Cognito user pool's
+    /// is `https://cognito-idp.{region}.amazonaws.com/{pool id}`.
+    pub issuer: String,
+    /// `JWT_AUDIENCE`, required with `JWT_ISSUER`: in a token's `aud`, or
+    /// its `client_id` (Cognito access tokens); the app client id.
+    pub audience: String,
+    /// `JWT_JWKS_URL`, default `{issuer}/.well-known/jwks.json` (Cognito's).
+    /// https, or http on a loopback host (tests, local runs).
+    pub jwks_url: String,
 }
 
 /// What the DynamoDB client needs. Read here rather than through
@@ -201,6 +221,54 @@ impl Config {
             operation_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_millis(1500),
         };
+        let token = match get("JWT_ISSUER") {
+            None => {
+                for var in ["JWT_AUDIENCE", "JWT_JWKS_URL"] {
+                    if get(var).is_some() {
+                        return Err(invalid(
+                            "JWT_ISSUER",
+                            format!("is required when {var} is set"),
+                        ));
+                    }
+                }
+                None
+            }
+            Some(issuer) => {
+                let issuer = issuer.trim().to_owned();
+                if !https_or_loopback_http(&issuer) {
+                    return Err(invalid(
+                        "JWT_ISSUER",
+                        format!(
+                            "must be an https URL, or http on a loopback host (got {issuer:?})"
+                        ),
+                    ));
+                }
+                let audience = get("JWT_AUDIENCE")
+                    .ok_or_else(|| invalid("JWT_AUDIENCE", "is required when JWT_ISSUER is set"))?
+                    .trim()
+                    .to_owned();
+                let jwks_url = match get("JWT_JWKS_URL") {
+                    None => format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
+                    Some(url) => {
+                        let url = url.trim().to_owned();
+                        if !https_or_loopback_http(&url) {
+                            return Err(invalid(
+                                "JWT_JWKS_URL",
+                                format!(
+                                    "must be an https URL, or http on a loopback host (got {url:?})"
+                                ),
+                            ));
+                        }
+                        url
+                    }
+                };
+                Some(TokenSettings {
+                    issuer,
+                    audience,
+                    jwks_url,
+                })
+            }
+        };
         Ok(Config {
             table_name,
             max_tasks,
@@ -209,6 +277,7 @@ impl Config {
             log_level,
             feed,
             aws,
+            token,
         })
     }
 }
@@ -218,6 +287,30 @@ fn valid_table_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// An https URL with a host, or an http one whose host is loopback
+/// (`localhost`, 127.0.0.0/8, `[::1]`): keys are never fetched in clear
+/// over a network.
+fn https_or_loopback_http(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => true,
+        "http" => {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +343,98 @@ mod tests {
         assert_eq!(config.log_level, tracing::Level::INFO);
         assert_eq!(config.aws.endpoint_url, None);
         assert!(!config.cors.is_enabled());
+        assert_eq!(config.token, None);
+    }
+
+    #[test]
+    fn token_settings() {
+        let issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123";
+        let config = Config::from_lookup(lookup(&[
+            ("JWT_ISSUER", issuer),
+            ("JWT_AUDIENCE", " 4k1ient1d "),
+        ]))
+        .expect("valid config");
+        assert_eq!(
+            config.token,
+            Some(TokenSettings {
+                issuer: issuer.into(),
+                audience: "4k1ient1d".into(),
+                jwks_url: format!("{issuer}/.well-known/jwks.json"),
+            })
+        );
+
+        for url in [
+            "https://keys.example/jwks.json",
+            "http://127.0.0.1:9000/jwks.json",
+            "http://localhost:9000/jwks.json",
+            "http://[::1]:9000/jwks.json",
+        ] {
+            let config = Config::from_lookup(lookup(&[
+                ("JWT_ISSUER", "https://issuer.example/"),
+                ("JWT_AUDIENCE", "api"),
+                ("JWT_JWKS_URL", url),
+            ]))
+            .expect(url);
+            let token = config.token.expect("token settings");
+            assert_eq!(token.jwks_url, url);
+            assert_eq!(token.issuer, "https://issuer.example/");
+        }
+
+        // The default JWKS URL does not double a trailing slash.
+        let config = Config::from_lookup(lookup(&[
+            ("JWT_ISSUER", "https://issuer.example/"),
+            ("JWT_AUDIENCE", "api"),
+        ]))
+        .expect("valid config");
+        assert_eq!(
+            config.token.expect("token settings").jwks_url,
+            "https://issuer.example/.well-known/jwks.json"
+        );
+    }
+
+    #[test]
+    fn bad_token_settings_name_their_variable() {
+        let issuer = ("JWT_ISSUER", "https://issuer.example");
+        let audience = ("JWT_AUDIENCE", "api");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[issuer], "JWT_AUDIENCE"),
+            (&[issuer, ("JWT_AUDIENCE", " ")], "JWT_AUDIENCE"),
+            (&[audience], "JWT_ISSUER"),
+            (
+                &[("JWT_JWKS_URL", "https://issuer.example/jwks")],
+                "JWT_ISSUER",
+            ),
+            (&[("JWT_ISSUER", "issuer.example"), audience], "JWT_ISSUER"),
+            (
+                &[("JWT_ISSUER", "http://issuer.example"), audience],
+                "JWT_ISSUER",
+            ),
+            (
+                &[
+                    issuer,
+                    audience,
+                    ("JWT_JWKS_URL", "http://keys.example/jwks"),
+                ],
+                "JWT_JWKS_URL",
+            ),
+            (
+                &[issuer, audience, ("JWT_JWKS_URL", "http://10.0.0.1/jwks")],
+                "JWT_JWKS_URL",
+            ),
+            (
+                &[issuer, audience, ("JWT_JWKS_URL", "ftp://127.0.0.1/jwks")],
+                "JWT_JWKS_URL",
+            ),
+            (
+                &[issuer, audience, ("JWT_JWKS_URL", "/jwks.json")],
+                "JWT_JWKS_URL",
+            ),
+        ];
+        for (pairs, named) in cases {
+            let err = Config::from_lookup(lookup(pairs)).expect_err(named);
+            assert_eq!(err.var, *named, "{pairs:?}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`config`], [`routes`]: settings and the route table.
 //! - [`audit`]: the audit trail, from the table's change stream.
 //! - [`cors`]: CORS for local runs, as API Gateway answers it deployed.
+//! - [`token`]: bearer tokens checked by the function itself, for the
+//!   functions served by Lambda Function URLs (no JWT authorizer there).
 //! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and models.
 
 pub mod audit;
@@ -29,4 +31,5 @@ pub mod routes;
 pub mod runtime;
 pub mod store;
 pub mod streaming;
+pub mod token;
 pub mod validation;

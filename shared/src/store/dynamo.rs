@@ -67,7 +67,9 @@ pub fn client(settings: &AwsSettings) -> Client {
 
 /// The root certificates DynamoDB's endpoints chain to (Amazon Trust
 /// Services: Amazon Root CA 1-4 and the Starfield Services G2 cross-sign).
-const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../../certs/amazon-trust-services.pem");
+/// Cognito's JWKS endpoint chains to them too ([`crate::token`]).
+pub(crate) const AMAZON_TRUST_SERVICES: &[u8] =
+    include_bytes!("../../certs/amazon-trust-services.pem");
 
 /// The SDK's own rustls client, trusting only Amazon's roots. The default
 /// one reads and parses the whole system trust store (~150 files) while the
