@@ -34,7 +34,7 @@ fn app(endpoint: &str, max_tasks: u32) -> App<DynamoStore> {
     })
     .expect("test config");
     let store = DynamoStore::new(client(&config.aws), TABLE);
-    App { config, store }
+    App::new(config, store)
 }
 
 /// A request as API Gateway would hand it over, from `user`.

@@ -168,10 +168,7 @@ impl Harness {
                 .interceptor(recorder.clone())
                 .build(),
         );
-        let app = App {
-            config: config(),
-            store: DynamoStore::new(client, TABLE),
-        };
+        let app = App::new(config(), DynamoStore::new(client, TABLE));
         Harness {
             _dynamo: dynamo,
             app,

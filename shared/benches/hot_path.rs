@@ -41,10 +41,7 @@ fn app() -> App<MemoryStore> {
         Some(value.to_owned())
     })
     .expect("config");
-    App {
-        config,
-        store: MemoryStore::default(),
-    }
+    App::new(config, MemoryStore::default())
 }
 
 const RULES: CreateRules<'static> = CreateRules {

@@ -52,11 +52,22 @@ pub struct TokenSettings {
     /// is `https://cognito-idp.{region}.amazonaws.com/{pool id}`.
     pub issuer: String,
     /// `JWT_AUDIENCE`, required with `JWT_ISSUER`: in a token's `aud`, or
-    /// its `client_id` (Cognito access tokens); the app client id.
+    /// its `client_id` (Cognito access tokens); the app client id, or
+    /// several, comma-separated (the template's `JwtAudience` list).
     pub audience: String,
     /// `JWT_JWKS_URL`, default `{issuer}/.well-known/jwks.json` (Cognito's).
     /// https, or http on a loopback host (tests, local runs).
     pub jwks_url: String,
+}
+
+impl TokenSettings {
+    /// The accepted audiences: [`TokenSettings::audience`] split at commas.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.audience
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+    }
 }
 
 /// What the DynamoDB client needs. Read here rather than through

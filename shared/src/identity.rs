@@ -5,8 +5,9 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-use crate::config::{Config, IdentityMode};
+use crate::config::IdentityMode;
 use crate::error::ApiError;
+use crate::token::TokenVerifier;
 
 /// The header that names the caller in local mode.
 pub const USER_HEADER: &str = "x-user-id";
@@ -47,10 +48,26 @@ pub fn caller(req: &Request, mode: IdentityMode) -> Result<Caller, ApiError> {
 
 /// The caller of a request to a streamed route, which deployed comes
 /// through the function's own URL with no API Gateway authorizer in
-/// front: as [`caller`], then a bearer token checked by the function
-/// itself when the configuration names an issuer.
-pub async fn authenticate(req: &Request, config: &Config) -> Result<Caller, ApiError> {
-    caller(req, config.identity)
+/// front: as [`caller`] (an authorizer's claims, or the local header),
+/// else the `Authorization: Bearer` token, checked by the function itself
+/// when `tokens` is configured (`JWT_ISSUER`). No token check configured
+/// and no other identity: 401.
+pub async fn authenticate(
+    req: &Request,
+    mode: IdentityMode,
+    tokens: Option<&TokenVerifier>,
+) -> Result<Caller, ApiError> {
+    if let Ok(caller) = caller(req, mode) {
+        return Ok(caller);
+    }
+    let Some(tokens) = tokens else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let authorization = req
+        .headers()
+        .get(lambda_http::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    tokens.verify(authorization).await
 }
 
 /// `requestContext.authorizer.jwt.claims.sub` of an HTTP API event.

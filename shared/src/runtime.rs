@@ -16,16 +16,31 @@ use crate::observability::{ObservabilityLayer, init_metrics};
 use crate::request::request_id;
 use crate::store::dynamo::{self, DynamoStore};
 use crate::streaming::{StreamedBody, buffered};
+use crate::token::TokenVerifier;
 
 /// The functions fed by an event source rather than an HTTP route (see
 /// [`start_events`]): each is a crate under `functions/` with no route.
 pub const EVENT_FUNCTIONS: &[&str] = &["audit"];
 
-/// What a handler may use: checked configuration and the store.
+/// What a handler may use: checked configuration, the store, and the
+/// bearer-token check of the streamed functions (built from the
+/// configuration; it fetches nothing until a token comes).
 #[derive(Debug)]
 pub struct App<S> {
     pub config: Config,
     pub store: S,
+    pub tokens: Option<TokenVerifier>,
+}
+
+impl<S> App<S> {
+    pub fn new(config: Config, store: S) -> Self {
+        let tokens = config.token.clone().map(TokenVerifier::new);
+        App {
+            config,
+            store,
+            tokens,
+        }
+    }
 }
 
 /// A handler's result: a response, or an error [`respond`] maps to one.
@@ -127,7 +142,7 @@ where
     let served = runtime.block_on(async move {
         let store = DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone());
         // Lives as long as the process, as the SDK client must.
-        let app: &'static App<DynamoStore> = Box::leak(Box::new(App { config, store }));
+        let app: &'static App<DynamoStore> = Box::leak(Box::new(App::new(config, store)));
         serve(app).await
     });
     match served {

@@ -170,12 +170,14 @@ impl TokenVerifier {
         if claims.iss != self.settings.issuer {
             return Err(rejected("wrong issuer"));
         }
-        let audience = &self.settings.audience;
-        let for_us = claims
-            .aud
-            .as_ref()
-            .is_some_and(|aud| aud.contains(audience))
-            || claims.client_id.as_deref() == Some(audience.as_str());
+        // As the HTTP API's authorizer: any of the configured audiences.
+        let for_us = self.settings.audiences().any(|audience| {
+            claims
+                .aud
+                .as_ref()
+                .is_some_and(|aud| aud.contains(audience))
+                || claims.client_id.as_deref() == Some(audience)
+        });
         if !for_us {
             return Err(rejected("wrong audience"));
         }

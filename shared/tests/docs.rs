@@ -20,7 +20,7 @@ fn app() -> App<()> {
         Some(value.to_owned())
     })
     .expect("test config");
-    App { config, store: () }
+    App::new(config, ())
 }
 
 /// The sample event (`GET /openapi.json`), or it with another path.

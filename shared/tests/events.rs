@@ -32,10 +32,7 @@ fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
         Some(value)
     })
     .expect("test config");
-    Box::leak(Box::new(App {
-        config,
-        store: MemoryStore::default(),
-    }))
+    Box::leak(Box::new(App::new(config, MemoryStore::default())))
 }
 
 /// The sample event as `caller`, with `last_event_id` and the query.

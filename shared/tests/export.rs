@@ -29,10 +29,7 @@ fn app() -> &'static App<MemoryStore> {
         Some(value.to_owned())
     })
     .expect("test config");
-    Box::leak(Box::new(App {
-        config,
-        store: MemoryStore::default(),
-    }))
+    Box::leak(Box::new(App::new(config, MemoryStore::default())))
 }
 
 /// The sample event (`?format=csv`, caller alice) with another query.
@@ -202,4 +199,109 @@ async fn errors_are_answered_before_anything_streams() {
     let anonymous = lambda_http::request::from_str(&value.to_string()).expect("event");
     let response = call(app, anonymous).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Serves `jwks` to every request on a loopback port; returns the issuer
+/// URL (the JWKS is at `{issuer}/.well-known/jwks.json`).
+async fn jwks_server(jwks: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A Function URL request (no API Gateway authorizer in front) with this
+/// `Authorization` header.
+fn function_url_request(authorization: Option<&str>) -> Request {
+    let path = format!("{}/../events/export_tasks.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("events/export_tasks.json");
+    let mut value: Value = serde_json::from_str(&text).expect("JSON");
+    if let Some(context) = value["requestContext"].as_object_mut() {
+        context.remove("authorizer");
+    }
+    if let Some(authorization) = authorization {
+        value["headers"]["authorization"] = Value::from(authorization);
+    }
+    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+}
+
+#[tokio::test]
+async fn through_its_function_url_the_export_checks_the_bearer_token() {
+    const AUDIENCE: &str = "web-client";
+    let issuer = jwks_server(include_str!("fixtures/token/jwks-a.json")).await;
+    let config = Config::from_lookup(|name| {
+        let value = match name {
+            "TABLE_NAME" => "tasks".to_owned(),
+            "AWS_REGION" => "us-east-1".to_owned(),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test".to_owned(),
+            "JWT_ISSUER" => issuer.clone(),
+            "JWT_AUDIENCE" => format!("other-client, {AUDIENCE}"),
+            _ => return None,
+        };
+        Some(value)
+    })
+    .expect("config");
+    let app: &'static App<MemoryStore> =
+        Box::leak(Box::new(App::new(config, MemoryStore::default())));
+    let tasks = seed(app, "carol", 3).await;
+    seed(app, "alice", 2).await;
+
+    let sign = |claims: Value| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("key-a".into());
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!("fixtures/token/rsa-a.der"));
+        jsonwebtoken::encode(&header, &claims, &key).expect("signed")
+    };
+    let now = Utc::now().timestamp();
+    // A Cognito access token: `client_id`, no `aud`.
+    let token = sign(json!({
+        "sub": "carol", "iss": issuer, "client_id": AUDIENCE,
+        "token_use": "access", "iat": now, "exp": now + 600,
+    }));
+    let response = call(app, function_url_request(Some(&format!("Bearer {token}")))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes: Vec<u8> = chunks(response).await.concat();
+    let rows = csv::Reader::from_reader(bytes.as_slice()).records().count();
+    assert_eq!(rows, tasks.len(), "carol's tasks, not alice's");
+
+    let expired = sign(json!({
+        "sub": "carol", "iss": issuer, "aud": AUDIENCE, "iat": now - 900, "exp": now - 600,
+    }));
+    let other_audience = sign(json!({
+        "sub": "carol", "iss": issuer, "aud": "someone-else", "iat": now, "exp": now + 600,
+    }));
+    for authorization in [
+        None,
+        Some(format!("Bearer {expired}")),
+        Some(format!("Bearer {other_audience}")),
+        Some("Bearer not-a-jwt".to_owned()),
+    ] {
+        let response = call(app, function_url_request(authorization.as_deref())).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+    }
+    // Without a configured issuer the URL trusts nothing.
+    let open = call(
+        self::app(),
+        function_url_request(Some(&format!("Bearer {token}"))),
+    )
+    .await;
+    assert_eq!(open.status(), StatusCode::UNAUTHORIZED);
 }

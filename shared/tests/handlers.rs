@@ -40,10 +40,7 @@ fn config(identity: &str) -> Config {
 }
 
 fn app() -> App<MemoryStore> {
-    App {
-        config: config("jwt"),
-        store: MemoryStore::default(),
-    }
+    App::new(config("jwt"), MemoryStore::default())
 }
 
 fn event(name: &str) -> Request {
@@ -118,10 +115,7 @@ async fn the_header_counts_only_in_header_mode() {
         Some("Bearer")
     );
 
-    let local = App {
-        config: config("header"),
-        store: MemoryStore::default(),
-    };
+    let local = App::new(config("header"), MemoryStore::default());
     let response = respond(&local, handlers::me::handle, req).await;
     assert_eq!(body_json(&response), json!({"user_id": "bob"}));
 }
@@ -399,12 +393,12 @@ impl TaskStore for FailingStore {
 
 #[tokio::test]
 async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
-    let app = App {
-        config: config("jwt"),
-        store: FailingStore(|| {
+    let app = App::new(
+        config("jwt"),
+        FailingStore(|| {
             ApiError::Unavailable("ThrottlingException: slow down (SDK detail)".into())
         }),
-    };
+    );
     let response = respond(&app, handlers::create_task::handle, event("create_task")).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -416,12 +410,10 @@ async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
 
 #[tokio::test]
 async fn bugs_are_500_with_the_request_id_only() {
-    let app = App {
-        config: config("jwt"),
-        store: FailingStore(|| {
-            ApiError::Internal("malformed task item: missing field `title`".into())
-        }),
-    };
+    let app = App::new(
+        config("jwt"),
+        FailingStore(|| ApiError::Internal("malformed task item: missing field `title`".into())),
+    );
     let response = respond(&app, handlers::get_task::handle, event("get_task")).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(

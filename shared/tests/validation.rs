@@ -45,10 +45,7 @@ fn app() -> App<MemoryStore> {
         Some(value.to_owned())
     })
     .expect("test configuration is valid");
-    App {
-        config,
-        store: MemoryStore::default(),
-    }
+    App::new(config, MemoryStore::default())
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -128,7 +128,7 @@ pub const CSV_COLUMNS: [&str; 6] = [
     ),
 )]
 pub async fn handle<S: TaskStore + 'static>(app: &'static App<S>, req: Request) -> StreamedResult {
-    let owner = authenticate(&req, &app.config).await?;
+    let owner = authenticate(&req, app.config.identity, app.tokens.as_ref()).await?;
     let format = export_format(&req)?;
     // The first page is read before the head is sent, so a DynamoDB that
     // is down now is a clean 503, not a broken 200.

@@ -54,7 +54,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:Query"]);
     ),
 )]
 pub async fn handle<S: AuditStore + 'static>(app: &'static App<S>, req: Request) -> StreamedResult {
-    let owner = authenticate(&req, &app.config).await?;
+    let owner = authenticate(&req, app.config.identity, app.tokens.as_ref()).await?;
     let after = match feed_start(&req)? {
         Some(after) => Some(after),
         // Now: after the newest change there is.
