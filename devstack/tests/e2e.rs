@@ -461,10 +461,7 @@ async fn export_streams_every_task_as_ndjson_or_csv() {
         .await
         .expect("the local stack answers");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/x-ndjson"
-    );
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let text = response.text().await.expect("body");
     let exported: Vec<Value> = text
         .lines()
@@ -486,7 +483,9 @@ async fn export_streams_every_task_as_ndjson_or_csv() {
     );
     assert_eq!(lines.count(), 5);
 
-    let (status, _, _) = api.send(Method::GET, "/tasks/export?format=xml", None).await;
+    let (status, _, _) = api
+        .send(Method::GET, "/tasks/export?format=xml", None)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -506,8 +505,8 @@ struct Frame {
 /// the server ends it. Frames go to a channel as they are parsed.
 struct Feed {
     frames: tokio::sync::mpsc::UnboundedReceiver<Frame>,
-    /// `retry:` values seen, and when each stream ended.
-    ends: tokio::sync::mpsc::UnboundedReceiver<(Option<std::time::Duration>, std::time::Instant)>,
+    /// The last bytes of each stream that ended, and when it ended.
+    ends: tokio::sync::mpsc::UnboundedReceiver<(String, std::time::Instant)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -547,7 +546,31 @@ impl Api {
                     let _ = tx.send(response.status());
                 }
                 let mut retry = None;
-                let mut events = response.bytes_stream().eventsource();
+                // The raw tail, to see the closing `retry:` field (which the
+                // parser applies without dispatching an event).
+                // And every `id:` line, as `EventSource` keeps the last one
+                // even from a block without data (the stream's opening id).
+                let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+                let raw_id = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+                let (keep, keep_id) = (tail.clone(), raw_id.clone());
+                let mut events = response
+                    .bytes_stream()
+                    .inspect(move |chunk| {
+                        if let (Ok(chunk), Ok(mut tail)) = (chunk, keep.lock()) {
+                            tail.extend_from_slice(chunk);
+                            let text = String::from_utf8_lossy(&tail).into_owned();
+                            let id = text
+                                .lines()
+                                .filter_map(|l| l.strip_prefix("id: "))
+                                .next_back();
+                            if let (Some(id), Ok(mut last)) = (id, keep_id.lock()) {
+                                *last = Some(id.trim().to_owned());
+                            }
+                            let excess = tail.len().saturating_sub(256);
+                            tail.drain(..excess);
+                        }
+                    })
+                    .eventsource();
                 while let Some(event) = events.next().await {
                     let Ok(Event {
                         id,
@@ -574,7 +597,21 @@ impl Api {
                         at,
                     });
                 }
-                let _ = ends_tx.send((retry, std::time::Instant::now()));
+                if let Some(id) = raw_id.lock().ok().and_then(|id| id.clone()) {
+                    last = Some(id);
+                }
+                let tail = tail
+                    .lock()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                if let Some(line) = tail.lines().find_map(|l| l.strip_prefix("retry: ")) {
+                    retry = line
+                        .trim()
+                        .parse()
+                        .ok()
+                        .map(std::time::Duration::from_millis);
+                }
+                let _ = ends_tx.send((tail, std::time::Instant::now()));
                 if !reconnect {
                     return;
                 }
@@ -618,7 +655,9 @@ async fn three_changes(api: &Api) -> String {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = api.send(Method::DELETE, &format!("/tasks/{id}"), None).await;
+    let (status, _, _) = api
+        .send(Method::DELETE, &format!("/tasks/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     id
 }
@@ -629,7 +668,11 @@ async fn the_feed_sends_each_change_live_and_in_order() {
     let api = Api::new();
     let mut feed = api.follow(None, true).await;
     let id = three_changes(&api).await;
-    let frames = [feed.next(10).await, feed.next(10).await, feed.next(10).await];
+    let frames = [
+        feed.next(10).await,
+        feed.next(10).await,
+        feed.next(10).await,
+    ];
     let events: Vec<&str> = frames.iter().map(|f| f.event.as_str()).collect();
     assert_eq!(events, ["task.created", "task.updated", "task.deleted"]);
     for frame in &frames {
@@ -676,7 +719,9 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_changes() {
     let missed = [again.next(10).await, again.next(10).await];
     let titles: Vec<&Value> = missed.iter().map(|f| &f.data["task"]["title"]).collect();
     assert_eq!(titles, [&json!("away 1"), &json!("away 2")]);
-    let (status, _, _) = api.send(Method::DELETE, &format!("/tasks/{id}"), None).await;
+    let (status, _, _) = api
+        .send(Method::DELETE, &format!("/tasks/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let live = again.next(10).await;
     assert_eq!(live.event, "task.deleted");
@@ -712,14 +757,14 @@ async fn a_stream_ends_with_a_retry_hint_and_the_reconnect_loses_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    let (retry, ended) = tokio::time::timeout(
+    let (tail, ended) = tokio::time::timeout(
         std::time::Duration::from_secs(lifetime + 10),
         feed.ends.recv(),
     )
     .await
     .expect("the stream ends")
     .expect("an end");
-    assert_eq!(retry, Some(std::time::Duration::from_secs(1)));
+    assert!(tail.ends_with("retry: 1000\n\n"), "{tail:?}");
     let lasted = ended.duration_since(opened).as_secs_f64();
     assert!(
         lasted >= lifetime as f64 - 1.0 && lasted <= lifetime as f64 + 5.0,

@@ -82,11 +82,21 @@ pub fn frame(entry: &AuditEntry) -> String {
     )
 }
 
+/// The first block of a stream: the reconnection delay, and the position
+/// the stream starts from as an `id` without data. `EventSource` takes the
+/// id as its last event id without dispatching anything, so a client whose
+/// stream ends before any change reconnects from where it started, not
+/// from "now", and misses nothing written in between.
+pub fn opening(after: Option<&Sequence>, retry: Duration) -> String {
+    let id = after.map_or("0", Sequence::id);
+    format!("retry: {}\nid: {id}\n\n", retry.as_millis())
+}
+
 /// The comment that keeps an idle connection open.
 pub const KEEP_ALIVE: &str = ": keep-alive\n\n";
 
-/// The last frame: when to reconnect. `EventSource` then sends the id of
-/// the last frame it got as `Last-Event-ID`.
+/// The last frame: when to reconnect. `EventSource` then sends the last
+/// id it got (of a change, or the opening one) as `Last-Event-ID`.
 pub fn closing(retry: Duration) -> String {
     format!(
         ": stream lifetime reached; reconnect with Last-Event-ID\nretry: {}\n\n",
@@ -127,6 +137,8 @@ pub fn changes<S: AuditStore + 'static>(
     settings: FeedSettings,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let now = Instant::now();
+    let mut pending = VecDeque::new();
+    pending.push_back(Bytes::from(opening(after.as_ref(), settings.retry)));
     let feed = Feed {
         store,
         owner,
@@ -135,7 +147,7 @@ pub fn changes<S: AuditStore + 'static>(
         deadline: now + settings.lifetime,
         next_read: now,
         last_sent: now,
-        pending: VecDeque::new(),
+        pending,
         cost: FeedCost::default(),
         done: false,
     };

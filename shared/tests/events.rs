@@ -172,8 +172,18 @@ async fn a_new_stream_starts_now_and_sends_changes_in_order() {
         ],
         "not the change before the stream, not bob's"
     );
+    // The opening block: the reconnection delay and the starting position
+    // (after the change made before the stream), which a client that
+    // reconnects before any change resumes from.
+    assert_eq!(
+        blocks[0],
+        [
+            ("retry".to_owned(), "1000".to_owned()),
+            ("id".to_owned(), id(1))
+        ]
+    );
     let data: Value =
-        serde_json::from_str(&blocks[0].iter().find(|(f, _)| f == "data").expect("data").1)
+        serde_json::from_str(&blocks[1].iter().find(|(f, _)| f == "data").expect("data").1)
             .expect("JSON data");
     assert_eq!(data["id"], id(2));
     assert_eq!(data["action"], "updated");
