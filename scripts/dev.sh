@@ -24,7 +24,9 @@ trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 
 echo "==> the API: http://localhost:$API_PORT (try: curl -H 'X-User-Id: alice' localhost:$API_PORT/tasks)"
+# --concurrency 4: up to 4 instances of a function, as Lambda scales out
+# (an open /tasks/events stream holds one for its lifetime).
 # --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
 # deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
 # CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
-cargo lambda watch --disable-cors --invoke-port "$API_PORT"
+cargo lambda watch --disable-cors --concurrency 4 --invoke-port "$API_PORT"

@@ -73,12 +73,37 @@ where
     Fut: Future<Output = StreamedResult> + Send,
 {
     cold_start(|app| async move {
-        let service = service_fn(move |req: Request| async move {
-            Ok::<_, Infallible>(respond_with(app, handler, req, buffered).await)
-        });
-        lambda_http::run_with_streaming_response(observability_layer().layer(service)).await
+        let layer = observability_layer();
+        // A client that goes away mid-stream can break the connection to
+        // the Runtime API under the runtime, and lambda_runtime then returns
+        // the error of the next call on it. The process itself is fine:
+        // poll for the next invocation again rather than exit (a crash, to
+        // Lambda, and a new cold start). Failing again at once, 3 times in
+        // a row, stops it.
+        let mut quick_failures = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let service = service_fn(move |req: Request| async move {
+                Ok::<_, Infallible>(respond_with(app, handler, req, buffered).await)
+            });
+            let Err(error) =
+                lambda_http::run_with_streaming_response(layer.layer(service)).await
+            else {
+                return Ok(());
+            };
+            quick_failures = if started.elapsed() < std::time::Duration::from_secs(1) {
+                quick_failures + 1
+            } else {
+                0
+            };
+            if quick_failures >= 3 {
+                return Err(error);
+            }
+            tracing::warn!(%error, "runtime interrupted; polling for the next invocation again");
+        }
     })
 }
+
 
 /// A streaming handler's result.
 pub type StreamedResult = Result<Response<StreamedBody>, ApiError>;
