@@ -62,6 +62,22 @@ impl Api {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }
+
+    /// PATCHes the task; asserts the 200.
+    async fn patch(&self, id: &str, body: Value) {
+        let (status, answer, _) = self
+            .send(Method::PATCH, &format!("/tasks/{id}"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    /// Deletes the task; asserts the 204.
+    async fn delete(&self, id: &str) {
+        let (status, answer, _) = self
+            .send(Method::DELETE, &format!("/tasks/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    }
 }
 
 /// Status, JSON body (null when empty) and headers.
@@ -395,18 +411,8 @@ async fn history_lists_create_patch_delete_with_their_diffs() {
     let api = Api::new();
     let task = api.create("Audit me", false).await;
     let id = task["id"].as_str().expect("id").to_owned();
-    let (status, _, _) = api
-        .send(
-            Method::PATCH,
-            &format!("/tasks/{id}"),
-            Some(json!({"title": "Audited"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = api
-        .send(Method::DELETE, &format!("/tasks/{id}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    api.patch(&id, json!({"title": "Audited"})).await;
+    api.delete(&id).await;
 
     let path = format!("/tasks/{id}/history");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -647,18 +653,8 @@ async fn three_changes(api: &Api) -> String {
         .as_str()
         .expect("id")
         .to_owned();
-    let (status, _, _) = api
-        .send(
-            Method::PATCH,
-            &format!("/tasks/{id}"),
-            Some(json!({"done": true})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = api
-        .send(Method::DELETE, &format!("/tasks/{id}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    api.patch(&id, json!({"done": true})).await;
+    api.delete(&id).await;
     id
 }
 
@@ -706,23 +702,13 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_changes() {
     drop(first);
 
     for title in ["away 1", "away 2"] {
-        let (status, _, _) = api
-            .send(
-                Method::PATCH,
-                &format!("/tasks/{id}"),
-                Some(json!({"title": title})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
+        api.patch(&id, json!({"title": title})).await;
     }
     let mut again = api.follow(Some(created.id.clone()), false).await;
     let missed = [again.next(10).await, again.next(10).await];
     let titles: Vec<&Value> = missed.iter().map(|f| &f.data["task"]["title"]).collect();
     assert_eq!(titles, [&json!("away 1"), &json!("away 2")]);
-    let (status, _, _) = api
-        .send(Method::DELETE, &format!("/tasks/{id}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    api.delete(&id).await;
     let live = again.next(10).await;
     assert_eq!(live.event, "task.deleted");
     again.quiet(2).await;
@@ -795,14 +781,8 @@ async fn delay_from_write_to_frame() {
     {}
     let mut delays = Vec::new();
     for i in 0..20 {
-        let (status, _, _) = api
-            .send(
-                Method::PATCH,
-                &format!("/tasks/{id}"),
-                Some(json!({"description": format!("change {i}")})),
-            )
+        api.patch(&id, json!({"description": format!("change {i}")}))
             .await;
-        assert_eq!(status, StatusCode::OK);
         let written = std::time::Instant::now();
         let frame = feed.next(15).await;
         assert_eq!(

@@ -190,18 +190,13 @@ struct Keys {
     sk: String,
 }
 
-/// A task item as in a stream image (its keys are ignored).
+/// The version of a task item, read beside its [`Task`] fields.
 #[derive(Deserialize)]
-struct TaskFields {
-    id: Uuid,
-    title: String,
-    description: String,
-    done: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+struct Versioned {
     version: u64,
 }
 
+/// A task item as in a stream image (its keys are ignored).
 struct TaskImage {
     task: Task,
     version: u64,
@@ -218,18 +213,13 @@ fn image(item: &serde_dynamo::Item, which: &str, id: Uuid) -> Result<TaskImage, 
     if item.is_empty() {
         return Err(malformed(format!("no {which} image")));
     }
-    let fields: TaskFields = serde_dynamo::from_item(item.clone())
-        .map_err(|e| malformed(format!("{which} image is not a task: {e}")))?;
+    let not_a_task =
+        |e: serde_dynamo::Error| malformed(format!("{which} image is not a task: {e}"));
     let image = TaskImage {
-        task: Task {
-            id: fields.id,
-            title: fields.title,
-            description: fields.description,
-            done: fields.done,
-            created_at: fields.created_at,
-            updated_at: fields.updated_at,
-        },
-        version: fields.version,
+        task: serde_dynamo::from_item(item.clone()).map_err(not_a_task)?,
+        version: serde_dynamo::from_item::<_, Versioned>(item.clone())
+            .map_err(not_a_task)?
+            .version,
     };
     if image.task.id != id {
         return Err(malformed(format!(

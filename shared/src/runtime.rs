@@ -86,8 +86,7 @@ where
             let service = service_fn(move |req: Request| async move {
                 Ok::<_, Infallible>(respond_with(app, handler, req, buffered).await)
             });
-            let Err(error) =
-                lambda_http::run_with_streaming_response(layer.layer(service)).await
+            let Err(error) = lambda_http::run_with_streaming_response(layer.layer(service)).await
             else {
                 return Ok(());
             };
@@ -103,7 +102,6 @@ where
         }
     })
 }
-
 
 /// A streaming handler's result.
 pub type StreamedResult = Result<Response<StreamedBody>, ApiError>;

@@ -9,6 +9,7 @@ use futures::{Stream, TryStreamExt};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
+use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 
 use crate::error::ApiError;
@@ -36,4 +37,18 @@ where
 /// A buffered response (an error, a preflight) as a streamed one.
 pub fn buffered(response: Response<Body>) -> Response<StreamedBody> {
     response.map(|body| body.map_err(|e| -> StreamError { e }).boxed_unsync())
+}
+
+/// A 200 streaming `body`, with these headers (content type first).
+pub fn ok(
+    headers: &[(HeaderName, &'static str)],
+    body: StreamedBody,
+) -> Result<Response<StreamedBody>, ApiError> {
+    let mut response = Response::builder().status(StatusCode::OK);
+    for (name, value) in headers {
+        response = response.header(name, HeaderValue::from_static(value));
+    }
+    response
+        .body(body)
+        .map_err(|e| ApiError::Internal(format!("streamed response: {e}")))
 }

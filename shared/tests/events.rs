@@ -11,7 +11,6 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Request, Response};
 use serde_json::Value;
 use shared::audit::{Action, AuditEntry, AuditStore, Sequence};
-use shared::config::Config;
 use shared::handlers::task_events::handle;
 use shared::identity::Caller;
 use shared::model::Task;
@@ -20,47 +19,23 @@ use shared::store::memory::MemoryStore;
 use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
+mod support;
+
 fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
-    let config = Config::from_lookup(move |name| {
-        let value = match name {
-            "TABLE_NAME" => "tasks".to_owned(),
-            "AWS_REGION" => "us-east-1".to_owned(),
-            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test".to_owned(),
-            "EVENTS_LIFETIME_SECONDS" => lifetime_seconds.to_string(),
-            _ => return None,
-        };
-        Some(value)
-    })
-    .expect("test config");
+    let lifetime = lifetime_seconds.to_string();
+    let config = support::config(&[("EVENTS_LIFETIME_SECONDS", &lifetime)]);
     Box::leak(Box::new(App::new(config, MemoryStore::default())))
 }
 
 /// The sample event as `caller`, with `last_event_id` and the query.
 fn request(caller: Option<&str>, last_event_id: Option<&str>, query: &str) -> Request {
-    let path = format!("{}/../events/task_events.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path).expect("events/task_events.json");
-    let mut value: Value = serde_json::from_str(&text).expect("JSON");
-    value["rawQueryString"] = Value::from(query);
-    let params: serde_json::Map<String, Value> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_owned(), Value::from(v)))
-        .collect();
-    value["queryStringParameters"] = Value::Object(params);
-    match caller {
-        Some(caller) => {
-            value["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = Value::from(caller)
-        }
-        None => {
-            if let Some(context) = value["requestContext"].as_object_mut() {
-                context.remove("authorizer");
-            }
-        }
-    }
+    let mut event = support::event_json("task_events");
+    support::set_query(&mut event, query);
+    support::set_caller(&mut event, caller);
     if let Some(id) = last_event_id {
-        value["headers"]["last-event-id"] = Value::from(id);
+        event["headers"]["last-event-id"] = Value::from(id);
     }
-    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+    support::request(&event)
 }
 
 /// A change of `owner`'s task number `task`, as the audit records it.

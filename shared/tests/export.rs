@@ -8,7 +8,6 @@ use http_body_util::BodyExt;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Request, Response};
 use serde_json::{Value, json};
-use shared::config::Config;
 use shared::handlers::export_tasks::{CSV_COLUMNS, EXPORT_PAGE, handle};
 use shared::identity::Caller;
 use shared::model::Task;
@@ -18,33 +17,20 @@ use shared::store::{CreateRules, TaskStore};
 use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
+mod support;
+
 fn app() -> &'static App<MemoryStore> {
-    let config = Config::from_lookup(|name| {
-        let value = match name {
-            "TABLE_NAME" => "tasks",
-            "AWS_REGION" => "us-east-1",
-            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test",
-            _ => return None,
-        };
-        Some(value.to_owned())
-    })
-    .expect("test config");
-    Box::leak(Box::new(App::new(config, MemoryStore::default())))
+    Box::leak(Box::new(App::new(
+        support::config(&[]),
+        MemoryStore::default(),
+    )))
 }
 
 /// The sample event (`?format=csv`, caller alice) with another query.
 fn request(query: &str) -> Request {
-    let path = format!("{}/../events/export_tasks.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path).expect("events/export_tasks.json");
-    let mut value: Value = serde_json::from_str(&text).expect("JSON");
-    value["rawQueryString"] = Value::from(query);
-    let params: serde_json::Map<String, Value> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_owned(), Value::from(v)))
-        .collect();
-    value["queryStringParameters"] = Value::Object(params);
-    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+    let mut event = support::event_json("export_tasks");
+    support::set_query(&mut event, query);
+    support::request(&event)
 }
 
 async fn seed(app: &App<MemoryStore>, owner: &str, n: usize) -> Vec<Task> {
@@ -184,19 +170,9 @@ async fn errors_are_answered_before_anything_streams() {
         }]})
     );
 
-    let mut value: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../events/export_tasks.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("event"),
-    )
-    .expect("JSON");
-    value["requestContext"]
-        .as_object_mut()
-        .expect("context")
-        .remove("authorizer");
-    let anonymous = lambda_http::request::from_str(&value.to_string()).expect("event");
+    let mut event = support::event_json("export_tasks");
+    support::set_caller(&mut event, None);
+    let anonymous = support::request(&event);
     let response = call(app, anonymous).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
@@ -226,34 +202,20 @@ async fn jwks_server(jwks: &'static str) -> String {
 /// A Function URL request (no API Gateway authorizer in front) with this
 /// `Authorization` header.
 fn function_url_request(authorization: Option<&str>) -> Request {
-    let path = format!("{}/../events/export_tasks.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path).expect("events/export_tasks.json");
-    let mut value: Value = serde_json::from_str(&text).expect("JSON");
-    if let Some(context) = value["requestContext"].as_object_mut() {
-        context.remove("authorizer");
-    }
+    let mut event = support::event_json("export_tasks");
+    support::set_caller(&mut event, None);
     if let Some(authorization) = authorization {
-        value["headers"]["authorization"] = Value::from(authorization);
+        event["headers"]["authorization"] = Value::from(authorization);
     }
-    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
+    support::request(&event)
 }
 
 #[tokio::test]
 async fn through_its_function_url_the_export_checks_the_bearer_token() {
     const AUDIENCE: &str = "web-client";
     let issuer = jwks_server(include_str!("fixtures/token/jwks-a.json")).await;
-    let config = Config::from_lookup(|name| {
-        let value = match name {
-            "TABLE_NAME" => "tasks".to_owned(),
-            "AWS_REGION" => "us-east-1".to_owned(),
-            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test".to_owned(),
-            "JWT_ISSUER" => issuer.clone(),
-            "JWT_AUDIENCE" => format!("other-client, {AUDIENCE}"),
-            _ => return None,
-        };
-        Some(value)
-    })
-    .expect("config");
+    let audiences = format!("other-client, {AUDIENCE}");
+    let config = support::config(&[("JWT_ISSUER", &issuer), ("JWT_AUDIENCE", &audiences)]);
     let app: &'static App<MemoryStore> =
         Box::leak(Box::new(App::new(config, MemoryStore::default())));
     let tasks = seed(app, "carol", 3).await;

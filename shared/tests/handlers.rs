@@ -16,6 +16,8 @@ use shared::store::memory::MemoryStore;
 use shared::store::{CreateRules, Precondition, StoredPage, TaskStore};
 use uuid::Uuid;
 
+mod support;
+
 const RULES: CreateRules<'static> = CreateRules {
     max_tasks: 1000,
     idempotency: None,
@@ -475,31 +477,10 @@ fn history_request(query: &str) -> Request {
 }
 
 fn history_request_of(subject: &str, query: &str) -> Request {
-    let mut value: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../events/task_history.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("events/task_history.json"),
-    )
-    .expect("JSON");
-    let params: serde_json::Map<String, Value> = url_pairs(query)
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    value["rawQueryString"] = Value::String(query.to_owned());
-    value["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = Value::from(subject);
-    value["queryStringParameters"] = Value::Object(params);
-    lambda_http::request::from_str(&value.to_string()).expect("an HTTP API event")
-}
-
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    let mut event = support::event_json("task_history");
+    support::set_query(&mut event, query);
+    support::set_caller(&mut event, Some(subject));
+    support::request(&event)
 }
 
 #[tokio::test]

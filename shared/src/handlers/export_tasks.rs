@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use futures::Stream;
-use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Request, Response};
+use lambda_http::Request;
+use lambda_http::http::header;
 use uuid::Uuid;
 
 use super::DynamoDbAccess;
@@ -15,7 +15,7 @@ use crate::openapi::{ExportParams, ServiceUnavailable, Unauthorized, ValidationF
 use crate::request::export_format;
 use crate::runtime::{App, StreamedResult};
 use crate::store::{StoredPage, TaskStore};
-use crate::streaming::from_stream;
+use crate::streaming;
 
 /// The DynamoDB actions [`handle`] calls (`DynamoStore::list`, page after
 /// page), which its function's policy in `template.yaml` grants: `Query`
@@ -133,19 +133,13 @@ pub async fn handle<S: TaskStore + 'static>(app: &'static App<S>, req: Request) 
     // The first page is read before the head is sent, so a DynamoDB that
     // is down now is a clean 503, not a broken 200.
     let first = app.store.list(&owner, &page_after(None)).await?;
-    let body = from_stream(pages(app, owner, first, format));
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        )
-        .header(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static(format.disposition()),
-        )
-        .body(body)
-        .map_err(|e| ApiError::Internal(format!("export response: {e}")))
+    streaming::ok(
+        &[
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::CONTENT_DISPOSITION, format.disposition()),
+        ],
+        streaming::from_stream(pages(app, owner, first, format)),
+    )
 }
 
 fn page_after(after: Option<Uuid>) -> ListQuery {

@@ -2,12 +2,11 @@
 //! Events ([`crate::feed`]).
 
 use futures::StreamExt;
-use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Request, Response};
+use lambda_http::Request;
+use lambda_http::http::{HeaderName, header};
 
 use super::DynamoDbAccess;
 use crate::audit::AuditStore;
-use crate::error::ApiError;
 use crate::feed;
 use crate::identity::authenticate;
 use crate::openapi::{
@@ -15,7 +14,7 @@ use crate::openapi::{
 };
 use crate::request::feed_start;
 use crate::runtime::{App, StreamedResult};
-use crate::streaming::from_stream;
+use crate::streaming;
 
 /// The DynamoDB actions [`handle`] calls (`AuditStore::latest_change` and
 /// `changes`, consistent Queries of the caller's changes), which its
@@ -61,16 +60,13 @@ pub async fn handle<S: AuditStore + 'static>(app: &'static App<S>, req: Request)
         None => app.store.latest_change(&owner).await?,
     };
     let frames = feed::changes(&app.store, owner, after, app.config.feed);
-    let body = from_stream(frames.map(Ok));
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        )
-        .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
-        // Proxies that buffer (nginx) must not hold the frames back.
-        .header("x-accel-buffering", HeaderValue::from_static("no"))
-        .body(body)
-        .map_err(|e| ApiError::Internal(format!("feed response: {e}")))
+    streaming::ok(
+        &[
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Proxies that buffer (nginx) must not hold the frames back.
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        streaming::from_stream(frames.map(Ok)),
+    )
 }

@@ -124,3 +124,61 @@ pub fn one_or_many(value: &Value) -> Vec<&Value> {
         other => vec![other],
     }
 }
+
+// ------------------------------------------------------- handler inputs
+
+/// A checked configuration as a function would read it: the required
+/// variables, then `extra` (which may override them).
+pub fn config(extra: &[(&str, &str)]) -> shared::config::Config {
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("TABLE_NAME", "tasks"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    vars.retain(|_, v| !v.is_empty());
+    shared::config::Config::from_lookup(move |name| vars.get(name).cloned()).expect("test config")
+}
+
+/// The sample event `events/<name>.json`, as JSON to adjust.
+pub fn event_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&read(&format!("events/{name}.json"))).expect("an event file is JSON")
+}
+
+/// Replaces the event's query (`a=1&b=2`: the raw string and the
+/// parameters API Gateway parsed from it).
+pub fn set_query(event: &mut serde_json::Value, query: &str) {
+    let params: serde_json::Map<String, serde_json::Value> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+        .collect();
+    event["rawQueryString"] = serde_json::Value::from(query);
+    event["queryStringParameters"] = serde_json::Value::Object(params);
+}
+
+/// Names the caller in the authorizer's claims, or, with `None`, removes
+/// the authorizer (a request with no identity, or one through a Function
+/// URL, which has no authorizer in front).
+pub fn set_caller(event: &mut serde_json::Value, caller: Option<&str>) {
+    match caller {
+        Some(sub) => {
+            event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] =
+                serde_json::Value::from(sub)
+        }
+        None => {
+            if let Some(context) = event["requestContext"].as_object_mut() {
+                context.remove("authorizer");
+            }
+        }
+    }
+}
+
+/// The event as the request a handler gets.
+pub fn request(event: &serde_json::Value) -> lambda_http::Request {
+    lambda_http::request::from_str(&event.to_string()).expect("an HTTP API event")
+}
