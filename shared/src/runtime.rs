@@ -54,12 +54,36 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    cold_start(|app| async move {
-        let service = service_fn(move |req: Request| async move {
-            Ok::<_, Infallible>(respond(app, handler, req).await)
-        });
-        lambda_http::run(observability_layer().layer(service)).await
-    })
+    cold_start(connect, move |app| serve(app, handler))
+}
+
+/// [`start`] for a function that never touches storage (health, me, the
+/// fallback, docs): no DynamoDB client is built, and the AWS SDK is not
+/// even linked into its binary.
+pub fn start_without_storage<H, Fut>(handler: H) -> ExitCode
+where
+    H: Fn(&'static App<()>, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send,
+{
+    cold_start(|_| (), move |app| serve(app, handler))
+}
+
+/// The buffered HTTP serving loop of [`start`] and [`start_without_storage`].
+async fn serve<S, H, Fut>(app: &'static App<S>, handler: H) -> Result<(), lambda_runtime::Error>
+where
+    S: Send + Sync + 'static,
+    H: Fn(&'static App<S>, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send,
+{
+    let service = service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(respond(app, handler, req).await)
+    });
+    lambda_http::run(observability_layer().layer(service)).await
+}
+
+/// The DynamoDB store, its client built once per cold start.
+fn connect(config: &Config) -> DynamoStore {
+    DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone())
 }
 
 /// Runs a Lambda function whose responses are streamed (Lambda's
@@ -72,7 +96,7 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = StreamedResult> + Send,
 {
-    cold_start(|app| async move {
+    cold_start(connect, |app| async move {
         let layer = observability_layer();
         // A client that goes away mid-stream can break the connection to
         // the Runtime API under the runtime, and lambda_runtime then returns
@@ -127,7 +151,7 @@ where
     H: Fn(&'static App<DynamoStore>, E) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = R> + Send,
 {
-    cold_start(|app| async move {
+    cold_start(connect, |app| async move {
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
                 Ok::<_, Infallible>(handler(app, event.payload).await)
@@ -138,9 +162,10 @@ where
 
 /// Once per cold start: configuration, logs, the async runtime and the
 /// store; then `serve` until the Lambda runtime stops.
-fn cold_start<F, Fut>(serve: F) -> ExitCode
+fn cold_start<S, F, Fut>(connect: impl FnOnce(&Config) -> S, serve: F) -> ExitCode
 where
-    F: FnOnce(&'static App<DynamoStore>) -> Fut,
+    S: Send + Sync + 'static,
+    F: FnOnce(&'static App<S>) -> Fut,
     Fut: Future<Output = Result<(), lambda_runtime::Error>>,
 {
     let config = match Config::from_env() {
@@ -163,9 +188,9 @@ where
         }
     };
     let served = runtime.block_on(async move {
-        let store = DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone());
+        let store = connect(&config);
         // Lives as long as the process, as the SDK client must.
-        let app: &'static App<DynamoStore> = Box::leak(Box::new(App::new(config, store)));
+        let app: &'static App<S> = Box::leak(Box::new(App::new(config, store)));
         serve(app).await
     });
     match served {
