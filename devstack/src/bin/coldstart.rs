@@ -104,6 +104,9 @@ async fn measure(
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        // The live feed streams for its lifetime: 1 s here, so its "first"
+        // is that second plus the work around it.
+        .env("EVENTS_LIFETIME_SECONDS", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -257,6 +260,8 @@ async fn run() -> Result<(), String> {
     );
     println!("|---|---|---|---|---|---|---|");
     for name in names {
+        // A feed invocation lasts its stream's lifetime: no warm loop.
+        let warm = if name == "task_events" { 0 } else { warm };
         let (f, _) = measure(&name, &sample_event(&name)?, &dynamo.endpoint, warm).await?;
         println!(
             "| {} | {} | {:.2} | {:.2} | {} | {} | {:.1} |",
