@@ -76,6 +76,12 @@ fn sample_event(function: &str) -> Result<String, String> {
         .map_err(|e| format!("events/{function}.json: {e}"))
 }
 
+/// Where the release binaries are: `COLDSTART_BIN_DIR`, default
+/// `target/release` (another directory to compare profiles).
+fn bin_dir() -> String {
+    std::env::var("COLDSTART_BIN_DIR").unwrap_or_else(|_| "target/release".to_owned())
+}
+
 async fn measure(
     function: &str,
     event: &str,
@@ -83,7 +89,7 @@ async fn measure(
     warm: usize,
 ) -> Result<(Figures, Vec<u8>), String> {
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
-    let binary = format!("target/release/{function}");
+    let binary = format!("{}/{function}", bin_dir());
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&binary)
         .env_clear()
