@@ -315,6 +315,8 @@ fn outputs_name_the_url_the_user_pool_and_the_table() {
         "UserPoolClientId",
         "TableName",
         "JwtIssuer",
+        "ExportTasksUrl",
+        "TaskEventsUrl",
     ] {
         assert!(
             at(&template, &["Outputs", output, "Value"]).is_some(),
@@ -389,6 +391,23 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
             text(properties, &["StartingPosition"], mapping_id),
             "TRIM_HORIZON",
             "{mapping_id}: no change is skipped"
+        );
+        // The filter passes task records only, as the local delivery's
+        // (devstack/src/stream.rs) and the audit's own (shared::audit).
+        let filters = at(properties, &["FilterCriteria", "Filters"])
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{mapping_id}: FilterCriteria.Filters"));
+        let [filter] = filters.as_slice() else {
+            panic!("{mapping_id}: one filter, got {filters:?}");
+        };
+        let pattern: serde_json::Value =
+            serde_json::from_str(text(filter, &["Pattern"], mapping_id)).expect("JSON pattern");
+        assert_eq!(
+            pattern,
+            serde_json::json!({"dynamodb": {"Keys": {"sk": {"S": [
+                {"prefix": shared::store::table::TASK_PREFIX}
+            ]}}}}),
+            "{mapping_id}"
         );
     }
 }
