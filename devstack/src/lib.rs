@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use shared::config::AwsSettings;
-use shared::store::dynamo;
+use shared::store::dynamo::{self, DynamoStore};
 use shared::store::table::create_table;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -26,6 +26,7 @@ pub struct LocalDynamo {
     pub endpoint: String,
     pub addr: SocketAddr,
     pub client: Client,
+    table: String,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), String>>,
 }
@@ -41,6 +42,40 @@ pub fn local_settings(endpoint: &str) -> AwsSettings {
         session_token: None,
         operation_timeout: Duration::from_secs(5),
         attempt_timeout: Duration::from_millis(1500),
+    }
+}
+
+/// A database file in a directory of its own, removed on drop: for tests
+/// that stop the server and start it again on the same data.
+pub struct TempDatabase {
+    dir: std::path::PathBuf,
+    path: String,
+}
+
+impl TempDatabase {
+    pub fn new() -> Result<Self, String> {
+        let unique = format!(
+            "devstack-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let dir = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("dynamodb.sqlite").to_string_lossy().into_owned();
+        Ok(TempDatabase { dir, path })
+    }
+
+    /// Opens it (again).
+    pub fn open(&self) -> Result<Database, String> {
+        open_database(Some(&self.path))
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -71,6 +106,7 @@ impl LocalDynamo {
             endpoint,
             addr,
             client,
+            table: table.to_owned(),
             stop: Some(stop),
             server,
         })
@@ -80,6 +116,11 @@ impl LocalDynamo {
     pub async fn in_memory(table: &str) -> Result<Self, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         Self::start(open_database(None)?, addr, table).await
+    }
+
+    /// The Task API's store on this server's table.
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(self.client.clone(), self.table.clone())
     }
 
     /// Stops accepting requests and waits for the running ones to finish.

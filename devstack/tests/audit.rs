@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
-use devstack::{LocalDynamo, open_database};
+use devstack::{LocalDynamo, TempDatabase};
 use serde_json::{Value, json};
 use shared::audit::{Action, AuditStore, Event, FieldChange, HistoryQuery, Sequence, handle};
 use shared::identity::Caller;
@@ -36,7 +36,7 @@ async fn store() -> (LocalDynamo, DynamoStore) {
     let dynamo = LocalDynamo::in_memory(TABLE)
         .await
         .expect("dynoxide starts");
-    let store = DynamoStore::new(dynamo.client.clone(), TABLE);
+    let store = dynamo.store();
     (dynamo, store)
 }
 
@@ -289,12 +289,9 @@ async fn a_malformed_record_is_skipped_and_the_others_are_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_failure_is_reported_and_the_retry_records_everything() {
-    let dir = std::env::temp_dir().join(format!("devstack-audit-{}", Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("dynamodb.sqlite");
-    let path = path.to_str().expect("utf-8 path");
+    let db = TempDatabase::new().expect("temp dir");
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let dynamo = LocalDynamo::start(open_database(Some(path)).expect("db"), any_port, TABLE)
+    let dynamo = LocalDynamo::start(db.open().expect("db"), any_port, TABLE)
         .await
         .expect("dynoxide");
     let addr = dynamo.addr;
@@ -315,7 +312,7 @@ async fn a_store_failure_is_reported_and_the_retry_records_everything() {
     );
 
     // Lambda redelivers from the failed record; DynamoDB is back.
-    let dynamo = LocalDynamo::start(open_database(Some(path)).expect("db"), addr, TABLE)
+    let dynamo = LocalDynamo::start(db.open().expect("db"), addr, TABLE)
         .await
         .expect("dynoxide again");
     let mut retry = sample();
@@ -324,7 +321,6 @@ async fn a_store_failure_is_reported_and_the_retry_records_everything() {
     assert!(up.batch_item_failures.is_empty(), "{up:?}");
     assert_eq!(history(&store, &alice()).await.len(), 3);
     dynamo.stop().await.expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

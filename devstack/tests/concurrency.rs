@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
-use devstack::{LocalDynamo, open_database};
+use devstack::{LocalDynamo, TempDatabase};
 use futures::future::join_all;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -361,12 +361,9 @@ async fn max_tasks_holds_under_parallel_creates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_dynamodb_is_503_and_service_resumes_without_loss() {
-    let dir = std::env::temp_dir().join(format!("devstack-fault-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("dynamodb.sqlite");
-    let path = path.to_str().expect("utf-8 path");
+    let db = TempDatabase::new().expect("temp dir");
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let dynamo = LocalDynamo::start(open_database(Some(path)).expect("db"), any_port, TABLE)
+    let dynamo = LocalDynamo::start(db.open().expect("db"), any_port, TABLE)
         .await
         .expect("dynoxide");
     let addr = dynamo.addr;
@@ -397,7 +394,7 @@ async fn a_stopped_dynamodb_is_503_and_service_resumes_without_loss() {
     assert_eq!(write.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // Same file, same port: the same client serves again, nothing lost.
-    let dynamo = LocalDynamo::start(open_database(Some(path)).expect("db"), addr, TABLE)
+    let dynamo = LocalDynamo::start(db.open().expect("db"), addr, TABLE)
         .await
         .expect("dynoxide again");
     let up = respond(
@@ -414,5 +411,4 @@ async fn a_stopped_dynamodb_is_503_and_service_resumes_without_loss() {
         "the failed write left nothing behind"
     );
     dynamo.stop().await.expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -24,7 +24,7 @@ async fn store() -> (LocalDynamo, DynamoStore) {
     let dynamo = LocalDynamo::in_memory(TABLE)
         .await
         .expect("dynoxide starts");
-    let store = DynamoStore::new(dynamo.client.clone(), TABLE);
+    let store = dynamo.store();
     (dynamo, store)
 }
 

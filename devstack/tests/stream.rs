@@ -95,7 +95,7 @@ async fn start(fail_first: usize) -> (LocalDynamo, Arc<DynamoStore>, InProcess) 
     let dynamo = LocalDynamo::start(db.clone(), addr, TABLE)
         .await
         .expect("dynoxide starts");
-    let store = Arc::new(DynamoStore::new(dynamo.client.clone(), TABLE));
+    let store = Arc::new(dynamo.store());
     let target = InProcess {
         store: store.clone(),
         fail_first: Arc::new(AtomicUsize::new(fail_first)),

@@ -165,10 +165,7 @@ async fn measure(
 async fn seed(dynamo: &LocalDynamo, caller: &str, n: usize) -> Result<(), String> {
     use shared::model::{Task, TaskCreate, now};
     use shared::store::{CreateRules, TaskStore};
-    let store = std::sync::Arc::new(shared::store::dynamo::DynamoStore::new(
-        dynamo.client.clone(),
-        "tasks",
-    ));
+    let store = std::sync::Arc::new(dynamo.store());
     let owner = shared::identity::Caller::new(caller).ok_or("caller")?;
     let mut running = tokio::task::JoinSet::new();
     for i in 0..n {
