@@ -95,12 +95,6 @@ impl Sequence {
     }
 }
 
-impl std::fmt::Display for Sequence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.id())
-    }
-}
-
 /// One audited change of one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
