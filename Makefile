@@ -24,7 +24,7 @@ e2e:
 
 ## make openapi: regenerate the committed openapi.json from the code.
 openapi:
-	UPDATE_OPENAPI=1 cargo test -p shared --test openapi
+	UPDATE_OPENAPI=1 cargo test -p shared --test it openapi::
 
 ## make sam-build: the deploy build (`sam build`: cargo lambda, release,
 ## arm64) of every function, checked and timed. Not in `make test`: a cold

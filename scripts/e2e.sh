@@ -51,7 +51,7 @@ if ! wait_for_http "http://127.0.0.1:$API_PORT/health" 120; then
 fi
 
 echo "==> end-to-end tests against http://127.0.0.1:$API_PORT"
-if ! TASK_API_URL="http://127.0.0.1:$API_PORT" cargo test -p devstack --test e2e -- --ignored --nocapture; then
+if ! TASK_API_URL="http://127.0.0.1:$API_PORT" cargo test -p devstack --test it e2e:: -- --ignored --nocapture; then
   echo "--- cargo lambda watch log ($LOG) ---" >&2
   tail -n 80 "$LOG" >&2
   exit 1

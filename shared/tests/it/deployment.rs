@@ -5,12 +5,11 @@
 //! throttling and authentication, the outputs, and `samconfig.toml`.
 //! (Routes and identity: `route_table.rs`; IAM: `least_privilege.rs`.)
 
-mod support;
 
 use serde_norway::Value;
 use shared::cors;
 use shared::store::table::{STREAM_VIEW_TYPE, TTL_ATTRIBUTE};
-use support::{
+use crate::support::{
     at, function_property, functions, intrinsic, read, reference, resource, resources, template,
     text,
 };
@@ -378,7 +377,7 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
             .unwrap_or_else(|| panic!("an event source mapping for {id}"));
         let properties = &mapping["Properties"];
         assert_eq!(
-            support::get_att(&properties["EventSourceArn"]).as_deref(),
+            crate::support::get_att(&properties["EventSourceArn"]).as_deref(),
             Some(format!("{table}.StreamArn").as_str()),
             "{mapping_id}: the table's stream"
         );

@@ -17,20 +17,19 @@ use shared::store::{CreateRules, TaskStore};
 use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
-mod support;
 
 fn app() -> &'static App<MemoryStore> {
     Box::leak(Box::new(App::new(
-        support::config(&[]),
+        crate::support::config(&[]),
         MemoryStore::default(),
     )))
 }
 
 /// The sample event (`?format=csv`, caller alice) with another query.
 fn request(query: &str) -> Request {
-    let mut event = support::event_json("export_tasks");
-    support::set_query(&mut event, query);
-    support::request(&event)
+    let mut event = crate::support::event_json("export_tasks");
+    crate::support::set_query(&mut event, query);
+    crate::support::request(&event)
 }
 
 async fn seed(app: &App<MemoryStore>, owner: &str, n: usize) -> Vec<Task> {
@@ -170,9 +169,9 @@ async fn errors_are_answered_before_anything_streams() {
         }]})
     );
 
-    let mut event = support::event_json("export_tasks");
-    support::set_caller(&mut event, None);
-    let anonymous = support::request(&event);
+    let mut event = crate::support::event_json("export_tasks");
+    crate::support::set_caller(&mut event, None);
+    let anonymous = crate::support::request(&event);
     let response = call(app, anonymous).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
@@ -202,20 +201,20 @@ async fn jwks_server(jwks: &'static str) -> String {
 /// A Function URL request (no API Gateway authorizer in front) with this
 /// `Authorization` header.
 fn function_url_request(authorization: Option<&str>) -> Request {
-    let mut event = support::event_json("export_tasks");
-    support::set_caller(&mut event, None);
+    let mut event = crate::support::event_json("export_tasks");
+    crate::support::set_caller(&mut event, None);
     if let Some(authorization) = authorization {
         event["headers"]["authorization"] = Value::from(authorization);
     }
-    support::request(&event)
+    crate::support::request(&event)
 }
 
 #[tokio::test]
 async fn through_its_function_url_the_export_checks_the_bearer_token() {
     const AUDIENCE: &str = "web-client";
-    let issuer = jwks_server(include_str!("fixtures/token/jwks-a.json")).await;
+    let issuer = jwks_server(include_str!("../fixtures/token/jwks-a.json")).await;
     let audiences = format!("other-client, {AUDIENCE}");
-    let config = support::config(&[("JWT_ISSUER", &issuer), ("JWT_AUDIENCE", &audiences)]);
+    let config = crate::support::config(&[("JWT_ISSUER", &issuer), ("JWT_AUDIENCE", &audiences)]);
     let app: &'static App<MemoryStore> =
         Box::leak(Box::new(App::new(config, MemoryStore::default())));
     let tasks = seed(app, "carol", 3).await;
@@ -225,7 +224,7 @@ async fn through_its_function_url_the_export_checks_the_bearer_token() {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some("key-a".into());
         let key =
-            jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!("fixtures/token/rsa-a.der"));
+            jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!("../fixtures/token/rsa-a.der"));
         jsonwebtoken::encode(&header, &claims, &key).expect("signed")
     };
     let now = Utc::now().timestamp();

@@ -7,7 +7,6 @@
 //! whose declaration nobody deploys. `devstack/tests/dynamodb_calls.rs`
 //! checks the other side: the code calls nothing beyond its declaration.
 
-mod support;
 
 use std::collections::BTreeSet;
 
@@ -15,7 +14,7 @@ use serde_norway::Value;
 use shared::handlers::{DynamoDbAccess, STREAM_ACTIONS, dynamodb_access};
 use shared::routes::{FALLBACK, ROUTES};
 use shared::runtime::EVENT_FUNCTIONS;
-use support::{at, functions, get_att, one_or_many, resources, sub, template};
+use crate::support::{at, functions, get_att, one_or_many, resources, sub, template};
 
 /// What a function's policies grant: `(action, resource)` pairs, with the
 /// resource as `table`, `table/index/<name>` or `stream`.
@@ -267,7 +266,7 @@ fn the_checker_rejects_what_it_should() {
 ",
     )
     .expect("yaml");
-    let function = support::resource(&template, "F");
+    let function = crate::support::resource(&template, "F");
     let granted = grants(&template, "F", function);
     let want: Grants = [
         ("dynamodb:GetItem".to_owned(), "table".to_owned()),
@@ -299,7 +298,7 @@ fn the_checker_rejects_what_it_should() {
 "
         );
         let template: Value = serde_norway::from_str(&yaml).expect("yaml");
-        let function = support::resource(&template, "F").clone();
+        let function = crate::support::resource(&template, "F").clone();
         let rejected = std::panic::catch_unwind(|| grants(&template, "F", &function)).is_err();
         assert!(rejected, "accepted: {bad}");
     }

@@ -19,23 +19,22 @@ use shared::store::memory::MemoryStore;
 use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
-mod support;
 
 fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
     let lifetime = lifetime_seconds.to_string();
-    let config = support::config(&[("EVENTS_LIFETIME_SECONDS", &lifetime)]);
+    let config = crate::support::config(&[("EVENTS_LIFETIME_SECONDS", &lifetime)]);
     Box::leak(Box::new(App::new(config, MemoryStore::default())))
 }
 
 /// The sample event as `caller`, with `last_event_id` and the query.
 fn request(caller: Option<&str>, last_event_id: Option<&str>, query: &str) -> Request {
-    let mut event = support::event_json("task_events");
-    support::set_query(&mut event, query);
-    support::set_caller(&mut event, caller);
+    let mut event = crate::support::event_json("task_events");
+    crate::support::set_query(&mut event, query);
+    crate::support::set_caller(&mut event, caller);
     if let Some(id) = last_event_id {
         event["headers"]["last-event-id"] = Value::from(id);
     }
-    support::request(&event)
+    crate::support::request(&event)
 }
 
 /// A change of `owner`'s task number `task`, as the audit records it.

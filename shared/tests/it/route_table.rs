@@ -23,9 +23,8 @@ use serde_norway::Value;
 use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, STREAMED, is_streamed, paths, route_for};
 use shared::runtime::EVENT_FUNCTIONS;
 use shared::store::table::{INDEXES, TABLE_KEY};
-use support::{at, read, reference, repo_root, resources, template, text};
+use crate::support::{at, read, reference, repo_root, resources, template, text};
 
-mod support;
 
 /// API Gateway's catch-all route, served by [`FALLBACK`].
 const DEFAULT_ROUTE: (&str, &str) = ("ANY", "$default");

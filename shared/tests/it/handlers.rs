@@ -16,7 +16,6 @@ use shared::store::memory::MemoryStore;
 use shared::store::{CreateRules, Precondition, StoredPage, TaskStore};
 use uuid::Uuid;
 
-mod support;
 
 const RULES: CreateRules<'static> = CreateRules {
     max_tasks: 1000,
@@ -477,10 +476,10 @@ fn history_request(query: &str) -> Request {
 }
 
 fn history_request_of(subject: &str, query: &str) -> Request {
-    let mut event = support::event_json("task_history");
-    support::set_query(&mut event, query);
-    support::set_caller(&mut event, Some(subject));
-    support::request(&event)
+    let mut event = crate::support::event_json("task_history");
+    crate::support::set_query(&mut event, query);
+    crate::support::set_caller(&mut event, Some(subject));
+    crate::support::request(&event)
 }
 
 #[tokio::test]

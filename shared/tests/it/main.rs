@@ -1,0 +1,14 @@
+//! The integration tests of `shared`, one binary (one link of the SDK and
+//! the handlers instead of one per file): each module is one area.
+
+mod support;
+mod deployment;
+mod docs;
+mod events;
+mod export;
+mod handlers;
+mod least_privilege;
+mod observability;
+mod openapi;
+mod route_table;
+mod validation;
