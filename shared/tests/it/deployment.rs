@@ -5,14 +5,13 @@
 //! throttling and authentication, the outputs, and `samconfig.toml`.
 //! (Routes and identity: `route_table.rs`; IAM: `least_privilege.rs`.)
 
-
-use serde_norway::Value;
-use shared::cors;
-use shared::store::table::{STREAM_VIEW_TYPE, TTL_ATTRIBUTE};
 use crate::support::{
     at, function_property, functions, intrinsic, read, reference, resource, resources, template,
     text,
 };
+use serde_norway::Value;
+use shared::cors;
+use shared::store::table::{STREAM_VIEW_TYPE, TTL_ATTRIBUTE};
 
 fn strings(value: Option<&Value>, whose: &str) -> Vec<String> {
     value

@@ -19,7 +19,6 @@ use shared::store::memory::MemoryStore;
 use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
-
 fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
     let lifetime = lifetime_seconds.to_string();
     let config = crate::support::config(&[("EVENTS_LIFETIME_SECONDS", &lifetime)]);

@@ -17,7 +17,6 @@ use shared::store::{CreateRules, TaskStore};
 use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
-
 fn app() -> &'static App<MemoryStore> {
     Box::leak(Box::new(App::new(
         crate::support::config(&[]),

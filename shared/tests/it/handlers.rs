@@ -16,7 +16,6 @@ use shared::store::memory::MemoryStore;
 use shared::store::{CreateRules, Precondition, StoredPage, TaskStore};
 use uuid::Uuid;
 
-
 const RULES: CreateRules<'static> = CreateRules {
     max_tasks: 1000,
     idempotency: None,

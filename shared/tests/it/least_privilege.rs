@@ -7,14 +7,13 @@
 //! whose declaration nobody deploys. `devstack/tests/dynamodb_calls.rs`
 //! checks the other side: the code calls nothing beyond its declaration.
 
-
 use std::collections::BTreeSet;
 
+use crate::support::{at, functions, get_att, one_or_many, resources, sub, template};
 use serde_norway::Value;
 use shared::handlers::{DynamoDbAccess, STREAM_ACTIONS, dynamodb_access};
 use shared::routes::{FALLBACK, ROUTES};
 use shared::runtime::EVENT_FUNCTIONS;
-use crate::support::{at, functions, get_att, one_or_many, resources, sub, template};
 
 /// What a function's policies grant: `(action, resource)` pairs, with the
 /// resource as `table`, `table/index/<name>` or `stream`.

@@ -1,7 +1,6 @@
 //! The integration tests of `shared`, one binary (one link of the SDK and
 //! the handlers instead of one per file): each module is one area.
 
-mod support;
 mod deployment;
 mod docs;
 mod events;
@@ -11,4 +10,5 @@ mod least_privilege;
 mod observability;
 mod openapi;
 mod route_table;
+mod support;
 mod validation;

@@ -18,13 +18,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::{at, read, reference, repo_root, resources, template, text};
 use serde::Deserialize;
 use serde_norway::Value;
 use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, STREAMED, is_streamed, paths, route_for};
 use shared::runtime::EVENT_FUNCTIONS;
 use shared::store::table::{INDEXES, TABLE_KEY};
-use crate::support::{at, read, reference, repo_root, resources, template, text};
-
 
 /// API Gateway's catch-all route, served by [`FALLBACK`].
 const DEFAULT_ROUTE: (&str, &str) = ("ANY", "$default");
