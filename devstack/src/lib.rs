@@ -1,6 +1,6 @@
 //! The local DynamoDB: dynoxide (a DynamoDB-compatible server on SQLite)
 //! embedded in-process, with the Task API's table created from the same
-//! definition the deployed stack uses ([`shared::store::table`]). Used by
+//! definition the deployed stack uses ([`shared::ports::table`]). Used by
 //! the `devstack` binary behind `make dev`, and by the tests that need a
 //! real DynamoDB API over HTTP.
 
@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use shared::adapters::dynamo::table::create_table;
+use shared::adapters::dynamo::{self, DynamoStore};
 use shared::config::AwsSettings;
-use shared::store::dynamo::{self, DynamoStore};
-use shared::store::table::create_table;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

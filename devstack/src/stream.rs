@@ -20,7 +20,7 @@ use std::time::Duration;
 use dynoxide::Database;
 use dynoxide::actions::{describe_stream, get_records, get_shard_iterator, list_streams};
 use serde_json::{Value, json};
-use shared::store::table::TASK_PREFIX;
+use shared::adapters::dynamo::table::TASK_PREFIX;
 
 /// Records per invocation, as the template's `BatchSize`.
 pub const BATCH_SIZE: usize = 100;

@@ -9,13 +9,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_http::{Body, Request, Response};
+use shared::adapters::memory::MemoryStore;
 use shared::config::Config;
+use shared::domain::caller::Caller;
+use shared::domain::task::{Task, TaskCreate, now};
 use shared::handlers;
-use shared::identity::Caller;
-use shared::model::{Task, TaskCreate, now};
+use shared::ports::{CreateRules, TaskStore};
 use shared::runtime::{App, HandlerResult, respond};
-use shared::store::memory::MemoryStore;
-use shared::store::{CreateRules, TaskStore};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use uuid::Uuid;
 

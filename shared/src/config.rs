@@ -5,9 +5,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::cors::{self, Cors};
-use crate::feed::FeedSettings;
-
 /// How the caller is identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityMode {
@@ -17,6 +14,9 @@ pub enum IdentityMode {
     /// Local work: the `X-User-Id` header also names the caller.
     Header,
 }
+
+/// Days a change is kept unless `CHANGE_RETENTION_DAYS` says otherwise.
+pub const DEFAULT_CHANGE_RETENTION_DAYS: u32 = 90;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,8 +28,8 @@ pub struct Config {
     pub identity: IdentityMode,
     /// `CORS_ALLOWED_ORIGINS`: comma-separated origins for local runs
     /// (default none: no CORS). Deployed, API Gateway answers CORS and the
-    /// template does not set it (see [`crate::cors`]).
-    pub cors: Cors,
+    /// template does not set it (see [`crate::http::cors`]).
+    pub cors_origins: Vec<String>,
     /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config) or
     /// `LOG_LEVEL`: trace, debug, info (default), warn, error.
     pub log_level: tracing::Level,
@@ -37,15 +37,20 @@ pub struct Config {
     /// `EVENTS_HEARTBEAT_SECONDS`: how `GET /tasks/events` streams
     /// ([`FeedSettings`]).
     pub feed: FeedSettings,
+    /// `CHANGE_RETENTION_DAYS` (default 90): how long a recorded change is
+    /// kept before DynamoDB's TTL deletes it (what the audit function
+    /// writes as its `expires_at`).
+    pub change_retention_days: u32,
     pub aws: AwsSettings,
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_JWKS_URL`: bearer tokens checked
-    /// by the function itself (see [`crate::token`]); `None` when
-    /// `JWT_ISSUER` is unset.
+    /// by the function itself (see [`crate::adapters::token`]); `None` when
+    /// `JWT_ISSUER` is unset. When set, the caller comes from a verified
+    /// bearer token only (see [`crate::http::identity`]).
     pub token: Option<TokenSettings>,
 }
 
 /// What a function checks a bearer token against, as the HTTP API's JWT
-/// authorizer does (see [`crate::token::TokenVerifier`]).
+/// authorizer does (see [`crate::adapters::token::TokenVerifier`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSettings {
     /// `JWT_ISSUER`: the exact `iss` of every token; a Cognito user pool's
@@ -161,10 +166,10 @@ impl Config {
         };
         let cors_origins = match get("CORS_ALLOWED_ORIGINS") {
             None => Vec::new(),
-            Some(v) => cors::parse_origins(&v)
-                .map_err(|problem| invalid("CORS_ALLOWED_ORIGINS", problem))?,
+            Some(v) => {
+                parse_origins(&v).map_err(|problem| invalid("CORS_ALLOWED_ORIGINS", problem))?
+            }
         };
-        let cors = Cors::new(cors_origins, identity == IdentityMode::Header);
         let (log_var, log_value) = match get("AWS_LAMBDA_LOG_LEVEL") {
             Some(v) => ("AWS_LAMBDA_LOG_LEVEL", Some(v)),
             None => ("LOG_LEVEL", get("LOG_LEVEL")),
@@ -207,6 +212,11 @@ impl Config {
             )?),
             retry: defaults.retry,
         };
+        let change_retention_days = u32::try_from(positive(
+            "CHANGE_RETENTION_DAYS",
+            u64::from(DEFAULT_CHANGE_RETENTION_DAYS),
+        )?)
+        .map_err(|_| invalid("CHANGE_RETENTION_DAYS", "is too large"))?;
         let endpoint_url = match get("AWS_ENDPOINT_URL_DYNAMODB") {
             Some(v) => Some(("AWS_ENDPOINT_URL_DYNAMODB", v)),
             None => get("AWS_ENDPOINT_URL").map(|v| ("AWS_ENDPOINT_URL", v)),
@@ -280,16 +290,90 @@ impl Config {
                 })
             }
         };
+        if identity == IdentityMode::Header && token.is_some() {
+            return Err(invalid(
+                "IDENTITY_MODE",
+                "cannot be \"header\" when JWT_ISSUER is set: with JWT_ISSUER the caller \
+                 comes from a verified bearer token only",
+            ));
+        }
         Ok(Config {
             table_name,
             max_tasks,
             identity,
-            cors,
+            cors_origins,
             log_level,
             feed,
+            change_retention_days,
             aws,
             token,
         })
+    }
+}
+
+/// `CORS_ALLOWED_ORIGINS`: comma-separated origins, `scheme://host[:port]`
+/// (http or https, no path, no `*`), as the template's `AllowedOrigins`
+/// accepts. Returned in lower case.
+pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if !is_origin(origin) {
+            return Err(format!(
+                "must be comma-separated origins such as http://localhost:5173 \
+                 (scheme://host[:port], no path, no \"*\"); got {origin:?}"
+            ));
+        }
+        origins.push(origin.to_ascii_lowercase());
+    }
+    Ok(origins)
+}
+
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+/// How a feed runs; from the environment (`EVENTS_*` variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedSettings {
+    /// `EVENTS_LIFETIME_SECONDS` (default 240): how long one invocation
+    /// streams before it ends the stream with a `retry:` hint. Below the
+    /// function's timeout (300 s in `template.yaml`).
+    pub lifetime: Duration,
+    /// `EVENTS_POLL_MILLISECONDS` (default 1000): the pause between two
+    /// reads when nothing is new.
+    pub poll: Duration,
+    /// `EVENTS_HEARTBEAT_SECONDS` (default 15): a `: keep-alive` comment
+    /// after this long without a frame, so proxies keep the connection.
+    pub heartbeat: Duration,
+    /// `retry:` sent at the end, in milliseconds: when `EventSource`
+    /// reconnects.
+    pub retry: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            lifetime: Duration::from_secs(240),
+            poll: Duration::from_millis(1000),
+            heartbeat: Duration::from_secs(15),
+            retry: Duration::from_millis(1000),
+        }
     }
 }
 
@@ -353,7 +437,7 @@ mod tests {
         assert_eq!(config.identity, IdentityMode::Jwt);
         assert_eq!(config.log_level, tracing::Level::INFO);
         assert_eq!(config.aws.endpoint_url, None);
-        assert!(!config.cors.is_enabled());
+        assert!(config.cors_origins.is_empty());
         assert_eq!(config.token, None);
     }
 
@@ -462,7 +546,7 @@ mod tests {
         ]))
         .expect("valid config");
         assert_eq!(
-            config.cors.origins(),
+            config.cors_origins,
             ["http://localhost:5173", "https://app.example"]
         );
         assert_eq!(config.max_tasks, 5);

@@ -1,35 +1,31 @@
 //! The Task API's shared library: everything the per-route Lambda functions
-//! have in common. Layout, outside in:
+//! have in common, in layers. Each layer uses only the layers above it in
+//! this list (`shared/tests/it/layers.rs` checks it, and that no two files
+//! import each other in a circle):
 //!
-//! - [`runtime`]: cold start (config, SDK client) and the request loop.
-//! - [`handlers`]: one module per route.
-//! - [`request`], [`identity`], [`validation`]: reading a request as FastAPI
-//!   would, with pydantic's 422 vocabulary.
-//! - [`model`]: tasks and the write models with their field rules.
-//! - [`store`]: the storage port, with DynamoDB and in-memory adapters.
-//! - [`error`], [`response`]: the one error type and the response shapes.
-//! - [`config`], [`routes`]: settings and the route table.
-//! - [`audit`]: the audit trail, from the table's change stream.
-//! - [`cors`]: CORS for local runs, as API Gateway answers it deployed.
-//! - [`token`]: bearer tokens checked by the function itself, for the
-//!   functions served by Lambda Function URLs (no JWT authorizer there).
-//! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and models.
+//! | layer | what it holds |
+//! |---|---|
+//! | [`domain`] | tasks, field rules, the caller, changes: no I/O, no HTTP |
+//! | [`config`] | settings from the environment, checked at cold start |
+//! | [`ports`] | the store traits and [`ports::StoreError`], paging |
+//! | [`adapters`] | DynamoDB, the in-memory stores (tests only), stream records, bearer tokens, TLS roots |
+//! | [`http`] | the edge: requests, identity, [`http::error::ApiError`], responses, CORS, logs, OpenAPI types |
+//! | [`runtime`] | `App` and the Lambda bootstrap every `main.rs` calls |
+//! | [`handlers`] | one module per route, and the audit function's |
+//! | [`openapi`] | the OpenAPI document of the handlers, and the docs pages |
 
-pub mod audit;
+pub mod domain;
+
 pub mod config;
-pub mod cors;
-pub mod error;
-pub mod feed;
-pub mod handlers;
-pub mod identity;
-pub mod model;
-pub mod observability;
-pub mod openapi;
-pub mod request;
-pub mod response;
-pub mod routes;
+
+pub mod ports;
+
+pub mod adapters;
+
+pub mod http;
+
 pub mod runtime;
-pub mod store;
-pub mod streaming;
-pub mod token;
-pub mod validation;
+
+pub mod handlers;
+
+pub mod openapi;

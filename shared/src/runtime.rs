@@ -1,7 +1,8 @@
 //! The Lambda plumbing every function shares, so each `main.rs` is one
 //! line: read the configuration and build the DynamoDB client once per cold
-//! start, then serve requests with a handler, mapping its errors to
-//! responses and logging one line per request.
+//! start, then serve requests with a handler: identify the caller once,
+//! run the handler, map its errors to responses (logging a 5xx's whole
+//! cause), and log one line per request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,35 +11,43 @@ use std::process::ExitCode;
 use lambda_http::tower::Layer;
 use lambda_http::{Body, Request, Response, service_fn};
 
+use crate::adapters::dynamo::{self, DynamoStore};
+use crate::adapters::token::TokenVerifier;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::observability::{ObservabilityLayer, init_metrics};
-use crate::request::request_id;
-use crate::store::dynamo::{self, DynamoStore};
-use crate::streaming::{StreamedBody, buffered};
-use crate::token::TokenVerifier;
+use crate::http::cors::Cors;
+use crate::http::error::{ApiError, chain};
+use crate::http::identity::Authenticator;
+use crate::http::observability::{LoggedCaller, ObservabilityLayer, init_metrics};
+use crate::http::request::request_id;
+use crate::http::streaming::{StreamedBody, buffered};
 
 /// The functions fed by an event source rather than an HTTP route (see
 /// [`start_events`]): each is a crate under `functions/` with no route.
 pub const EVENT_FUNCTIONS: &[&str] = &["audit"];
 
-/// What a handler may use: checked configuration, the store, and the
-/// bearer-token check of the streamed functions (built from the
-/// configuration; it fetches nothing until a token comes).
+/// What a handler may use: checked configuration and the store; and what
+/// the runtime uses around it: who the caller is (with the bearer-token
+/// check when configured, which fetches nothing until a token comes) and
+/// local CORS.
 #[derive(Debug)]
 pub struct App<S> {
     pub config: Config,
     pub store: S,
-    pub tokens: Option<TokenVerifier>,
+    pub authenticator: Authenticator,
+    pub cors: Cors,
 }
 
 impl<S> App<S> {
     pub fn new(config: Config, store: S) -> Self {
         let tokens = config.token.clone().map(TokenVerifier::new);
+        let authenticator = Authenticator::new(config.identity, tokens);
+        let header_identity = config.identity == crate::config::IdentityMode::Header;
+        let cors = Cors::new(config.cors_origins.clone(), header_identity);
         App {
             config,
             store,
-            tokens,
+            authenticator,
+            cors,
         }
     }
 }
@@ -84,12 +93,13 @@ where
 /// The DynamoDB store, its client built once per cold start.
 fn connect(config: &Config) -> DynamoStore {
     DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone())
+        .with_change_retention(config.change_retention_days)
 }
 
 /// Runs a Lambda function whose responses are streamed (Lambda's
 /// `RESPONSE_STREAM` invoke mode; `cargo lambda watch` streams them too):
 /// `handler` answers with a head and a body that is sent chunk by chunk as
-/// it is produced ([`crate::streaming`]). Errors before the head are
+/// it is produced ([`crate::http::streaming`]). Errors before the head are
 /// answered as in [`start`].
 pub fn start_streaming<H, Fut>(handler: H) -> ExitCode
 where
@@ -217,9 +227,12 @@ fn init_tracing(level: tracing::Level) {
     };
 }
 
-/// Serves one request: runs `handler` and turns an error into its
-/// response, logging the cause of a 5xx (which the client never sees).
-/// Timing and the per-request log line are the [`ObservabilityLayer`]'s.
+/// Serves one request: identifies the caller (once: handlers read it with
+/// [`crate::http::identity::caller`]), runs `handler` and turns an error
+/// into its response, logging the whole cause of a 5xx (which the client
+/// never sees). Timing and the per-request log line are the
+/// [`ObservabilityLayer`]'s; the verified caller goes to it with the
+/// response.
 pub async fn respond<'a, S, H, Fut>(app: &'a App<S>, handler: H, req: Request) -> Response<Body>
 where
     H: FnOnce(&'a App<S>, Request) -> Fut,
@@ -233,7 +246,7 @@ where
 pub async fn respond_with<'a, S, H, Fut, B>(
     app: &'a App<S>,
     handler: H,
-    req: Request,
+    mut req: Request,
     buffered: fn(Response<Body>) -> Response<B>,
 ) -> Response<B>
 where
@@ -243,24 +256,32 @@ where
     let request_id = request_id(&req);
     // Local CORS (off unless CORS_ALLOWED_ORIGINS is set; deployed, API
     // Gateway answers CORS): a preflight never reaches the handler.
-    let cors = &app.config.cors;
+    let cors = &app.cors;
     if let Some(preflight) = cors.preflight(&req) {
         return buffered(preflight);
     }
     let origin = cors.allowed_origin(req.headers());
+    let identity = app.authenticator.identify(&req).await;
+    let logged = identity.caller().map(LoggedCaller::of);
+    req.extensions_mut().insert(identity);
     let mut response = match handler(app, req).await {
         Ok(response) => response,
         Err(error) => {
             match &error {
-                ApiError::Internal(cause) => tracing::error!(%request_id, %cause, "internal error"),
-                ApiError::Unavailable(cause) => {
-                    tracing::warn!(%request_id, %cause, "dynamodb unavailable")
+                ApiError::Internal(_) => {
+                    tracing::error!(%request_id, cause = %chain(&error), "internal error");
+                }
+                ApiError::Unavailable(_) => {
+                    tracing::warn!(%request_id, cause = %chain(&error), "service unavailable");
                 }
                 _ => {}
             }
             buffered(error.into_response(&request_id))
         }
     };
+    if let Some(logged) = logged {
+        response.extensions_mut().insert(logged);
+    }
     cors.decorate(origin, &mut response);
     response
 }

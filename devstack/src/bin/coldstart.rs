@@ -163,10 +163,10 @@ async fn measure(
 
 /// Gives `caller` `n` tasks, 16 creates at a time, through the store.
 async fn seed(dynamo: &LocalDynamo, caller: &str, n: usize) -> Result<(), String> {
-    use shared::model::{Task, TaskCreate, now};
-    use shared::store::{CreateRules, TaskStore};
+    use shared::domain::task::{Task, TaskCreate, now};
+    use shared::ports::{CreateRules, TaskStore};
     let store = std::sync::Arc::new(dynamo.store());
-    let owner = shared::identity::Caller::new(caller).ok_or("caller")?;
+    let owner = shared::domain::caller::Caller::new(caller).ok_or("caller")?;
     let mut running = tokio::task::JoinSet::new();
     for i in 0..n {
         if running.len() >= 16 {

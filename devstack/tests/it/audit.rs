@@ -1,4 +1,4 @@
-//! The audit function's handler (`shared::audit::handle`) against the
+//! The audit function's handler (`shared::handlers::audit::handle`) against the
 //! DynamoDB store on an embedded dynoxide, fed the sample stream batch
 //! `events/audit.json` (a task created, updated and deleted, and the
 //! caller's `COUNT` item changing along, which is not audited).
@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use chrono::{DateTime, Utc};
 use devstack::{LocalDynamo, TempDatabase};
 use serde_json::{Value, json};
-use shared::audit::{Action, AuditStore, Event, FieldChange, HistoryQuery, Sequence, handle};
-use shared::identity::Caller;
-use shared::model::ListQuery;
-use shared::store::TaskStore;
-use shared::store::dynamo::{DynamoStore, client};
+use shared::adapters::dynamo::{DynamoStore, client};
+use shared::domain::caller::Caller;
+use shared::domain::change::{Action, FieldChange, Sequence};
+use shared::domain::task::ListQuery;
+use shared::handlers::audit::{Event, handle};
+use shared::ports::TaskStore;
+use shared::ports::{AuditStore, HistoryQuery};
 use uuid::Uuid;
 
 const TABLE: &str = "tasks";
@@ -129,7 +131,7 @@ async fn the_sample_batch_records_each_task_change_with_its_diff() {
     assert_eq!(created.event_id, "c4ca4238a0b923820dcc509a6f75849b");
     assert_eq!(created.sequence, Sequence::parse(CREATED).expect("seq"));
     assert_eq!(
-        created.changes,
+        created.fields,
         [
             change("title", None, Some(json!("Buy milk"))),
             change("description", None, Some(json!("2 litres, semi-skimmed"))),
@@ -140,7 +142,7 @@ async fn the_sample_batch_records_each_task_change_with_its_diff() {
     assert_eq!(updated.at, time("2026-05-04T10:20:02.5Z"));
     assert_eq!(updated.version, 2);
     assert_eq!(
-        updated.changes,
+        updated.fields,
         [
             change(
                 "title",
@@ -156,7 +158,7 @@ async fn the_sample_batch_records_each_task_change_with_its_diff() {
     assert_eq!(deleted.at, time("2026-05-04T10:25:05Z"));
     assert_eq!(deleted.version, 2);
     assert_eq!(
-        deleted.changes,
+        deleted.fields,
         [
             change("title", Some(json!("Buy oat milk")), None),
             change("description", Some(json!("2 litres, semi-skimmed")), None),
@@ -328,7 +330,7 @@ async fn the_change_feed_is_the_callers_changes_in_stream_order() {
     let (_dynamo, store) = store().await;
     handle(&store, event(sample())).await;
     let seq = |s: &str| Sequence::parse(s).expect("sequence");
-    let ids = |batch: shared::audit::ChangeBatch| -> Vec<String> {
+    let ids = |batch: shared::ports::ChangeBatch| -> Vec<String> {
         batch
             .items
             .iter()

@@ -11,10 +11,10 @@ use futures::future::join_all;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
+use shared::adapters::dynamo::{DynamoStore, client};
 use shared::config::Config;
 use shared::handlers;
 use shared::runtime::{App, respond};
-use shared::store::dynamo::{DynamoStore, client};
 
 const TABLE: &str = "tasks";
 

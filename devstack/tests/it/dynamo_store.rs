@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use devstack::{LocalDynamo, local_settings};
-use shared::error::ApiError;
-use shared::identity::Caller;
-use shared::model::{ListQuery, Task, TaskCreate, TaskPatch, now};
-use shared::store::dynamo::{DynamoStore, client};
-use shared::store::{CreateRules, Precondition, TaskStore};
+use shared::adapters::dynamo::{DynamoStore, client};
+use shared::domain::caller::Caller;
+use shared::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, now};
+use shared::ports::StoreError;
+use shared::ports::{CreateRules, Precondition, TaskStore};
 use uuid::Uuid;
 
 const TABLE: &str = "tasks";
@@ -95,7 +95,7 @@ async fn a_caller_cannot_reach_another_callers_task() {
     let bob = caller("bob");
     assert!(matches!(
         store.get(&bob, task.id).await,
-        Err(ApiError::TaskNotFound)
+        Err(StoreError::TaskNotFound)
     ));
     let patch = TaskPatch {
         title: Some("mine now".into()),
@@ -104,9 +104,9 @@ async fn a_caller_cannot_reach_another_callers_task() {
     let updated = store
         .update(&bob, task.id, patch, now(), &Precondition::None)
         .await;
-    assert!(matches!(updated, Err(ApiError::TaskNotFound)));
+    assert!(matches!(updated, Err(StoreError::TaskNotFound)));
     let deleted = store.delete(&bob, task.id, &Precondition::None).await;
-    assert!(matches!(deleted, Err(ApiError::TaskNotFound)));
+    assert!(matches!(deleted, Err(StoreError::TaskNotFound)));
     assert!(
         store
             .list(&bob, &query(20, None, None))
@@ -235,10 +235,10 @@ async fn delete_removes_the_task_once() {
         .expect("delete");
     assert!(matches!(
         store.get(&alice, task.id).await,
-        Err(ApiError::TaskNotFound)
+        Err(StoreError::TaskNotFound)
     ));
     let again = store.delete(&alice, task.id, &Precondition::None).await;
-    assert!(matches!(again, Err(ApiError::TaskNotFound)));
+    assert!(matches!(again, Err(StoreError::TaskNotFound)));
 }
 
 #[tokio::test]
@@ -271,18 +271,18 @@ async fn if_match_is_checked_in_the_write() {
         )
         .await;
     assert!(
-        matches!(stale, Err(ApiError::PreconditionFailed)),
+        matches!(stale, Err(StoreError::PreconditionFailed)),
         "{stale:?}"
     );
     let never = store.delete(&alice, task.id, &Precondition::Never).await;
     assert!(
-        matches!(never, Err(ApiError::PreconditionFailed)),
+        matches!(never, Err(StoreError::PreconditionFailed)),
         "{never:?}"
     );
     let stale_delete = store
         .delete(&alice, task.id, &Precondition::VersionIn(vec![1]))
         .await;
-    assert!(matches!(stale_delete, Err(ApiError::PreconditionFailed)));
+    assert!(matches!(stale_delete, Err(StoreError::PreconditionFailed)));
     assert_eq!(
         store.get(&alice, task.id).await.expect("get").task.title,
         "v2"
@@ -301,7 +301,7 @@ async fn if_match_is_checked_in_the_write() {
             &Precondition::Exists,
         )
         .await;
-    assert!(matches!(missing, Err(ApiError::TaskNotFound)));
+    assert!(matches!(missing, Err(StoreError::TaskNotFound)));
 }
 
 #[tokio::test]
@@ -355,7 +355,7 @@ async fn an_unreachable_dynamodb_is_unavailable_not_a_crash() {
     let store = DynamoStore::new(client(&settings), TABLE);
     let result = store.get(&caller("alice"), Uuid::now_v7()).await;
     assert!(
-        matches!(result, Err(ApiError::Unavailable(_))),
+        matches!(result, Err(StoreError::Unavailable { .. })),
         "{result:?}"
     );
 }

@@ -25,10 +25,10 @@ use devstack::LocalDynamo;
 use lambda_http::http::{self, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
+use shared::adapters::dynamo::DynamoStore;
 use shared::config::Config;
 use shared::handlers::{self, DynamoDbAccess, dynamodb_access};
 use shared::runtime::{App, HandlerResult, respond};
-use shared::store::dynamo::DynamoStore;
 
 const TABLE: &str = "tasks";
 
@@ -386,7 +386,7 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     }
     h.serve(
         "docs",
-        handlers::docs::handle,
+        shared::openapi::docs::handle,
         request("GET", "/openapi.json", None, &[]),
         200,
     )
@@ -396,9 +396,10 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect("events/audit.json");
     for _ in 0..2 {
-        let event: shared::audit::Event = serde_json::from_str(&text).expect("a stream event");
+        let event: shared::handlers::audit::Event =
+            serde_json::from_str(&text).expect("a stream event");
         h.recorder.take();
-        let response = shared::audit::handle(&h.app.store, event).await;
+        let response = shared::handlers::audit::handle(&h.app.store, event).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         let calls = h.recorder.take();
         h.calls.entry("audit").or_default().extend(calls);

@@ -344,7 +344,7 @@ async fn pagination_with_the_done_filter_returns_full_pages() {
 
 /// Local CORS, as API Gateway answers it deployed: `scripts/e2e.sh` starts
 /// `cargo lambda watch --disable-cors` with `CORS_ALLOWED_ORIGINS` set to
-/// `TASK_API_CORS_ORIGIN`, so the functions answer (`shared::cors`).
+/// `TASK_API_CORS_ORIGIN`, so the functions answer (`shared::http::cors`).
 #[tokio::test]
 #[ignore = "needs the local stack: scripts/e2e.sh"]
 async fn cors_for_the_allowed_origin_only() {

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use devstack::stream::{Deliver, pump};
 use devstack::{LocalDynamo, open_database};
 use serde_json::{Value, json};
-use shared::audit::{Action, AuditStore, HistoryQuery, handle};
-use shared::identity::Caller;
-use shared::model::{Task, TaskCreate, TaskPatch, now};
-use shared::store::dynamo::DynamoStore;
-use shared::store::{CreateRules, Precondition, TaskStore};
+use shared::adapters::dynamo::DynamoStore;
+use shared::domain::caller::Caller;
+use shared::domain::change::Action;
+use shared::domain::task::{Task, TaskCreate, TaskPatch, now};
+use shared::handlers::audit::handle;
+use shared::ports::{AuditStore, HistoryQuery};
+use shared::ports::{CreateRules, Precondition, TaskStore};
 use uuid::Uuid;
 
 const TABLE: &str = "tasks";
@@ -61,7 +63,7 @@ fn alice() -> Caller {
     Caller::new("alice").expect("caller")
 }
 
-async fn history_of(store: &DynamoStore, task: Uuid) -> Vec<shared::audit::AuditEntry> {
+async fn history_of(store: &DynamoStore, task: Uuid) -> Vec<shared::domain::change::Change> {
     let query = HistoryQuery {
         limit: 100,
         before: None,
@@ -78,7 +80,7 @@ async fn wait_for_history(
     store: &DynamoStore,
     task: Uuid,
     n: usize,
-) -> Vec<shared::audit::AuditEntry> {
+) -> Vec<shared::domain::change::Change> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let entries = history_of(store, task).await;
@@ -145,7 +147,7 @@ async fn create_patch_delete_reach_the_history_through_the_stream() {
         .iter()
         .map(|e| {
             let changes = e
-                .changes
+                .fields
                 .iter()
                 .map(|c| (c.field.clone(), c.from.clone(), c.to.clone()))
                 .collect();

@@ -2,13 +2,13 @@ use lambda_http::Request;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 
 use super::DynamoDbAccess;
-use crate::identity::caller;
-use crate::model::{Task, TaskCreate, now};
-use crate::request::{idempotency_key, json_object};
-use crate::response;
+use crate::domain::task::{Task, TaskCreate, now};
+use crate::http::identity::caller;
+use crate::http::request::{idempotency_key, json_object};
+use crate::http::response;
+use crate::http::validation::zip;
+use crate::ports::{CreateRules, Idempotency, TaskStore};
 use crate::runtime::{App, HandlerResult};
-use crate::store::{CreateRules, Idempotency, TaskStore};
-use crate::validation::zip;
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::create`),
 /// which its function's policy in `template.yaml` grants, on the table only:
@@ -30,23 +30,23 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
 /// task created first and creates nothing.
 #[utoipa::path(
     post, path = "/tasks", operation_id = "create_task", tag = "tasks",
-    params(crate::openapi::IdempotencyKeyHeader),
+    params(crate::http::schemas::IdempotencyKeyHeader),
     request_body = TaskCreate,
     responses(
         (status = 201, description = "The task, as stored.", body = Task, headers(
             ("Location" = String, description = "The task's path: `/tasks/{id}`."),
             ("ETag" = String, description = "The task's version, quoted: `\"1\"`."),
         )),
-        (status = 400, response = crate::openapi::UnreadableBody),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 409, response = crate::openapi::TaskLimitReached),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 422, response = crate::openapi::CreateTaskUnprocessable),
-        (status = 503, response = crate::openapi::ServiceUnavailable),
+        (status = 400, response = crate::http::schemas::UnreadableBody),
+        (status = 401, response = crate::http::schemas::Unauthorized),
+        (status = 409, response = crate::http::schemas::TaskLimitReached),
+        (status = 413, response = crate::http::schemas::PayloadTooLarge),
+        (status = 422, response = crate::http::schemas::CreateTaskUnprocessable),
+        (status = 503, response = crate::http::schemas::ServiceUnavailable),
     ),
 )]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
-    let owner = caller(&req, app.config.identity)?;
+    let owner = caller(&req)?;
     let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));
     let (key, input) = zip(idempotency_key(&req), body)?;
     let idempotency = key.map(|key| Idempotency::new(key, &input));

@@ -7,15 +7,16 @@ use lambda_http::http::header;
 use uuid::Uuid;
 
 use super::DynamoDbAccess;
-use crate::error::ApiError;
-use crate::identity::Caller;
-use crate::identity::authenticate;
-use crate::model::{ListQuery, Task};
-use crate::openapi::{ExportParams, ServiceUnavailable, Unauthorized, ValidationFailed};
-use crate::request::export_format;
+use crate::domain::caller::Caller;
+use crate::domain::task::format_time;
+use crate::domain::task::{ListQuery, Task};
+use crate::http::error::ApiError;
+use crate::http::identity::caller;
+use crate::http::request::{Format, export_format};
+use crate::http::schemas::{ExportParams, ServiceUnavailable, Unauthorized, ValidationFailed};
+use crate::http::streaming;
+use crate::ports::{StoredPage, TaskStore};
 use crate::runtime::{App, StreamedResult};
-use crate::store::{StoredPage, TaskStore};
-use crate::streaming;
 
 /// The DynamoDB actions [`handle`] calls (`DynamoStore::list`, page after
 /// page), which its function's policy in `template.yaml` grants: `Query`
@@ -26,26 +27,8 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:Query"]);
 /// and its encoding, whatever the caller's total.
 pub const EXPORT_PAGE: u32 = 100;
 
-/// The export's encodings (`?format=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One JSON task per line (`application/x-ndjson`), the default.
-    Ndjson,
-    /// A header row, then one task per row (`text/csv`, RFC 4180 quoting).
-    Csv,
-}
-
+/// How each [`Format`] is sent.
 impl Format {
-    pub const NAMES: [&str; 2] = ["ndjson", "csv"];
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "ndjson" => Some(Format::Ndjson),
-            "csv" => Some(Format::Csv),
-            _ => None,
-        }
-    }
-
     fn content_type(self) -> &'static str {
         match self {
             Format::Ndjson => "application/x-ndjson",
@@ -63,13 +46,12 @@ impl Format {
     /// One page of tasks, encoded (with the CSV header row first when
     /// `first`).
     fn encode(self, tasks: &[Task], first: bool) -> Result<Bytes, ApiError> {
-        let failed =
-            |e: &dyn std::fmt::Display| ApiError::Internal(format!("encoding export: {e}"));
+        let failed = |e: csv::Error| ApiError::internal(e);
         match self {
             Format::Ndjson => {
                 let mut out = Vec::with_capacity(tasks.len() * 256);
                 for task in tasks {
-                    serde_json::to_writer(&mut out, task).map_err(|e| failed(&e))?;
+                    serde_json::to_writer(&mut out, task).map_err(ApiError::internal)?;
                     out.push(b'\n');
                 }
                 Ok(Bytes::from(out))
@@ -79,14 +61,40 @@ impl Format {
                     .has_headers(false)
                     .from_writer(Vec::with_capacity(tasks.len() * 256));
                 if first {
-                    writer.write_record(CSV_COLUMNS).map_err(|e| failed(&e))?;
+                    writer.write_record(CSV_COLUMNS).map_err(failed)?;
                 }
                 for task in tasks {
-                    writer.serialize(task).map_err(|e| failed(&e))?;
+                    let id = task.id.hyphenated().to_string();
+                    let done = if task.done { "true" } else { "false" };
+                    writer
+                        .write_record([
+                            id.as_str(),
+                            &csv_cell(&task.title),
+                            &csv_cell(&task.description),
+                            done,
+                            &format_time(&task.created_at),
+                            &format_time(&task.updated_at),
+                        ])
+                        .map_err(failed)?;
                 }
-                writer.into_inner().map(Bytes::from).map_err(|e| failed(&e))
+                writer
+                    .into_inner()
+                    .map(Bytes::from)
+                    .map_err(|e| ApiError::internal(e.to_string()))
             }
         }
+    }
+}
+
+/// A caller's text as a CSV cell that no spreadsheet runs as a formula
+/// (OWASP's CSV injection advice): a value starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'`. NDJSON carries
+/// values unchanged.
+pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -128,7 +136,7 @@ pub const CSV_COLUMNS: [&str; 6] = [
     ),
 )]
 pub async fn handle<S: TaskStore + 'static>(app: &'static App<S>, req: Request) -> StreamedResult {
-    let owner = authenticate(&req, app.config.identity, app.tokens.as_ref()).await?;
+    let owner = caller(&req)?;
     let format = export_format(&req)?;
     // The first page is read before the head is sent, so a DynamoDB that
     // is down now is a clean 503, not a broken 200.

@@ -1,8 +1,8 @@
 use lambda_http::Request;
 
 use super::DynamoDbAccess;
-use crate::error::ApiError;
-use crate::routes::{allowed_methods, is_streamed, route_for};
+use crate::http::error::ApiError;
+use crate::http::routes::{allowed_methods, is_streamed, route_for};
 use crate::runtime::{App, HandlerResult};
 
 /// [`handle`] touches no storage (it does not even ask for a `TaskStore`):

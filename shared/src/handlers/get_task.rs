@@ -2,15 +2,15 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use super::DynamoDbAccess;
-use crate::identity::caller;
-use crate::model::Task;
-use crate::openapi::{
+use crate::domain::task::Task;
+use crate::http::identity::caller;
+use crate::http::request::task_id;
+use crate::http::response;
+use crate::http::schemas::{
     ServiceUnavailable, TaskIdPath, TaskNotFound, Unauthorized, ValidationFailed,
 };
-use crate::request::task_id;
-use crate::response;
+use crate::ports::TaskStore;
 use crate::runtime::{App, HandlerResult};
-use crate::store::TaskStore;
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::get`), which
 /// its function's policy in `template.yaml` grants, on the table only.
@@ -33,7 +33,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:GetItem"]
     ),
 )]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
-    let owner = caller(&req, app.config.identity)?;
+    let owner = caller(&req)?;
     let id = task_id(&req)?;
     let stored = app.store.get(&owner, id).await?;
     Ok(response::task(StatusCode::OK, &stored))

@@ -4,7 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::DynamoDbAccess;
-use crate::response;
+use crate::http::response;
 use crate::runtime::{App, HandlerResult};
 
 /// [`handle`] touches no storage (it does not even ask for a `TaskStore`):

@@ -2,14 +2,14 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use super::DynamoDbAccess;
-use crate::identity::caller;
-use crate::model::TaskPage;
-use crate::openapi::{ListParams, ServiceUnavailable, Unauthorized, ValidationFailed};
-use crate::request::{encode_cursor, list_query};
-use crate::response;
+use crate::adapters::dynamo::table::GSI1;
+use crate::http::identity::caller;
+use crate::http::request::{encode_cursor, list_query};
+use crate::http::response;
+use crate::http::schemas::TaskPage;
+use crate::http::schemas::{ListParams, ServiceUnavailable, Unauthorized, ValidationFailed};
+use crate::ports::TaskStore;
 use crate::runtime::{App, HandlerResult};
-use crate::store::TaskStore;
-use crate::store::table::GSI1;
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::list`),
 /// which its function's policy in `template.yaml` grants: `Query` on the
@@ -36,7 +36,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     ),
 )]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
-    let owner = caller(&req, app.config.identity)?;
+    let owner = caller(&req)?;
     let query = list_query(&req)?;
     let page = app.store.list(&owner, &query).await?;
     let body = TaskPage {

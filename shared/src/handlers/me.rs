@@ -4,9 +4,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::DynamoDbAccess;
-use crate::identity::caller;
-use crate::openapi::Unauthorized;
-use crate::response;
+use crate::http::identity::caller;
+use crate::http::response;
+use crate::http::schemas::Unauthorized;
 use crate::runtime::{App, HandlerResult};
 
 /// [`handle`] touches no storage (it does not even ask for a `TaskStore`):
@@ -31,8 +31,8 @@ pub struct Me {
         (status = 401, response = Unauthorized),
     ),
 )]
-pub async fn handle<S>(app: &App<S>, req: Request) -> HandlerResult {
-    let caller = caller(&req, app.config.identity)?;
+pub async fn handle<S>(_app: &App<S>, req: Request) -> HandlerResult {
+    let caller = caller(&req)?;
     let body = Me {
         user_id: caller.id().to_owned(),
     };

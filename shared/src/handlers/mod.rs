@@ -1,14 +1,16 @@
-//! One module per route, each with `handle(app, request)`. The functions in
-//! `functions/` only hand these to [`crate::runtime::start`]; the handler
-//! tests call them with an in-memory store.
+//! One module per route, each with `handle(app, request)`, and the audit
+//! function's stream handler ([`audit`]). The functions in `functions/`
+//! only hand these to [`crate::runtime`]'s `start*`; the handler tests call
+//! them with an in-memory store. (The docs function's handler is
+//! [`crate::http::schemas::docs`], above the handlers: it serves their document.)
 //!
 //! Order inside a handler follows FastAPI: the caller first (401 before any
 //! validation), then every input together (one 422 listing all failures),
 //! then the store.
 
+pub mod audit;
 pub mod create_task;
 pub mod delete_task;
-pub mod docs;
 pub mod export_tasks;
 pub mod fallback;
 pub mod get_task;
@@ -22,9 +24,9 @@ pub mod update_task;
 
 /// The DynamoDB access a handler's code needs, declared next to it (each
 /// module's `DYNAMODB`) and granted by its function's policy in
-/// `template.yaml`, and nothing more: `shared/tests/least_privilege.rs`
+/// `template.yaml`, and nothing more: `shared/tests/it/least_privilege.rs`
 /// fails when a policy differs from the declaration,
-/// `devstack/tests/dynamodb_calls.rs` when the code makes a call the
+/// `devstack/tests/it/dynamodb_calls.rs` when the code makes a call the
 /// declaration lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DynamoDbAccess {
@@ -78,9 +80,10 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "task_history" => task_history::DYNAMODB,
         "export_tasks" => export_tasks::DYNAMODB,
         "task_events" => task_events::DYNAMODB,
-        "docs" => docs::DYNAMODB,
+        // The docs function serves a document: no storage.
+        "docs" => DynamoDbAccess::NONE,
         "fallback" => fallback::DYNAMODB,
-        "audit" => crate::audit::DYNAMODB,
+        "audit" => audit::DYNAMODB,
         _ => return None,
     })
 }

@@ -2,17 +2,17 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use super::DynamoDbAccess;
-use crate::identity::caller;
-use crate::model::{Task, TaskCreate, now};
-use crate::openapi::{
+use crate::domain::task::{Task, TaskCreate, now};
+use crate::http::identity::caller;
+use crate::http::request::{if_match, json_object, task_id};
+use crate::http::response;
+use crate::http::schemas::{
     IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
     TaskNotFound, Unauthorized, UnreadableBody, ValidationFailed,
 };
-use crate::request::{if_match, json_object, task_id};
-use crate::response;
+use crate::http::validation::zip;
+use crate::ports::TaskStore;
 use crate::runtime::{App, HandlerResult};
-use crate::store::TaskStore;
-use crate::validation::zip;
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::replace`: one
 /// conditional `UpdateItem`), which its function's policy in `template.yaml`
@@ -42,12 +42,12 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:UpdateIte
     ),
 )]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
-    let owner = caller(&req, app.config.identity)?;
+    let owner = caller(&req)?;
     let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));
     let (id, input) = zip(task_id(&req), body)?;
     let stored = app
         .store
-        .replace(&owner, id, input, now(), &if_match(&req))
+        .replace(&owner, id, input, now(), &if_match(&req)?)
         .await?;
     Ok(response::task(StatusCode::OK, &stored))
 }

@@ -1,20 +1,21 @@
 //! `GET /tasks/events`: the caller's task changes, live, as Server-Sent
-//! Events ([`crate::feed`]).
+//! Events ([`crate::http::sse`]).
 
 use futures::StreamExt;
 use lambda_http::Request;
 use lambda_http::http::{HeaderName, header};
 
 use super::DynamoDbAccess;
-use crate::audit::AuditStore;
-use crate::feed;
-use crate::identity::authenticate;
-use crate::openapi::{
+use crate::http::headers::ACCEL_BUFFERING;
+use crate::http::identity::identified;
+use crate::http::request::feed_start;
+use crate::http::schemas::{
     EventsParams, LastEventIdHeader, ServiceUnavailable, Unauthorized, ValidationFailed,
 };
-use crate::request::feed_start;
+use crate::http::sse;
+use crate::http::streaming;
+use crate::ports::AuditStore;
 use crate::runtime::{App, StreamedResult};
-use crate::streaming;
 
 /// The DynamoDB actions [`handle`] calls (`AuditStore::latest_change` and
 /// `changes`, consistent Queries of the caller's changes), which its
@@ -53,19 +54,28 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:Query"]);
     ),
 )]
 pub async fn handle<S: AuditStore + 'static>(app: &'static App<S>, req: Request) -> StreamedResult {
-    let owner = authenticate(&req, app.config.identity, app.tokens.as_ref()).await?;
+    let identified = identified(&req)?;
+    let owner = identified.caller;
+    // A stream never outlives the token that opened it.
+    let mut settings = app.config.feed;
+    if let Some(expires_at) = identified.expires_at {
+        let left = (expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        settings.lifetime = settings.lifetime.min(left);
+    }
     let after = match feed_start(&req)? {
         Some(after) => Some(after),
         // Now: after the newest change there is.
         None => app.store.latest_change(&owner).await?,
     };
-    let frames = feed::changes(&app.store, owner, after, app.config.feed);
+    let frames = sse::changes(&app.store, owner, after, settings);
     streaming::ok(
         &[
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
             // Proxies that buffer (nginx) must not hold the frames back.
-            (HeaderName::from_static("x-accel-buffering"), "no"),
+            (HeaderName::from_static(ACCEL_BUFFERING), "no"),
         ],
         streaming::from_stream(frames.map(Ok)),
     )

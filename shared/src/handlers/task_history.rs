@@ -2,16 +2,17 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use super::DynamoDbAccess;
-use crate::audit::{AuditStore, Change, History};
-use crate::identity::caller;
-use crate::openapi::{
+use crate::adapters::dynamo::table::GSI1;
+use crate::http::identity::caller;
+use crate::http::request::{encode_history_cursor, history_query, task_id};
+use crate::http::response;
+use crate::http::schemas::{ChangeView, History};
+use crate::http::schemas::{
     HistoryParams, ServiceUnavailable, TaskIdPath, Unauthorized, ValidationFailed,
 };
-use crate::request::{encode_history_cursor, history_query, task_id};
-use crate::response;
+use crate::http::validation::zip;
+use crate::ports::AuditStore;
 use crate::runtime::{App, HandlerResult};
-use crate::store::table::GSI1;
-use crate::validation::zip;
 
 /// The DynamoDB actions [`handle`] calls (through `AuditStore::history`),
 /// which its function's policy in `template.yaml` grants: `Query` on
@@ -42,11 +43,11 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     ),
 )]
 pub async fn handle<S: AuditStore>(app: &App<S>, req: Request) -> HandlerResult {
-    let owner = caller(&req, app.config.identity)?;
+    let owner = caller(&req)?;
     let (task, query) = zip(task_id(&req), history_query(&req))?;
     let page = app.store.history(&owner, task, &query).await?;
     let body = History {
-        items: page.items.iter().map(Change::from).collect(),
+        items: page.items.iter().map(ChangeView::from).collect(),
         next_cursor: page.next_before.as_ref().map(encode_history_cursor),
     };
     Ok(response::json(StatusCode::OK, &body))

@@ -2,18 +2,18 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use super::DynamoDbAccess;
-use crate::error::ApiError;
-use crate::identity::caller;
-use crate::model::{Task, TaskPatch, now};
-use crate::openapi::{
+use crate::domain::task::{Task, TaskPatch, now};
+use crate::http::error::ApiError;
+use crate::http::identity::caller;
+use crate::http::request::{if_match, json_object, task_id};
+use crate::http::response;
+use crate::http::schemas::{
     IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
     TaskNotFound, Unauthorized, UnreadableBody, ValidationFailed,
 };
-use crate::request::{if_match, json_object, task_id};
-use crate::response;
+use crate::http::validation::zip;
+use crate::ports::TaskStore;
 use crate::runtime::{App, HandlerResult};
-use crate::store::TaskStore;
-use crate::validation::zip;
 
 /// The DynamoDB actions [`handle`] calls, which its function's policy in
 /// `template.yaml` grants, on the table only: one conditional `UpdateItem`
@@ -44,10 +44,10 @@ pub const DYNAMODB: DynamoDbAccess =
     ),
 )]
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
-    let owner = caller(&req, app.config.identity)?;
+    let owner = caller(&req)?;
     let body = json_object(&req)?.and_then(|body| TaskPatch::from_object(&body));
     let (id, patch) = zip(task_id(&req), body)?;
-    let precondition = if_match(&req);
+    let precondition = if_match(&req)?;
     let stored = if patch.is_empty() {
         let stored = app.store.get(&owner, id).await?;
         if !precondition.allows(stored.version) {

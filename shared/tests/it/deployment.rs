@@ -1,7 +1,7 @@
 //! The production template's defaults, checked against the code they must
 //! agree with: the table's protection and the local table's layout
-//! (`shared::store::table`), the functions' runtime, build and logging,
-//! API Gateway's CORS (`shared::cors`, which serves the same CORS locally),
+//! (`shared::ports::table`), the functions' runtime, build and logging,
+//! API Gateway's CORS (`shared::http::cors`, which serves the same CORS locally),
 //! throttling and authentication, the outputs, and `samconfig.toml`.
 //! (Routes and identity: `route_table.rs`; IAM: `least_privilege.rs`.)
 
@@ -10,8 +10,8 @@ use crate::support::{
     text,
 };
 use serde_norway::Value;
-use shared::cors;
-use shared::store::table::{STREAM_VIEW_TYPE, TTL_ATTRIBUTE};
+use shared::adapters::dynamo::table::{STREAM_VIEW_TYPE, TTL_ATTRIBUTE};
+use shared::http::cors;
 
 fn strings(value: Option<&Value>, whose: &str) -> Vec<String> {
     value
@@ -125,7 +125,7 @@ fn functions_are_arm64_cargo_lambda_builds_with_json_logs_kept_for_a_while() {
         assert!((128..=1024).contains(&memory), "{id}: MemorySize {memory}");
         // Behind API Gateway: below its 30 s. A streamed function (on its
         // own Function URL) may run longer, up to Lambda's 15 minutes.
-        let streamed = shared::routes::is_streamed(text(
+        let streamed = shared::http::routes::is_streamed(text(
             function,
             &["Metadata", "BuildProperties", "Binary"],
             id,
@@ -180,7 +180,7 @@ fn api_cors_is_shared_cors_and_off_without_origins() {
     let parameter = at(&template, &["Parameters", "AllowedOrigins"]).expect("AllowedOrigins");
     assert_eq!(text(parameter, &["Default"], "AllowedOrigins"), "");
     // CloudFormation checks the parameter with AllowedPattern (a whole
-    // match); locally CORS_ALLOWED_ORIGINS goes through cors::parse_origins.
+    // match); locally CORS_ALLOWED_ORIGINS goes through config::parse_origins.
     // Both must accept and refuse the same values.
     let pattern = text(parameter, &["AllowedPattern"], "AllowedOrigins");
     let pattern = regex::Regex::new(&format!("^(?:{pattern})$")).expect("a valid pattern");
@@ -196,7 +196,7 @@ fn api_cors_is_shared_cors_and_off_without_origins() {
         "ftp://app.example.com",
         "https://app.example.com, http://localhost:5173",
     ] {
-        let local = cors::parse_origins(value).is_ok() && !value.contains(' ');
+        let local = shared::config::parse_origins(value).is_ok() && !value.contains(' ');
         assert_eq!(
             pattern.is_match(value),
             local,
@@ -359,7 +359,7 @@ fn samconfig_deploys_with_a_reviewed_change_set() {
 
 #[test]
 fn the_stream_feeds_each_event_function_with_batch_item_failures() {
-    // shared::audit::handle answers with the records to redeliver; Lambda
+    // shared::handlers::audit::handle answers with the records to redeliver; Lambda
     // honours that only with ReportBatchItemFailures (else it would treat
     // every batch as a success and lose the failed entries).
     let template = template();
@@ -391,7 +391,7 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
             "{mapping_id}: no change is skipped"
         );
         // The filter passes task records only, as the local delivery's
-        // (devstack/src/stream.rs) and the audit's own (shared::audit).
+        // (devstack/src/stream.rs) and the audit's own (shared::handlers::audit).
         let filters = at(properties, &["FilterCriteria", "Filters"])
             .and_then(Value::as_sequence)
             .unwrap_or_else(|| panic!("{mapping_id}: FilterCriteria.Filters"));
@@ -403,7 +403,7 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
         assert_eq!(
             pattern,
             serde_json::json!({"dynamodb": {"Keys": {"sk": {"S": [
-                {"prefix": shared::store::table::TASK_PREFIX}
+                {"prefix": shared::adapters::dynamo::table::TASK_PREFIX}
             ]}}}}),
             "{mapping_id}"
         );

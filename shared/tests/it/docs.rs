@@ -6,7 +6,7 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::config::Config;
-use shared::handlers::docs;
+use shared::openapi::docs;
 use shared::runtime::{App, respond};
 
 fn app() -> App<()> {

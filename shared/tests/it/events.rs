@@ -10,13 +10,14 @@ use http_body_util::BodyExt;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Request, Response};
 use serde_json::Value;
-use shared::audit::{Action, AuditEntry, AuditStore, Sequence};
+use shared::adapters::memory::MemoryStore;
+use shared::domain::caller::Caller;
+use shared::domain::change::{Action, Change, Sequence};
+use shared::domain::task::Task;
 use shared::handlers::task_events::handle;
-use shared::identity::Caller;
-use shared::model::Task;
+use shared::http::streaming::{StreamedBody, buffered};
+use shared::ports::AuditStore;
 use shared::runtime::{App, respond_with};
-use shared::store::memory::MemoryStore;
-use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
 fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
@@ -37,18 +38,18 @@ fn request(caller: Option<&str>, last_event_id: Option<&str>, query: &str) -> Re
 }
 
 /// A change of `owner`'s task number `task`, as the audit records it.
-fn change(owner: &str, sequence: u64, action: Action, task: u128) -> AuditEntry {
+fn change(owner: &str, sequence: u64, action: Action, task: u128) -> Change {
     let at = Utc
         .with_ymd_and_hms(2026, 11, 25, 9, 0, 0)
         .single()
         .expect("time");
     let id = Uuid::from_u128(task);
-    AuditEntry {
+    Change {
         owner: Caller::new(owner).expect("caller"),
         task_id: id,
         action,
         at,
-        changes: Vec::new(),
+        fields: Vec::new(),
         version: 1,
         task: (action != Action::Deleted).then(|| Task {
             id,
@@ -71,7 +72,7 @@ fn id(sequence: u64) -> String {
     (100_000_000_000_000_000_000u128 + u128::from(sequence)).to_string()
 }
 
-async fn record(app: &App<MemoryStore>, entry: AuditEntry) {
+async fn record(app: &App<MemoryStore>, entry: Change) {
     app.store.record(&entry).await.expect("recorded");
 }
 

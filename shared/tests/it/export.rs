@@ -8,13 +8,13 @@ use http_body_util::BodyExt;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Request, Response};
 use serde_json::{Value, json};
+use shared::adapters::memory::MemoryStore;
+use shared::domain::caller::Caller;
+use shared::domain::task::Task;
 use shared::handlers::export_tasks::{CSV_COLUMNS, EXPORT_PAGE, handle};
-use shared::identity::Caller;
-use shared::model::Task;
+use shared::http::streaming::{StreamedBody, buffered};
+use shared::ports::{CreateRules, TaskStore};
 use shared::runtime::{App, respond_with};
-use shared::store::memory::MemoryStore;
-use shared::store::{CreateRules, TaskStore};
-use shared::streaming::{StreamedBody, buffered};
 use uuid::Uuid;
 
 fn app() -> &'static App<MemoryStore> {

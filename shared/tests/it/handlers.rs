@@ -6,14 +6,13 @@ use chrono::{TimeZone, Utc};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use shared::adapters::memory::MemoryStore;
 use shared::config::Config;
-use shared::error::ApiError;
+use shared::domain::caller::Caller;
+use shared::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 use shared::handlers;
-use shared::identity::Caller;
-use shared::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
+use shared::ports::{CreateRules, Precondition, StoreError, StoredPage, TaskStore};
 use shared::runtime::{App, respond};
-use shared::store::memory::MemoryStore;
-use shared::store::{CreateRules, Precondition, StoredPage, TaskStore};
 use uuid::Uuid;
 
 const RULES: CreateRules<'static> = CreateRules {
@@ -276,7 +275,11 @@ async fn list_tasks_pages_with_the_done_filter() {
             done,
         };
         app.store
-            .create(&alice(), Task::new(input, shared::model::now()), RULES)
+            .create(
+                &alice(),
+                Task::new(input, shared::domain::task::now()),
+                RULES,
+            )
             .await
             .expect("seed");
     }
@@ -349,7 +352,7 @@ async fn fallback_answers_405_on_known_paths_and_404_elsewhere() {
 }
 
 /// A store whose every call fails with the given error.
-struct FailingStore(fn() -> ApiError);
+struct FailingStore(fn() -> StoreError);
 
 impl TaskStore for FailingStore {
     async fn create(
@@ -357,13 +360,13 @@ impl TaskStore for FailingStore {
         _: &Caller,
         _: Task,
         _: CreateRules<'_>,
-    ) -> Result<VersionedTask, ApiError> {
+    ) -> Result<VersionedTask, StoreError> {
         Err((self.0)())
     }
-    async fn get(&self, _: &Caller, _: Uuid) -> Result<VersionedTask, ApiError> {
+    async fn get(&self, _: &Caller, _: Uuid) -> Result<VersionedTask, StoreError> {
         Err((self.0)())
     }
-    async fn list(&self, _: &Caller, _: &ListQuery) -> Result<StoredPage, ApiError> {
+    async fn list(&self, _: &Caller, _: &ListQuery) -> Result<StoredPage, StoreError> {
         Err((self.0)())
     }
     async fn replace(
@@ -373,7 +376,7 @@ impl TaskStore for FailingStore {
         _: TaskCreate,
         _: chrono::DateTime<Utc>,
         _: &Precondition,
-    ) -> Result<VersionedTask, ApiError> {
+    ) -> Result<VersionedTask, StoreError> {
         Err((self.0)())
     }
     async fn update(
@@ -383,10 +386,10 @@ impl TaskStore for FailingStore {
         _: TaskPatch,
         _: chrono::DateTime<Utc>,
         _: &Precondition,
-    ) -> Result<VersionedTask, ApiError> {
+    ) -> Result<VersionedTask, StoreError> {
         Err((self.0)())
     }
-    async fn delete(&self, _: &Caller, _: Uuid, _: &Precondition) -> Result<(), ApiError> {
+    async fn delete(&self, _: &Caller, _: Uuid, _: &Precondition) -> Result<(), StoreError> {
         Err((self.0)())
     }
 }
@@ -396,7 +399,7 @@ async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
     let app = App::new(
         config("jwt"),
         FailingStore(|| {
-            ApiError::Unavailable("ThrottlingException: slow down (SDK detail)".into())
+            StoreError::unavailable("GetItem", "ThrottlingException: slow down (SDK detail)")
         }),
     );
     let response = respond(&app, handlers::create_task::handle, event("create_task")).await;
@@ -412,7 +415,7 @@ async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
 async fn bugs_are_500_with_the_request_id_only() {
     let app = App::new(
         config("jwt"),
-        FailingStore(|| ApiError::Internal("malformed task item: missing field `title`".into())),
+        FailingStore(|| StoreError::internal_because("malformed task item: missing field `title`")),
     );
     let response = respond(&app, handlers::get_task::handle, event("get_task")).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -465,8 +468,9 @@ async fn idempotency_keys_are_validated_like_headers() {
 async fn audit_sample_batch(app: &App<MemoryStore>) {
     let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("events/audit.json");
-    let batch: shared::audit::Event = serde_json::from_str(&text).expect("a stream event");
-    let answer = shared::audit::handle(&app.store, batch).await;
+    let batch: shared::handlers::audit::Event =
+        serde_json::from_str(&text).expect("a stream event");
+    let answer = shared::handlers::audit::handle(&app.store, batch).await;
     assert!(answer.batch_item_failures.is_empty());
 }
 
@@ -531,7 +535,7 @@ async fn task_history_is_the_callers_only_and_checks_its_input() {
     assert_eq!(body_json(&bob), json!({"items": [], "next_cursor": null}));
 
     // A listing's cursor is not a history cursor; limits as on the list.
-    let list_cursor = shared::request::encode_cursor(Uuid::nil());
+    let list_cursor = shared::http::request::encode_cursor(Uuid::nil());
     let bad = respond(
         &app,
         handlers::task_history::handle,

@@ -1,6 +1,6 @@
 //! Least privilege: each function's IAM policy in `template.yaml` grants
 //! exactly the DynamoDB access its handler declares next to its code
-//! (`shared::handlers::<function>::DYNAMODB`, `shared::audit::DYNAMODB`),
+//! (`shared::handlers::<function>::DYNAMODB`, `shared::handlers::audit::DYNAMODB`),
 //! on the table's ARN (and the ARNs of the indexes it queries, and of the
 //! stream it reads) only. A policy that grants more, less,
 //! elsewhere or in a form this test cannot read fails it; so does a handler
@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use crate::support::{at, functions, get_att, one_or_many, resources, sub, template};
 use serde_norway::Value;
 use shared::handlers::{DynamoDbAccess, STREAM_ACTIONS, dynamodb_access};
-use shared::routes::{FALLBACK, ROUTES};
+use shared::http::routes::{FALLBACK, ROUTES};
 use shared::runtime::EVENT_FUNCTIONS;
 
 /// What a function's policies grant: `(action, resource)` pairs, with the
@@ -215,7 +215,7 @@ fn every_function_declares_its_access_and_is_deployed() {
 
 #[test]
 fn declarations_name_single_actions_and_real_indexes() {
-    let indexes: Vec<&str> = shared::store::table::INDEXES
+    let indexes: Vec<&str> = shared::adapters::dynamo::table::INDEXES
         .iter()
         .map(|(name, _)| *name)
         .collect();

@@ -6,6 +6,7 @@ mod docs;
 mod events;
 mod export;
 mod handlers;
+mod layers;
 mod least_privilege;
 mod observability;
 mod openapi;

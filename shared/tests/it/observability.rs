@@ -10,7 +10,9 @@ use std::time::Duration;
 use lambda_http::tower::{Layer, Service};
 use lambda_http::{Body, Request, Response, service_fn};
 use serde_json::Value;
-use shared::observability::{ObservabilityLayer, PROCESS_TIME_HEADER};
+use shared::adapters::memory::MemoryStore;
+use shared::http::observability::{ObservabilityLayer, PROCESS_TIME_HEADER};
+use shared::runtime::{App, HandlerResult, respond};
 
 /// Log output captured in memory.
 #[derive(Clone, Default)]
@@ -54,11 +56,14 @@ async fn every_response_is_timed_and_logged_once() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let slow = service_fn(|_req: Request| async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let mut response = Response::new(Body::Empty);
-        *response.status_mut() = lambda_http::http::StatusCode::NOT_FOUND;
-        Ok::<_, Infallible>(response)
+    // As the runtime serves: the layer around `respond` (which identifies
+    // the caller) around a handler.
+    let app: &'static App<MemoryStore> = Box::leak(Box::new(App::new(
+        crate::support::config(&[]),
+        MemoryStore::default(),
+    )));
+    let slow = service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(respond(app, slow_not_found, req).await)
     });
     let mut service = ObservabilityLayer::new().layer(slow);
 
@@ -102,4 +107,43 @@ async fn every_response_is_timed_and_logged_once() {
         ),
         (Some(true), Some(false))
     );
+}
+
+async fn slow_not_found(_app: &App<MemoryStore>, _req: Request) -> HandlerResult {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = lambda_http::http::StatusCode::NOT_FOUND;
+    Ok(response)
+}
+
+/// The log records the verified caller only: an `X-User-Id` sent where
+/// the header does not count (JWT mode) is no caller, and is not logged.
+#[tokio::test]
+async fn an_unverified_header_is_not_logged_as_the_caller() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app: &'static App<MemoryStore> = Box::leak(Box::new(App::new(
+        crate::support::config(&[("IDENTITY_MODE", "jwt")]),
+        MemoryStore::default(),
+    )));
+    let mut service = ObservabilityLayer::new().layer(service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(respond(app, slow_not_found, req).await)
+    }));
+    let mut req = event("health");
+    req.headers_mut()
+        .insert("x-user-id", "mallory".parse().expect("header"));
+    service.call(req).await.expect("infallible");
+    let lines: Vec<Value> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["message"] == "request")
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["caller"], "-", "{}", lines[0]);
 }

@@ -6,16 +6,16 @@
 //! regenerate the committed copy with:
 //!
 //! ```text
-//! UPDATE_OPENAPI=1 cargo test -p shared --test openapi
+//! UPDATE_OPENAPI=1 cargo test -p shared --test it openapi:: (make openapi)
 //! ```
 
 use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
-use shared::model::{DEFAULT_LIMIT, MAX_LIMIT, TaskCreate, TaskPatch};
+use shared::domain::task::{DEFAULT_LIMIT, MAX_LIMIT, TaskCreate, TaskPatch};
 use shared::openapi;
 
-const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test -p shared --test openapi";
+const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test -p shared --test it openapi:: (make openapi)";
 
 fn committed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi.json")
@@ -321,7 +321,7 @@ fn the_idempotency_key_header_states_its_bounds() {
             .header("idempotency-key", "k".repeat(length))
             .body(lambda_http::Body::Empty)
             .expect("a request");
-        shared::request::idempotency_key(&req).is_ok()
+        shared::http::request::idempotency_key(&req).is_ok()
     };
     let min = key["schema"]["minLength"].as_u64().expect("minLength") as usize;
     let max = key["schema"]["maxLength"].as_u64().expect("maxLength") as usize;

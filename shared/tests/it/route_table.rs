@@ -1,5 +1,5 @@
-//! There is one route table: `shared::routes` (which function serves which
-//! method and path) and one table layout: `shared::store::table`. Three other
+//! There is one route table: `shared::http::routes` (which function serves which
+//! method and path) and one table layout: `shared::ports::table`. Three other
 //! places must restate them because their tools cannot read Rust:
 //!
 //! - `template.yaml`: the API Gateway routes, one function resource per
@@ -21,9 +21,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::support::{at, read, reference, repo_root, resources, template, text};
 use serde::Deserialize;
 use serde_norway::Value;
-use shared::routes::{DOCS, FALLBACK, METHODS, ROUTES, STREAMED, is_streamed, paths, route_for};
+use shared::adapters::dynamo::table::{INDEXES, TABLE_KEY};
+use shared::http::routes::{
+    DOCS, FALLBACK, METHODS, ROUTES, STREAMED, is_streamed, paths, route_for,
+};
 use shared::runtime::EVENT_FUNCTIONS;
-use shared::store::table::{INDEXES, TABLE_KEY};
 
 /// API Gateway's catch-all route, served by [`FALLBACK`].
 const DEFAULT_ROUTE: (&str, &str) = ("ANY", "$default");
@@ -293,7 +295,7 @@ fn template_routes_are_the_route_table() {
     assert_eq!(
         routes,
         http_api_routes(),
-        "template.yaml's HttpApi events (left) must be shared::routes::ROUTES (right)"
+        "template.yaml's HttpApi events (left) must be shared::http::routes::ROUTES (right)"
     );
 }
 
@@ -395,7 +397,7 @@ fn watch_router_is_the_route_table() {
         Err(e) => format!("it cannot be read: {e}"),
     };
     panic!(
-        "Cargo.toml's cargo lambda watch router does not match shared::routes ({problem}). \
+        "Cargo.toml's cargo lambda watch router does not match shared::http::routes ({problem}). \
          Replace the entries under [workspace.metadata.lambda.watch.router] with:\n\n{}\n",
         expected_router_toml()
     );
@@ -494,7 +496,7 @@ fn openapi_operations_are_the_route_table() {
     assert_eq!(
         operations, documented,
         "the OpenAPI operations (method, path, operationId) (left) must be \
-         shared::routes::ROUTES but the docs routes (right)"
+         shared::http::routes::ROUTES but the docs routes (right)"
     );
     let docs: Vec<_> = ROUTES.iter().filter(|r| r.function == DOCS).collect();
     for page in ["/openapi.json", "/docs", "/redoc"] {

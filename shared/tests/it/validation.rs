@@ -16,10 +16,10 @@
 use lambda_http::http::HeaderMap;
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
+use shared::adapters::memory::MemoryStore;
 use shared::config::Config;
 use shared::handlers;
 use shared::runtime::{App, respond};
-use shared::store::memory::MemoryStore;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,267 @@
+//! An in-memory [`TaskStore`] and [`AuditStore`] with the same semantics as
+//! DynamoDB's, for handler tests. Only built for tests (feature
+//! `test-support`), never into a function; the store contract tests
+//! (`devstack/tests/it/store_contract.rs`) run the same cases against it
+//! and against the DynamoDB store on dynoxide, so the two cannot drift.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::caller::Caller;
+use crate::domain::change::{Change, Sequence};
+use crate::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
+use crate::ports::page;
+use crate::ports::{
+    AuditStore, ChangeBatch, CreateRules, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL_SECONDS,
+    Precondition, Recorded, StoreError, StoredPage, TaskStore,
+};
+
+type Tasks = BTreeMap<Uuid, VersionedTask>;
+
+/// What a caller owns: tasks, and the idempotency keys it used
+/// (key → fingerprint, first result, expiry).
+#[derive(Debug, Default)]
+struct Owned {
+    tasks: Tasks,
+    keys: HashMap<String, (String, VersionedTask, DateTime<Utc>)>,
+    /// Changes by stream sequence: the change feed, in order.
+    changes: BTreeMap<Sequence, Change>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    by_owner: Mutex<HashMap<String, Owned>>,
+}
+
+impl MemoryStore {
+    /// Runs `f` on the caller's data under the lock: every operation is
+    /// atomic, as each DynamoDB write is.
+    fn with_owned<T>(
+        &self,
+        owner: &Caller,
+        f: impl FnOnce(&mut Owned) -> T,
+    ) -> Result<T, StoreError> {
+        let mut all = self
+            .by_owner
+            .lock()
+            .map_err(|_| StoreError::internal_because("memory store lock poisoned"))?;
+        Ok(f(all.entry(owner.id().to_owned()).or_default()))
+    }
+
+    fn with_tasks<T>(
+        &self,
+        owner: &Caller,
+        f: impl FnOnce(&mut Tasks) -> T,
+    ) -> Result<T, StoreError> {
+        self.with_owned(owner, |owned| f(&mut owned.tasks))
+    }
+
+    /// The stored task if the precondition holds.
+    fn checked<'a>(
+        tasks: &'a mut Tasks,
+        id: Uuid,
+        precondition: &Precondition,
+    ) -> Result<&'a mut VersionedTask, StoreError> {
+        let stored = tasks.get_mut(&id).ok_or(StoreError::TaskNotFound)?;
+        if precondition.allows(stored.version) {
+            Ok(stored)
+        } else {
+            Err(StoreError::PreconditionFailed)
+        }
+    }
+}
+
+impl TaskStore for MemoryStore {
+    async fn create(
+        &self,
+        owner: &Caller,
+        task: Task,
+        rules: CreateRules<'_>,
+    ) -> Result<VersionedTask, StoreError> {
+        let now = task.created_at;
+        let stored = VersionedTask { task, version: 1 };
+        self.with_owned(owner, |owned| {
+            if let Some(idempotency) = rules.idempotency {
+                match owned.keys.get(&idempotency.key) {
+                    Some((fingerprint, first, expires)) if *expires > now => {
+                        return if *fingerprint == idempotency.fingerprint {
+                            Ok(first.clone())
+                        } else {
+                            Err(StoreError::IdempotencyKeyReused)
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            if owned.tasks.len() >= rules.max_tasks as usize {
+                return Err(StoreError::TaskLimitReached(rules.max_tasks));
+            }
+            owned.tasks.insert(stored.task.id, stored.clone());
+            if let Some(idempotency) = rules.idempotency {
+                let expires = now + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECONDS);
+                owned.keys.insert(
+                    idempotency.key.clone(),
+                    (idempotency.fingerprint.clone(), stored.clone(), expires),
+                );
+            }
+            Ok(stored)
+        })?
+    }
+
+    async fn get(&self, owner: &Caller, id: Uuid) -> Result<VersionedTask, StoreError> {
+        self.with_tasks(owner, |tasks| tasks.get(&id).cloned())?
+            .ok_or(StoreError::TaskNotFound)
+    }
+
+    async fn list(&self, owner: &Caller, query: &ListQuery) -> Result<StoredPage, StoreError> {
+        self.with_tasks(owner, |tasks| {
+            let start = match query.after {
+                Some(after) => Bound::Excluded(after),
+                None => Bound::Unbounded,
+            };
+            let read: Vec<Task> = tasks
+                .range((start, Bound::Unbounded))
+                .map(|(_, stored)| &stored.task)
+                .filter(|task| query.done.is_none_or(|done| task.done == done))
+                .take(page::lookahead(query.limit))
+                .cloned()
+                .collect();
+            let (items, next_after) = page::cut(read, query.limit, |task| task.id);
+            StoredPage {
+                items,
+                next_after,
+                read_capacity: 0.0,
+            }
+        })
+    }
+
+    async fn replace(
+        &self,
+        owner: &Caller,
+        id: Uuid,
+        input: TaskCreate,
+        now: DateTime<Utc>,
+        precondition: &Precondition,
+    ) -> Result<VersionedTask, StoreError> {
+        self.with_tasks(owner, |tasks| {
+            let stored = Self::checked(tasks, id, precondition)?;
+            stored.task.title = input.title;
+            stored.task.description = input.description;
+            stored.task.done = input.done;
+            stored.task.updated_at = now;
+            stored.version += 1;
+            Ok(stored.clone())
+        })?
+    }
+
+    async fn update(
+        &self,
+        owner: &Caller,
+        id: Uuid,
+        patch: TaskPatch,
+        now: DateTime<Utc>,
+        precondition: &Precondition,
+    ) -> Result<VersionedTask, StoreError> {
+        self.with_tasks(owner, |tasks| {
+            let stored = Self::checked(tasks, id, precondition)?;
+            if let Some(title) = patch.title {
+                stored.task.title = title;
+            }
+            if let Some(description) = patch.description {
+                stored.task.description = description;
+            }
+            if let Some(done) = patch.done {
+                stored.task.done = done;
+            }
+            stored.task.updated_at = now;
+            stored.version += 1;
+            Ok(stored.clone())
+        })?
+    }
+
+    async fn delete(
+        &self,
+        owner: &Caller,
+        id: Uuid,
+        precondition: &Precondition,
+    ) -> Result<(), StoreError> {
+        self.with_tasks(owner, |tasks| {
+            Self::checked(tasks, id, precondition)?;
+            tasks.remove(&id);
+            Ok(())
+        })?
+    }
+}
+
+impl AuditStore for MemoryStore {
+    async fn record(&self, change: &Change) -> Result<Recorded, StoreError> {
+        self.with_owned(&change.owner, |owned| {
+            if owned.changes.contains_key(&change.sequence) {
+                Recorded::Duplicate
+            } else {
+                owned
+                    .changes
+                    .insert(change.sequence.clone(), change.clone());
+                Recorded::New
+            }
+        })
+    }
+
+    async fn history(
+        &self,
+        owner: &Caller,
+        task_id: Uuid,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        self.with_owned(owner, |owned| {
+            let end = match &query.before {
+                Some(before) => Bound::Excluded(before.clone()),
+                None => Bound::Unbounded,
+            };
+            let read: Vec<Change> = owned
+                .changes
+                .range((Bound::Unbounded, end))
+                .rev()
+                .map(|(_, change)| change)
+                .filter(|change| change.task_id == task_id)
+                .take(page::lookahead(query.limit))
+                .cloned()
+                .collect();
+            let (items, next_before) =
+                page::cut(read, query.limit, |change| change.sequence.clone());
+            HistoryPage { items, next_before }
+        })
+    }
+
+    async fn changes(
+        &self,
+        owner: &Caller,
+        after: Option<&Sequence>,
+        limit: u32,
+    ) -> Result<ChangeBatch, StoreError> {
+        self.with_owned(owner, |owned| {
+            let start = match after {
+                Some(after) => Bound::Excluded(after.clone()),
+                None => Bound::Unbounded,
+            };
+            let items = owned
+                .changes
+                .range((start, Bound::Unbounded))
+                .take(limit as usize)
+                .map(|(_, change)| change.clone())
+                .collect();
+            ChangeBatch {
+                items,
+                read_capacity: 0.0,
+            }
+        })
+    }
+
+    async fn latest_change(&self, owner: &Caller) -> Result<Option<Sequence>, StoreError> {
+        self.with_owned(owner, |owned| owned.changes.keys().next_back().cloned())
+    }
+}

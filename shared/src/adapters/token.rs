@@ -1,0 +1,421 @@
+//! Checking a caller's bearer token in the function itself.
+//!
+//! Most routes sit behind the HTTP API, whose JWT authorizer checks the
+//! token before the function runs (see [`crate::identity`]). The streamed
+//! export and the Server-Sent-Events feed cannot: HTTP APIs buffer whole
+//! responses, so those two functions are reached through Lambda Function
+//! URLs in `RESPONSE_STREAM` mode with `AuthType: NONE`, and nothing in
+//! front of them looks at the token (locally, in token mode, every
+//! function checks it this way). [`TokenVerifier`] applies the rules of
+//! API Gateway's JWT authorizer, as AWS documents them:
+//!
+//! - a JWT signed by one of the issuer's keys (its JWKS) with an RSA
+//!   algorithm (RS256, RS384, RS512: the authorizer supports RSA only),
+//!   as the key says (never an algorithm the token picks, never HMAC, never
+//!   `none`);
+//! - a `kid` the JWKS has;
+//! - `iss` equal to the configured issuer;
+//! - if the token has an `aud`, it must contain a configured audience, and
+//!   `client_id` is not looked at; only without `aud` must `client_id` be
+//!   one (Cognito's access tokens carry no `aud`);
+//! - `exp` in the future and `nbf` (if present) in the past, give or take
+//!   [`LEEWAY_SECONDS`];
+//! - and, beyond the authorizer, a `token_use` claim (Cognito's), when
+//!   present, must be `access`: an ID token is not an access token;
+//! - the caller is the `sub` claim.
+//!
+//! Any failure is [`TokenError::Rejected`] with the rule it broke (a 401
+//! whose `WWW-Authenticate` says why); only a JWKS that cannot be fetched
+//! is [`TokenError::KeysUnavailable`] (a 503), since the token may well be
+//! good. The keys are fetched on first use (not at cold start)
+//! and kept for the life of the process; a token naming a key id the cache
+//! does not have (the issuer rotated its keys) refetches them, at most once
+//! per [`REFETCH_INTERVAL`]. Tokens are never logged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::config::TokenSettings;
+use crate::domain::caller::Caller;
+use crate::ports::chain;
+
+/// Why a token gave no caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No `Authorization: Bearer` token at all.
+    #[error("no bearer token")]
+    Missing,
+    /// A token that breaks a rule; the text names the rule (it is shown to
+    /// the client in `WWW-Authenticate`'s `error_description`).
+    #[error("{0}")]
+    Rejected(&'static str),
+    /// The issuer's keys could not be fetched: the token may be good.
+    #[error("JWKS unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+/// A verified token: who, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub caller: Caller,
+    /// The token's `exp`: nothing it opened may outlive it.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The algorithms API Gateway's JWT authorizer accepts: RSA only.
+const RSA_ALGORITHMS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 60;
+/// Least time between two JWKS fetches for unknown key ids.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Least time between two JWKS fetches after one failed.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Upper bound of one JWKS fetch, connection included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// A JWKS is a few keys (Cognito's: two, under 1 KiB).
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// Longer bearer tokens are not parsed at all (Cognito's are ~1 KiB).
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Checks bearer tokens against one issuer's keys. Build one per cold start
+/// (no I/O) and share it: the keys are cached inside.
+pub struct TokenVerifier {
+    settings: TokenSettings,
+    validation: Validation,
+    /// Usable keys by key id, as last fetched.
+    keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
+    /// Held while fetching, so concurrent requests wait for one fetch.
+    fetch: Mutex<FetchState>,
+    refetch_interval: Duration,
+}
+
+/// An RSA key from the JWKS.
+struct VerifyingKey {
+    key: DecodingKey,
+}
+
+#[derive(Default)]
+struct FetchState {
+    /// Built on the first fetch, not at cold start.
+    client: Option<reqwest::Client>,
+    last_attempt: Option<Instant>,
+    last_failed: bool,
+}
+
+/// The claims read from a token (signature, `exp`, `nbf` and `iss` are
+/// also checked by `jsonwebtoken`).
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    exp: i64,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    token_use: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(aud) => aud == audience,
+            Audience::Many(auds) => auds.iter().any(|aud| aud == audience),
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// Does no I/O: the keys are fetched by the first [`Self::verify`].
+    pub fn new(settings: TokenSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = RSA_ALGORITHMS.to_vec();
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        // `aud` or `client_id`: checked in `verify`.
+        validation.validate_aud = false;
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        TokenVerifier {
+            validation,
+            settings,
+            keys: RwLock::new(HashMap::new()),
+            fetch: Mutex::new(FetchState::default()),
+            refetch_interval: REFETCH_INTERVAL,
+        }
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    /// The caller named by a valid bearer token and its expiry; the rule
+    /// it broke otherwise, or [`TokenError::KeysUnavailable`].
+    ///
+    /// `authorization`: the raw `Authorization` header value, if any.
+    pub async fn verify(&self, authorization: Option<&str>) -> Result<Verified, TokenError> {
+        let token = bearer(authorization).ok_or(TokenError::Missing)?;
+        if unsigned(token) {
+            return Err(rejected("unsigned token"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| rejected("malformed token"))?;
+        if !RSA_ALGORITHMS.contains(&header.alg) {
+            return Err(rejected("algorithm not accepted"));
+        }
+        let kid = header.kid.ok_or_else(|| rejected("no key id"))?;
+        let key = self
+            .key(&kid)
+            .await?
+            .ok_or_else(|| rejected("unknown key id"))?;
+        let mut validation = self.validation.clone();
+        // The key decides the algorithm family, never the token: an RSA key
+        // verifies RSA signatures only.
+        validation.algorithms = vec![header.alg];
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+            .map_err(|error| rejected(reason(error.kind())))?
+            .claims;
+        if claims.iss != self.settings.issuer {
+            return Err(rejected("wrong issuer"));
+        }
+        // As the HTTP API's authorizer: `aud` when the token has one, else
+        // `client_id`; any of the configured audiences.
+        let for_us = match &claims.aud {
+            Some(aud) => self.settings.audiences().any(|a| aud.contains(a)),
+            None => self
+                .settings
+                .audiences()
+                .any(|a| claims.client_id.as_deref() == Some(a)),
+        };
+        if !for_us {
+            return Err(rejected("wrong audience"));
+        }
+        if claims.token_use.as_deref().is_some_and(|u| u != "access") {
+            return Err(rejected("not an access token"));
+        }
+        let caller = Caller::new(claims.sub).ok_or_else(|| rejected("invalid sub"))?;
+        let expires_at =
+            DateTime::from_timestamp(claims.exp, 0).ok_or_else(|| rejected("invalid exp"))?;
+        Ok(Verified { caller, expires_at })
+    }
+
+    /// The key named `kid`: from the cache, or fetched when the cache does
+    /// not have it (at most once per `refetch_interval`, once per
+    /// [`RETRY_INTERVAL`] after a failed fetch). `None`: no such key.
+    async fn key(&self, kid: &str) -> Result<Option<Arc<VerifyingKey>>, TokenError> {
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(Some(Arc::clone(key)));
+        }
+        let mut state = self.fetch.lock().await;
+        // Another request may have fetched them while this one waited.
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(Some(Arc::clone(key)));
+        }
+        if let Some(last) = state.last_attempt {
+            let interval = if state.last_failed {
+                RETRY_INTERVAL
+            } else {
+                self.refetch_interval
+            };
+            if last.elapsed() < interval {
+                return if state.last_failed {
+                    Err(TokenError::KeysUnavailable("the last fetch failed".into()))
+                } else {
+                    Ok(None)
+                };
+            }
+        }
+        state.last_attempt = Some(Instant::now());
+        match self.fetch_keys(&mut state.client).await {
+            Ok(keys) => {
+                state.last_failed = false;
+                tracing::debug!(keys = keys.len(), url = %self.settings.jwks_url, "JWKS fetched");
+                let key = keys.get(kid).cloned();
+                *self.keys.write().await = keys;
+                Ok(key)
+            }
+            Err(problem) => {
+                state.last_failed = true;
+                tracing::warn!(url = %self.settings.jwks_url, %problem, "JWKS fetch failed");
+                Err(TokenError::KeysUnavailable(problem))
+            }
+        }
+    }
+
+    async fn fetch_keys(
+        &self,
+        client: &mut Option<reqwest::Client>,
+    ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
+        let client = match client {
+            Some(client) => client,
+            None => client.insert(http_client(&self.settings.jwks_url)?),
+        };
+        let mut response = client
+            .get(&self.settings.jwks_url)
+            .send()
+            .await
+            .map_err(|error| format!("JWKS request failed: {}", chain(&error)))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("JWKS answered {status}"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| format!("JWKS not read: {}", chain(&error)))?
+        {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(format!("JWKS larger than {MAX_JWKS_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_jwks(&body)
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive).
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= MAX_TOKEN_BYTES)
+        .then_some(token)
+}
+
+/// A rejection, logged with its reason (never the token).
+fn rejected(reason: &'static str) -> TokenError {
+    tracing::debug!(reason, "bearer token rejected");
+    TokenError::Rejected(reason)
+}
+
+/// Whether the token's header says `"alg": "none"` (jsonwebtoken cannot
+/// even parse such a header, which would read as "malformed").
+fn unsigned(token: &str) -> bool {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct Header {
+        alg: String,
+    }
+    let Some((header, _)) = token.split_once('.') else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Header>(&bytes).ok())
+        .is_some_and(|h| h.alg.eq_ignore_ascii_case("none"))
+}
+
+fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::ImmatureSignature => "not yet valid",
+        ErrorKind::InvalidIssuer => "wrong issuer",
+        ErrorKind::MissingRequiredClaim(_) => "missing claim",
+        ErrorKind::InvalidAlgorithm => "algorithm not accepted",
+        _ => "malformed token",
+    }
+}
+
+/// The usable keys of a JWKS document by key id: RSA keys meant for
+/// signatures. Other entries are skipped
+/// (an issuer may publish more kinds than we accept); a document that is
+/// not a JWKS is an error.
+fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
+    #[derive(Deserialize)]
+    struct Document {
+        keys: Vec<serde_json::Value>,
+    }
+    let document: Document =
+        serde_json::from_slice(body).map_err(|error| format!("JWKS is not a key set: {error}"))?;
+    let keys = document
+        .keys
+        .into_iter()
+        .filter_map(|entry| serde_json::from_value::<Jwk>(entry).ok())
+        .filter_map(|jwk| {
+            let (kid, key) = verifying_key(&jwk)?;
+            Some((kid, Arc::new(key)))
+        })
+        .collect();
+    Ok(keys)
+}
+
+fn verifying_key(jwk: &Jwk) -> Option<(String, VerifyingKey)> {
+    let kid = jwk.common.key_id.clone().filter(|kid| !kid.is_empty())?;
+    if !matches!(
+        jwk.common.public_key_use,
+        None | Some(PublicKeyUse::Signature)
+    ) {
+        return None;
+    }
+    let rsa = matches!(
+        (&jwk.algorithm, jwk.common.key_algorithm),
+        (
+            AlgorithmParameters::RSA(_),
+            None | Some(KeyAlgorithm::RS256 | KeyAlgorithm::RS384 | KeyAlgorithm::RS512),
+        )
+    );
+    if !rsa {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some((kid, VerifyingKey { key }))
+}
+
+/// The JWKS client: a short timeout, no redirects. Cognito's endpoints
+/// (`*.amazonaws.com`) are checked against the compiled-in Amazon roots,
+/// as DynamoDB's are (no system trust store to parse); any other issuer
+/// against the system's roots.
+fn http_client(jwks_url: &str) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if is_amazon_host(jwks_url) {
+        let roots =
+            reqwest::Certificate::from_pem_bundle(crate::adapters::tls::AMAZON_TRUST_SERVICES)
+                .map_err(|error| format!("Amazon roots not loaded: {}", chain(&error)))?;
+        builder = builder.tls_certs_only(roots);
+    }
+    builder
+        .build()
+        .map_err(|error| format!("JWKS client not built: {}", chain(&error)))
+}
+
+fn is_amazon_host(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| {
+        url.scheme() == "https"
+            && url
+                .host_str()
+                .is_some_and(|host| host == "amazonaws.com" || host.ends_with(".amazonaws.com"))
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! The domain: what the API is about, with no I/O and no HTTP. Everything
+//! else in the crate depends on it; it depends on nothing else in the crate.
+//!
+//! - [`task`]: tasks, the write models and the list query.
+//! - [`rules`]: the field rules (lengths), declared once.
+//! - [`caller`]: who owns what.
+//! - [`change`]: one recorded change of a task (the audit trail, the
+//!   history and the live feed are all made of them).
+
+pub mod caller;
+pub mod change;
+pub mod rules;
+pub mod task;

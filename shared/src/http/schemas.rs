@@ -1,0 +1,404 @@
+//! What the API answers, described for OpenAPI: the response bodies (a
+//! page of tasks, a history, a change) and the error bodies, reusable
+//! error responses (whose examples are what [`ApiError`] really answers)
+//! and the parameters of the handlers' `#[utoipa::path]`s. The document
+//! itself is assembled in [`crate::openapi`].
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use lambda_http::Body;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{
+    AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, OneOfBuilder, Ref, RefOr, example::ExampleBuilder,
+};
+use utoipa::{IntoParams, PartialSchema, ToResponse, ToSchema};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::validation::FieldError;
+use crate::domain::change::{Action, Change, FieldChange};
+use crate::domain::task::{Task, TaskCreate, rfc3339};
+
+// ---------------------------------------------------------- response bodies
+
+/// One page of tasks, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    /// Pass it back as `cursor` for the next page; `null` when nothing is left.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// A change as clients see it: an entry of a task's history
+/// (`GET /tasks/{task_id}/history`) and the data of a live feed frame
+/// (`GET /tasks/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Change)]
+pub struct ChangeView {
+    /// The change id: it grows with every change of the caller's tasks (it
+    /// is the table stream's sequence number), so it orders them.
+    #[schema(example = "111300000000017845912208")]
+    pub id: String,
+    pub task_id: Uuid,
+    pub action: Action,
+    /// When the change was made.
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    /// The task's version (its `ETag`) after the change; before it, for a delete.
+    pub version: u64,
+    /// The fields that changed, from what to what (all of them on create and delete).
+    pub changes: Vec<FieldChange>,
+    /// The task after the change; `null` after a delete.
+    #[schema(required = true)]
+    pub task: Option<Task>,
+}
+
+impl From<&Change> for ChangeView {
+    fn from(change: &Change) -> Self {
+        ChangeView {
+            id: change.sequence.id().to_owned(),
+            task_id: change.task_id,
+            action: change.action,
+            at: change.at,
+            version: change.version,
+            changes: change.fields.clone(),
+            task: change.task.clone(),
+        }
+    }
+}
+
+/// One page of a task's history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct History {
+    pub items: Vec<ChangeView>,
+    /// Pass it back as `cursor` for the next (older) page; `null` when nothing is left.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+// ------------------------------------------------------------ error bodies
+
+/// `{"detail": "<text>"}`: the body of every error but a validation failure.
+#[derive(ToSchema)]
+#[schema(as = HTTPError)]
+pub struct HttpError {
+    pub detail: String,
+}
+
+/// A 422 body: `{"detail": [ValidationError, ...]}`, FastAPI's
+/// `HTTPValidationError`. This schema and [`FieldError`]'s are FastAPI's own
+/// definitions (`fastapi.openapi.utils`), titles included, so a client
+/// generated from either API sees the same types.
+pub struct HttpValidationError;
+
+impl PartialSchema for HttpValidationError {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some("HTTPValidationError"))
+            .property(
+                "detail",
+                ArrayBuilder::new()
+                    .title(Some("Detail"))
+                    .items(Ref::from_schema_name(FieldError::name())),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for HttpValidationError {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("HTTPValidationError")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((FieldError::name().into_owned(), FieldError::schema()));
+    }
+}
+
+/// [`FieldError`] is pydantic's error, which FastAPI calls `ValidationError`.
+impl PartialSchema for FieldError {
+    fn schema() -> RefOr<Schema> {
+        let typed = |schema_type: Type, title: &str| {
+            ObjectBuilder::new()
+                .schema_type(schema_type)
+                .title(Some(title))
+        };
+        let location_item = AnyOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Integer));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some("ValidationError"))
+            .property(
+                "loc",
+                ArrayBuilder::new()
+                    .title(Some("Location"))
+                    .items(location_item),
+            )
+            .property("msg", typed(Type::String, "Message"))
+            .property("type", typed(Type::String, "Error Type"))
+            .property(
+                "input",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .title(Some("Input")),
+            )
+            .property("ctx", typed(Type::Object, "Context"))
+            .required("loc")
+            .required("msg")
+            .required("type")
+            .into()
+    }
+}
+
+impl ToSchema for FieldError {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ValidationError")
+    }
+}
+
+// --------------------------------------------------------- error responses
+
+/// The body [`ApiError`] really answers with, as an example.
+fn example_of(error: ApiError) -> Value {
+    match error.into_response("<request id>").into_body() {
+        Body::Text(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// A documented error: its description, the schema of its body, an example
+/// (what `error` answers) and the headers it sets.
+fn error_response(
+    description: &str,
+    schema: RefOr<Schema>,
+    error: ApiError,
+    headers: &[(&str, &str)],
+) -> RefOr<Response> {
+    let content = ContentBuilder::new()
+        .schema(Some(schema))
+        .example(Some(example_of(error)))
+        .build();
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content);
+    for (name, description) in headers {
+        let header = HeaderBuilder::new()
+            .schema(Some(String::schema()))
+            .description(Some(*description))
+            .build();
+        response = response.header(*name, header);
+    }
+    response.build().into()
+}
+
+fn http_error() -> RefOr<Schema> {
+    Ref::from_schema_name(HttpError::name()).into()
+}
+
+fn http_validation_error() -> RefOr<Schema> {
+    Ref::from_schema_name(HttpValidationError::name()).into()
+}
+
+/// Declares reusable error responses: each a unit type implementing
+/// [`ToResponse`] under its own name, for `responses(...)` in the handlers'
+/// `#[utoipa::path]`.
+macro_rules! error_responses {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident = $description:literal, $schema:expr, $error:expr, [$($header:expr),*];
+    )*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (
+                    stringify!($name),
+                    error_response($description, $schema, $error, &[$($header),*]),
+                )
+            }
+        }
+    )*};
+}
+
+const WWW_AUTHENTICATE: (&str, &str) = ("WWW-Authenticate", "Always `Bearer`.");
+const ALLOW: (&str, &str) = ("Allow", "The methods the path has, e.g. `GET, POST`.");
+const RETRY_AFTER: (&str, &str) = ("Retry-After", "Seconds to wait before retrying.");
+
+error_responses! {
+    /// 401.
+    Unauthorized = "No caller: no JWT `sub` claim (deployed), or no `X-User-Id` header \
+        (local). Checked before anything else, body validation included.",
+        http_error(), ApiError::Unauthenticated, [WWW_AUTHENTICATE];
+    /// 404 of the task routes.
+    TaskNotFound = "The caller has no task with this id (another caller's task included).",
+        http_error(), ApiError::TaskNotFound, [];
+    /// 404 of any path no route has.
+    RouteNotFound = "No route has this path.",
+        http_error(), ApiError::RouteNotFound, [];
+    /// 405 of every other method of a documented path.
+    MethodNotAllowed = "The path exists, but not with this method. \
+        Every documented path answers it for the methods it does not list.",
+        http_error(), ApiError::MethodNotAllowed { allow: vec!["GET", "POST"] }, [ALLOW];
+    /// 409 of `POST /tasks`.
+    TaskLimitReached = "The caller already owns `MAX_TASKS` tasks (1000 by default).",
+        http_error(), ApiError::TaskLimitReached(1000), [];
+    /// 412 of the writes.
+    PreconditionFailed = "`If-Match` does not match the task's current `ETag`.",
+        http_error(), ApiError::PreconditionFailed, [];
+    /// 413 of the requests with a body.
+    PayloadTooLarge = "The request body is over 64 KiB.",
+        http_error(), ApiError::PayloadTooLarge, [];
+    /// 400 of the requests with a body.
+    UnreadableBody = "The JSON body is not UTF-8 (FastAPI answers it in the same words).",
+        http_error(), ApiError::UnreadableBody, [];
+    /// 422 of every operation with inputs.
+    ValidationFailed = "Validation failed: every failure of the body, path and query \
+        together, in pydantic's vocabulary (`type`, `loc`, `msg`, `input`, `ctx`).",
+        http_validation_error(), validation_example(), [];
+    /// 503 of every operation that reads or writes tasks.
+    ServiceUnavailable = "DynamoDB throttled the request or could not be reached: retry later.",
+        http_error(), ApiError::unavailable("example"), [RETRY_AFTER];
+}
+
+/// The 422 of a real request: `{"title": "", "done": "maybe"}`.
+fn validation_example() -> ApiError {
+    let body = json!({"title": "", "done": "maybe"});
+    let object = body.as_object().cloned().unwrap_or_default();
+    match TaskCreate::from_object(&object) {
+        Err(errors) => ApiError::Validation(errors),
+        Ok(_) => ApiError::Validation(Vec::new()),
+    }
+}
+
+/// 422 of `POST /tasks`: a validation failure, or an `Idempotency-Key`
+/// reused with another body.
+pub struct CreateTaskUnprocessable;
+
+impl<'r> ToResponse<'r> for CreateTaskUnprocessable {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let schema = OneOfBuilder::new()
+            .item(http_validation_error())
+            .item(http_error());
+        let examples = [
+            ("validation", validation_example()),
+            ("idempotency_key_reused", ApiError::IdempotencyKeyReused),
+        ]
+        .map(|(name, error)| {
+            let example = ExampleBuilder::new().value(Some(example_of(error))).build();
+            (name, example)
+        });
+        let content = ContentBuilder::new()
+            .schema(Some(schema))
+            .examples_from_iter(examples)
+            .build();
+        let response = ResponseBuilder::new()
+            .description(
+                "Validation failed (every failure, as for any 422), or the \
+                 `Idempotency-Key` was already used with a different body.",
+            )
+            .content("application/json", content)
+            .build();
+        ("CreateTaskUnprocessable", response.into())
+    }
+}
+
+// -------------------------------------------------------------- parameters
+
+/// The `task_id` path parameter (read by [`super::request::task_id`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskIdPath {
+    /// The task's id: a UUID, hyphenated or simple (32 hex digits), any case.
+    pub task_id: uuid::Uuid,
+}
+
+/// `GET /tasks` query parameters (read by [`super::request::list_query`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Tasks per page.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Only tasks with this `done` value (lax booleans: `true`, `yes`, `1`, ...).
+    pub done: Option<bool>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The query of `GET /tasks/export`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `ndjson` (one JSON task per line) or `csv` (a header row, then a task per row).
+    #[param(default = "ndjson", pattern = "^(ndjson|csv)$")]
+    pub format: Option<String>,
+}
+
+/// `Last-Event-ID` on `GET /tasks/events` (the feed starts now without it
+/// or `since`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct LastEventIdHeader {
+    /// The id of the last change received: the feed sends every later one.
+    /// `EventSource` sends it when it reconnects.
+    #[param(rename = "Last-Event-ID", value_type = String, required = false, pattern = "^[0-9]{1,40}$")]
+    pub last_event_id: Option<String>,
+}
+
+/// The query of `GET /tasks/events`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// A change id to start after, for a client that cannot set the header
+    /// (`Last-Event-ID` wins when both are sent).
+    #[param(pattern = "^[0-9]{1,40}$")]
+    pub since: Option<String>,
+}
+
+/// The query of `GET /tasks/{task_id}/history`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Changes per page.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `If-Match` on the writes (read by [`super::request::if_match`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchHeader {
+    /// Apply the write only if the task's `ETag` is this one (or one of a
+    /// comma-separated list); `*` matches any version. A stale value is a 412.
+    #[param(rename = "If-Match", value_type = String, required = false)]
+    pub if_match: Option<String>,
+}
+
+/// `Idempotency-Key` on `POST /tasks`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// Makes a create safe to retry: the same key with the same body returns
+    /// the task created first (201, same id) and creates nothing, for 24
+    /// hours. The same key with another body is a 422.
+    #[param(
+        rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
+        min_length = 1,
+        max_length = 255
+    )]
+    pub idempotency_key: Option<String>,
+}
