@@ -983,9 +983,9 @@ fn function_urls_have_exactly_the_documented_permissions() {
     let mut covered = 0;
     for (url_id, url) in urls {
         assert_eq!(text(url, &["Properties", "AuthType"], url_id), "NONE");
-        let function = crate::support::get_att(&url["Properties"]["TargetFunctionArn"])
-            .and_then(|t| t.strip_suffix(".Arn").map(str::to_owned))
-            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !GetAtt <Function>.Arn"));
+        let function = reference(&url["Properties"]["TargetFunctionArn"])
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>"));
         assert!(
             at(
                 resource(&template, &function),

@@ -374,12 +374,9 @@ fn streamed_functions_have_streaming_function_urls_with_a_token_check() {
         );
     }
     for (url_id, url) in resources(&template, "AWS::Lambda::Url") {
-        let target = at(url, &["Properties", "TargetFunctionArn"])
-            .and_then(crate::support::get_att)
-            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !GetAtt <Function>.Arn"));
-        let id = target.strip_suffix(".Arn").unwrap_or_else(|| {
-            panic!("{url_id}: TargetFunctionArn is {target}, not a function's Arn")
-        });
+        let id = at(url, &["Properties", "TargetFunctionArn"])
+            .and_then(reference)
+            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>"));
         let function = crate::support::resource(&template, id);
         let crate_name = binary(id, function);
         with_url.push(crate_name);
