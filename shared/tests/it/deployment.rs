@@ -409,3 +409,628 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
         );
     }
 }
+
+// ------------------------------------------------ safe to leave running
+
+/// The function resource that builds `binary`.
+fn function_of<'a>(template: &'a Value, binary: &str) -> (&'a str, &'a Value) {
+    functions(template)
+        .into_iter()
+        .find(|(_, b, _)| *b == binary)
+        .map(|(id, _, function)| (id, function))
+        .unwrap_or_else(|| panic!("no function builds {binary}"))
+}
+
+/// A parameter's declaration.
+fn parameter<'a>(template: &'a Value, name: &str) -> &'a Value {
+    at(template, &["Parameters", name]).unwrap_or_else(|| panic!("no parameter {name}"))
+}
+
+/// A number of the template (a parameter's `Default`, `MinValue`, a
+/// property): YAML numbers only.
+fn number(value: Option<&Value>, whose: &str) -> u64 {
+    value
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{whose} should be a whole number, got {value:?}"))
+}
+
+/// A `Number` parameter's default, checked to be at least 1 (`MinValue: 1`).
+fn positive_number_parameter(template: &Value, name: &str) -> u64 {
+    let declared = parameter(template, name);
+    assert_eq!(text(declared, &["Type"], name), "Number", "{name}: Type");
+    assert_eq!(
+        number(declared.get("MinValue"), &format!("{name} MinValue")),
+        1,
+        "{name}: MinValue 1 (0 would mean nothing, or everything, is allowed)"
+    );
+    number(declared.get("Default"), &format!("{name} Default"))
+}
+
+#[test]
+fn streamed_functions_reserve_concurrency_from_parameters() {
+    // Nothing throttles a Function URL: reserved concurrency is what bounds
+    // the streamed functions, and what they may take from the account.
+    let template = template();
+    for (binary, name, default) in [
+        ("export_tasks", "ExportConcurrency", 10),
+        ("task_events", "EventsConcurrency", 50),
+    ] {
+        assert!(shared::routes::is_streamed(binary), "{binary} is streamed");
+        let (id, function) = function_of(&template, binary);
+        let reserved = at(function, &["Properties", "ReservedConcurrentExecutions"]);
+        assert_eq!(
+            reserved.and_then(reference),
+            Some(name),
+            "{id}: ReservedConcurrentExecutions should be !Ref {name}, got {reserved:?}"
+        );
+        assert_eq!(
+            positive_number_parameter(&template, name),
+            default,
+            "{name}: Default (README, Operating in production, says what it is sized for)"
+        );
+    }
+    for (id, binary, function) in functions(&template) {
+        if !shared::routes::is_streamed(binary) {
+            assert!(
+                function_property(&template, function, &["ReservedConcurrentExecutions"]).is_none(),
+                "{id}: only the streamed functions reserve concurrency (the API throttles the rest)"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_route_is_throttled_by_its_class_writes_tighter_than_reads() {
+    let template = template();
+    let settings = at(
+        resource(&template, "TasksApi"),
+        &["Properties", "RouteSettings"],
+    )
+    .and_then(Value::as_mapping)
+    .expect("TasksApi RouteSettings: a mapping of \"METHOD /path\" to settings");
+    let mut keys: Vec<&str> = settings
+        .keys()
+        .map(|k| k.as_str().expect("route keys are strings"))
+        .collect();
+    keys.sort_unstable();
+    let mut routes: Vec<String> = shared::routes::ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    routes.sort();
+    assert_eq!(
+        keys, routes,
+        "TasksApi RouteSettings (left) must name every route of shared::routes::ROUTES \
+         (right), and nothing else (a key naming no route fails the deploy)"
+    );
+    for route in shared::routes::ROUTES {
+        let key = format!("{} {}", route.method, route.path);
+        let class = match route.method {
+            "GET" => "Read",
+            "POST" | "PUT" | "PATCH" | "DELETE" => "Write",
+            other => panic!("{key}: no throttling class for {other}"),
+        };
+        for (property, limit) in [
+            ("ThrottlingRateLimit", "RateLimit"),
+            ("ThrottlingBurstLimit", "BurstLimit"),
+        ] {
+            let value = settings
+                .get(key.as_str())
+                .and_then(|s| s.get(property))
+                .and_then(reference);
+            let want = format!("{class}{limit}");
+            assert_eq!(
+                value,
+                Some(want.as_str()),
+                "TasksApi RouteSettings[\"{key}\"].{property} should be !Ref {want}"
+            );
+        }
+    }
+    let limit = |name: &str| positive_number_parameter(&template, name);
+    assert_eq!((limit("ReadRateLimit"), limit("ReadBurstLimit")), (50, 100));
+    assert_eq!(
+        (limit("WriteRateLimit"), limit("WriteBurstLimit")),
+        (10, 20)
+    );
+    assert!(
+        limit("WriteRateLimit") < limit("ReadRateLimit")
+            && limit("WriteBurstLimit") < limit("ReadBurstLimit"),
+        "writes are tighter than reads by default"
+    );
+    // The stage default (the $default fallback's limit) is kept.
+    assert_eq!(
+        (limit("ThrottlingRateLimit"), limit("ThrottlingBurstLimit")),
+        (50, 100)
+    );
+}
+
+#[test]
+fn the_audit_mapping_discards_a_failing_batch_into_an_encrypted_queue() {
+    let template = template();
+    let (audit, _) = function_of(&template, "audit");
+    let mappings = resources(&template, "AWS::Lambda::EventSourceMapping");
+    let (id, mapping) = mappings
+        .iter()
+        .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(reference) == Some(audit))
+        .unwrap_or_else(|| panic!("an event source mapping for {audit}"));
+    let properties = &mapping["Properties"];
+    let whole = |name: &str| number(properties.get(name), &format!("{id} {name}"));
+    assert_eq!(
+        whole("MaximumRetryAttempts"),
+        10,
+        "{id}: MaximumRetryAttempts (the default, -1, blocks the shard for 24 h)"
+    );
+    assert_eq!(
+        properties.get("BisectBatchOnFunctionError"),
+        Some(&Value::Bool(true)),
+        "{id}: BisectBatchOnFunctionError"
+    );
+    let age = whole("MaximumRecordAgeInSeconds");
+    assert_eq!(age, 3600, "{id}: MaximumRecordAgeInSeconds");
+    assert!(
+        age <= 24 * 3600 - 12 * 3600,
+        "{id}: a discarded record must stay in the stream (24 h) long enough to be replayed"
+    );
+    let destination = at(
+        properties,
+        &["DestinationConfig", "OnFailure", "Destination"],
+    )
+    .and_then(crate::support::get_att)
+    .unwrap_or_else(|| {
+        panic!("{id}: DestinationConfig.OnFailure.Destination: !GetAtt <Queue>.Arn")
+    });
+    let queue_id = destination
+        .strip_suffix(".Arn")
+        .unwrap_or_else(|| panic!("{id}: on-failure destination {destination} is no Arn"));
+    let queue = resource(&template, queue_id);
+    assert_eq!(
+        text(queue, &["Type"], queue_id),
+        "AWS::SQS::Queue",
+        "{id}: the destination"
+    );
+    assert_eq!(
+        at(queue, &["Properties", "SqsManagedSseEnabled"]),
+        Some(&Value::Bool(true)),
+        "{queue_id}: encrypted at rest with SQS's own key (SSE-SQS: no KMS grant to send)"
+    );
+    assert_eq!(
+        number(
+            at(queue, &["Properties", "MessageRetentionPeriod"]),
+            &format!("{queue_id} MessageRetentionPeriod")
+        ),
+        14 * 24 * 3600,
+        "{queue_id}: kept as long as SQS allows"
+    );
+    // The audit role's sqs:SendMessage on it, and nothing more: least_privilege.rs.
+}
+
+/// `(logical id, alarm)` of the one alarm on `namespace`/`metric`.
+fn alarm_on<'a>(template: &'a Value, namespace: &str, metric: &str) -> Vec<(&'a str, &'a Value)> {
+    resources(template, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, alarm)| {
+            let properties = &alarm["Properties"];
+            let space = properties.get("Namespace");
+            let space = space
+                .and_then(Value::as_str)
+                .or_else(|| space.and_then(crate::support::sub));
+            space == Some(namespace)
+                && properties.get("MetricName").and_then(Value::as_str) == Some(metric)
+        })
+        .collect()
+}
+
+/// An alarm's dimensions, `name -> value`.
+fn dimensions<'a>(alarm: &'a Value, whose: &str) -> Vec<(&'a str, &'a Value)> {
+    at(alarm, &["Properties", "Dimensions"])
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("{whose}: Dimensions"))
+        .iter()
+        .map(|d| (text(d, &["Name"], whose), &d["Value"]))
+        .collect()
+}
+
+/// Statistic, period, evaluation periods, comparison, threshold and
+/// missing-data treatment of an alarm.
+fn condition(alarm: &Value, whose: &str) -> (String, u64, u64, String, u64, String) {
+    let p = &alarm["Properties"];
+    (
+        text(p, &["Statistic"], whose).to_owned(),
+        number(p.get("Period"), whose),
+        number(p.get("EvaluationPeriods"), whose),
+        text(p, &["ComparisonOperator"], whose).to_owned(),
+        number(p.get("Threshold"), whose),
+        text(p, &["TreatMissingData"], whose).to_owned(),
+    )
+}
+
+fn owned_condition(
+    statistic: &str,
+    period: u64,
+    periods: u64,
+    comparison: &str,
+    threshold: u64,
+    missing: &str,
+) -> (String, u64, u64, String, u64, String) {
+    (
+        statistic.to_owned(),
+        period,
+        periods,
+        comparison.to_owned(),
+        threshold,
+        missing.to_owned(),
+    )
+}
+
+fn the_one<'a>(found: Vec<(&'a str, &'a Value)>, what: &str) -> (&'a str, &'a Value) {
+    let [one] = found[..] else {
+        panic!("expected one alarm on {what}, found {found:?}");
+    };
+    one
+}
+
+#[test]
+fn alarms_notify_the_optional_topic_and_say_how_missing_data_counts() {
+    let template = template();
+    assert_eq!(
+        text(
+            parameter(&template, "AlarmTopicArn"),
+            &["Default"],
+            "AlarmTopicArn"
+        ),
+        ""
+    );
+    let defined =
+        at(&template, &["Conditions", "HasAlarmTopic"]).expect("Conditions.HasAlarmTopic");
+    let equals = intrinsic(defined, "Not")
+        .and_then(Value::as_sequence)
+        .and_then(|s| s.first())
+        .and_then(|e| intrinsic(e, "Equals"))
+        .and_then(Value::as_sequence)
+        .expect("HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, \"\"]]");
+    assert_eq!(reference(&equals[0]), Some("AlarmTopicArn"));
+    assert_eq!(equals[1], Value::String(String::new()));
+
+    let alarms = resources(&template, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 6, "the alarms: {alarms:?}");
+    for (id, alarm) in alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            let value =
+                at(alarm, &["Properties", actions]).unwrap_or_else(|| panic!("{id}: {actions}"));
+            let (condition, then, otherwise) = if_branches(value, id);
+            assert_eq!(condition, "HasAlarmTopic", "{id} {actions}");
+            assert_eq!(
+                then.as_sequence()
+                    .map(|topics| topics.iter().map(reference).collect::<Vec<_>>()),
+                Some(vec![Some("AlarmTopicArn")]),
+                "{id} {actions}: [!Ref AlarmTopicArn]"
+            );
+            assert!(
+                is_no_value(otherwise),
+                "{id} {actions}: no actions without a topic"
+            );
+        }
+        let missing = text(alarm, &["Properties", "TreatMissingData"], id);
+        assert_eq!(
+            missing, "notBreaching",
+            "{id}: TreatMissingData (each metric is only published while there is traffic)"
+        );
+    }
+}
+
+#[test]
+fn an_alarm_fires_on_any_discarded_audit_batch() {
+    let template = template();
+    let (id, alarm) = the_one(
+        alarm_on(&template, "AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        "the failure queue's depth",
+    );
+    let dims = dimensions(alarm, id);
+    assert_eq!(dims.len(), 1, "{id}: {dims:?}");
+    assert_eq!(dims[0].0, "QueueName", "{id}");
+    assert_eq!(
+        crate::support::get_att(dims[0].1).as_deref(),
+        Some("AuditFailureQueue.QueueName"),
+        "{id}: the audit mapping's on-failure queue"
+    );
+    assert_eq!(
+        condition(alarm, id),
+        owned_condition("Maximum", 300, 1, "GreaterThanThreshold", 0, "notBreaching"),
+        "{id}: one message is one alarm"
+    );
+}
+
+#[test]
+fn an_alarm_fires_when_the_audit_falls_behind_its_stream() {
+    let template = template();
+    let (audit, _) = function_of(&template, "audit");
+    let (id, alarm) = the_one(
+        alarm_on(&template, "AWS/Lambda", "IteratorAge"),
+        "IteratorAge",
+    );
+    let dims = dimensions(alarm, id);
+    assert_eq!(dims.len(), 1, "{id}: {dims:?}");
+    assert_eq!(
+        (dims[0].0, reference(dims[0].1)),
+        ("FunctionName", Some(audit)),
+        "{id}: the audit function's iterator age"
+    );
+    assert_eq!(
+        condition(alarm, id),
+        owned_condition(
+            "Maximum",
+            60,
+            5,
+            "GreaterThanThreshold",
+            60_000,
+            "notBreaching"
+        ),
+        "{id}: more than a minute behind (ms)"
+    );
+    assert_eq!(
+        number(at(alarm, &["Properties", "DatapointsToAlarm"]), id),
+        5,
+        "{id}: five minutes in a row"
+    );
+}
+
+#[test]
+fn an_alarm_fires_on_api_server_errors() {
+    let template = template();
+    let (id, alarm) = the_one(
+        alarm_on(&template, "AWS/ApiGateway", "5xx"),
+        "the API's 5xx",
+    );
+    let dims = dimensions(alarm, id);
+    assert_eq!(dims.len(), 1, "{id}: {dims:?}");
+    assert_eq!(
+        (dims[0].0, reference(dims[0].1)),
+        ("ApiId", Some("TasksApi")),
+        "{id}: the HTTP API's id"
+    );
+    assert_eq!(
+        condition(alarm, id),
+        owned_condition(
+            "Sum",
+            300,
+            1,
+            "GreaterThanOrEqualToThreshold",
+            5,
+            "notBreaching"
+        ),
+        "{id}"
+    );
+}
+
+#[test]
+fn alarms_fire_on_throttling_of_the_api_and_of_the_streamed_functions() {
+    let template = template();
+    // HTTP APIs publish no throttle metric (429s are among the 4xx): the
+    // access log's 429s become one.
+    let filters = resources(&template, "AWS::Logs::MetricFilter");
+    let [(filter_id, filter)] = filters[..] else {
+        panic!("expected one metric filter, found {filters:?}");
+    };
+    let p = &filter["Properties"];
+    assert_eq!(
+        reference(&p["LogGroupName"]),
+        Some("ApiAccessLogGroup"),
+        "{filter_id}: on the API's access log"
+    );
+    assert_eq!(
+        text(p, &["FilterPattern"], filter_id),
+        r#"{ $.status = "429" }"#,
+        "{filter_id}"
+    );
+    let transformation = at(p, &["MetricTransformations"])
+        .and_then(Value::as_sequence)
+        .and_then(|t| t.first())
+        .unwrap_or_else(|| panic!("{filter_id}: MetricTransformations"));
+    let namespace = transformation
+        .get("MetricNamespace")
+        .and_then(crate::support::sub)
+        .unwrap_or_else(|| panic!("{filter_id}: MetricNamespace: !Sub ..."));
+    assert_eq!(
+        namespace, "TaskApi/${AWS::StackName}",
+        "{filter_id}: one namespace per stack"
+    );
+    let metric = text(transformation, &["MetricName"], filter_id);
+    assert_eq!(text(transformation, &["MetricValue"], filter_id), "1");
+    let (id, alarm) = the_one(alarm_on(&template, namespace, metric), "the API's 429s");
+    assert_eq!(
+        condition(alarm, id),
+        owned_condition(
+            "Sum",
+            300,
+            1,
+            "GreaterThanOrEqualToThreshold",
+            10,
+            "notBreaching"
+        ),
+        "{id}"
+    );
+
+    // The streamed functions' bound is their reserved concurrency: Lambda
+    // counts the invocations it refuses.
+    let throttles = alarm_on(&template, "AWS/Lambda", "Throttles");
+    for streamed in shared::routes::STREAMED {
+        let (function, _) = function_of(&template, streamed);
+        let (id, alarm) = the_one(
+            throttles
+                .iter()
+                .copied()
+                .filter(|(id, a)| {
+                    dimensions(a, id).iter().any(|(name, value)| {
+                        *name == "FunctionName" && reference(value) == Some(function)
+                    })
+                })
+                .collect(),
+            &format!("{function}'s Throttles"),
+        );
+        assert_eq!(dimensions(alarm, id).len(), 1, "{id}");
+        assert_eq!(
+            condition(alarm, id),
+            owned_condition("Sum", 300, 1, "GreaterThanThreshold", 0, "notBreaching"),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn change_entries_expire_after_the_retention_parameter() {
+    let template = template();
+    assert_eq!(
+        positive_number_parameter(&template, "ChangeRetentionDays"),
+        90
+    );
+    let (id, audit) = function_of(&template, "audit");
+    let variable = at(
+        audit,
+        &[
+            "Properties",
+            "Environment",
+            "Variables",
+            "CHANGE_RETENTION_DAYS",
+        ],
+    );
+    assert_eq!(
+        variable.and_then(reference),
+        Some("ChangeRetentionDays"),
+        "{id}: CHANGE_RETENTION_DAYS should be !Ref ChangeRetentionDays, got {variable:?}"
+    );
+    // Entries expire through the table's TTL, on the attribute the code writes.
+    let tables = resources(&template, "AWS::DynamoDB::Table");
+    let (table_id, table) = tables[0];
+    assert_eq!(
+        text(
+            table,
+            &["Properties", "TimeToLiveSpecification", "AttributeName"],
+            table_id
+        ),
+        TTL_ATTRIBUTE
+    );
+    assert_eq!(TTL_ATTRIBUTE, "expires_at");
+}
+
+#[test]
+fn the_user_pool_signs_in_with_srp_only_and_mfa_is_a_parameter() {
+    let template = template();
+    let client = resource(&template, "UserPoolClient");
+    assert_eq!(
+        strings(
+            at(client, &["Properties", "ExplicitAuthFlows"]),
+            "UserPoolClient ExplicitAuthFlows"
+        ),
+        ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        "UserPoolClient: SRP and refresh only (no ALLOW_USER_PASSWORD_AUTH)"
+    );
+
+    let declared = parameter(&template, "MfaConfiguration");
+    assert_eq!(
+        strings(
+            declared.get("AllowedValues"),
+            "MfaConfiguration AllowedValues"
+        ),
+        ["OFF", "OPTIONAL", "ON"]
+    );
+    assert_eq!(text(declared, &["Default"], "MfaConfiguration"), "OPTIONAL");
+    let pool = &resource(&template, "UserPool")["Properties"];
+    assert_eq!(
+        pool.get("MfaConfiguration").and_then(reference),
+        Some("MfaConfiguration"),
+        "UserPool: MfaConfiguration: !Ref MfaConfiguration"
+    );
+    // A factor whenever MFA may be used (Cognito demands an SMS setup
+    // otherwise) and none when it is OFF (Cognito refuses one then).
+    let factors = pool.get("EnabledMfas").expect("UserPool EnabledMfas");
+    let (condition, off, on) = if_branches(factors, "UserPool EnabledMfas");
+    assert!(
+        is_no_value(off),
+        "UserPool EnabledMfas: none when MFA is OFF"
+    );
+    assert_eq!(
+        strings(Some(on), "UserPool EnabledMfas"),
+        ["SOFTWARE_TOKEN_MFA"],
+        "UserPool: TOTP when MFA is OPTIONAL or ON"
+    );
+    let defined = at(&template, &["Conditions", condition]).expect("the MFA condition");
+    let equals = intrinsic(defined, "Equals")
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("{condition}: !Equals [!Ref MfaConfiguration, \"OFF\"]"));
+    assert_eq!(
+        reference(&equals[0]),
+        Some("MfaConfiguration"),
+        "{condition}"
+    );
+    assert_eq!(equals[1], Value::String("OFF".to_owned()), "{condition}");
+}
+
+#[test]
+fn function_urls_have_exactly_the_documented_permissions() {
+    // For AuthType NONE AWS documents two statements: lambda:InvokeFunctionUrl
+    // for anyone while the URL's auth type is NONE, and (required of URLs
+    // created since October 2025) lambda:InvokeFunction for anyone but only
+    // through a Function URL, so no other invoker can hand the function a
+    // forged event. Nothing more: no permission without those conditions.
+    let template = template();
+    let urls = resources(&template, "AWS::Lambda::Url");
+    assert_eq!(
+        urls.len(),
+        shared::routes::STREAMED.len(),
+        "one URL per streamed function"
+    );
+    let permissions = resources(&template, "AWS::Lambda::Permission");
+    let mut covered = 0;
+    for (url_id, url) in urls {
+        assert_eq!(text(url, &["Properties", "AuthType"], url_id), "NONE");
+        let function = reference(&url["Properties"]["TargetFunctionArn"])
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>"));
+        assert!(
+            at(
+                resource(&template, &function),
+                &["Properties", "FunctionUrlConfig"]
+            )
+            .is_none(),
+            "{function}: no FunctionUrlConfig (SAM would add permissions of its own)"
+        );
+        let mut found: Vec<serde_json::Value> = permissions
+            .iter()
+            .filter(|(_, p)| {
+                at(p, &["Properties", "FunctionName"]).and_then(reference) == Some(&function)
+            })
+            .map(|(id, p)| {
+                let mut properties: serde_json::Value =
+                    serde_json::to_value(&p["Properties"]).expect("plain properties");
+                properties
+                    .as_object_mut()
+                    .unwrap_or_else(|| panic!("{id}: Properties"))
+                    .remove("FunctionName");
+                properties
+            })
+            .collect();
+        found.sort_by_key(|p| p["Action"].to_string());
+        covered += found.len();
+        assert_eq!(
+            found,
+            [
+                serde_json::json!({
+                    "Action": "lambda:InvokeFunction",
+                    "Principal": "*",
+                    "InvokedViaFunctionUrl": true,
+                }),
+                serde_json::json!({
+                    "Action": "lambda:InvokeFunctionUrl",
+                    "Principal": "*",
+                    "FunctionUrlAuthType": "NONE",
+                }),
+            ],
+            "{function}'s AWS::Lambda::Permission resources (FunctionName: !Ref {function})"
+        );
+    }
+    assert_eq!(
+        covered,
+        permissions.len(),
+        "every AWS::Lambda::Permission belongs to a Function URL: {permissions:?}"
+    );
+}

@@ -2,7 +2,10 @@
 //! exactly the DynamoDB access its handler declares next to its code
 //! (`shared::handlers::<function>::DYNAMODB`, `shared::handlers::audit::DYNAMODB`),
 //! on the table's ARN (and the ARNs of the indexes it queries, and of the
-//! stream it reads) only. A policy that grants more, less,
+//! stream it reads) only. Beyond DynamoDB a function may only be granted
+//! `sqs:SendMessage` on the queue its own event source mapping sends
+//! discarded batches to (`DestinationConfig.OnFailure`), which Lambda does
+//! with the function's role. A policy that grants more, less,
 //! elsewhere or in a form this test cannot read fails it; so does a handler
 //! whose declaration nobody deploys. `devstack/tests/dynamodb_calls.rs`
 //! checks the other side: the code calls nothing beyond its declaration.
@@ -16,8 +19,12 @@ use shared::http::routes::{FALLBACK, ROUTES};
 use shared::runtime::EVENT_FUNCTIONS;
 
 /// What a function's policies grant: `(action, resource)` pairs, with the
-/// resource as `table`, `table/index/<name>` or `stream`.
+/// resource as `table`, `table/index/<name>`, `stream` or `queue/<id>`.
 type Grants = BTreeSet<(String, String)>;
+
+/// What Lambda needs to send a discarded batch's record to an SQS
+/// on-failure destination, with the function's role.
+const ON_FAILURE_ACTION: &str = "sqs:SendMessage";
 
 /// The only table's logical id.
 fn table_id(template: &Value) -> &str {
@@ -28,15 +35,24 @@ fn table_id(template: &Value) -> &str {
     id
 }
 
-/// `table`, `table/index/<name>` or `stream`, for a resource naming the
-/// table's ARN: `!GetAtt Table.Arn`, `!Sub ${Table.Arn}/index/<name>` (no
-/// wildcard) or `!GetAtt Table.StreamArn`.
-fn resource_name(table: &str, resource: &Value, whose: &str) -> String {
+/// `table`, `table/index/<name>`, `stream` or `queue/<id>`, for a resource
+/// naming the table's ARN: `!GetAtt Table.Arn`, `!Sub
+/// ${Table.Arn}/index/<name>` (no wildcard) or `!GetAtt Table.StreamArn`;
+/// or an SQS queue of the template's: `!GetAtt Queue.Arn`.
+fn resource_name(template: &Value, table: &str, resource: &Value, whose: &str) -> String {
     let arn = format!("{table}.Arn");
     let stream = format!("{table}.StreamArn");
     match get_att(resource) {
         Some(name) if name == arn => return "table".to_owned(),
         Some(name) if name == stream => return "stream".to_owned(),
+        Some(name) => {
+            if let Some(queue) = name.strip_suffix(".Arn")
+                && at(template, &["Resources", queue, "Type"]).and_then(Value::as_str)
+                    == Some("AWS::SQS::Queue")
+            {
+                return format!("queue/{queue}");
+            }
+        }
         _ => {}
     }
     if let Some(index) = sub(resource)
@@ -50,8 +66,9 @@ fn resource_name(table: &str, resource: &Value, whose: &str) -> String {
         return format!("table/index/{index}");
     }
     panic!(
-        "{whose}: a resource must be `!GetAtt {arn}`, `!Sub ${{{arn}}}/index/<name>` \
-         or `!GetAtt {stream}` (no wildcard, no other resource), got {resource:?}"
+        "{whose}: a resource must be `!GetAtt {arn}`, `!Sub ${{{arn}}}/index/<name>`, \
+         `!GetAtt {stream}` or `!GetAtt <an SQS queue>.Arn` (no wildcard, no other \
+         resource), got {resource:?}"
     )
 }
 
@@ -96,12 +113,20 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
                 let action = action
                     .as_str()
                     .unwrap_or_else(|| panic!("{whose}: {action:?}"));
-                assert!(
-                    action.starts_with("dynamodb:") && !action.contains('*'),
-                    "{whose}: {action} is no single DynamoDB action"
-                );
                 for target in &targets {
-                    grants.insert((action.to_owned(), resource_name(table, target, &whose)));
+                    let name = resource_name(template, table, target, &whose);
+                    if name.starts_with("queue/") {
+                        assert_eq!(
+                            action, ON_FAILURE_ACTION,
+                            "{whose}: on a queue, only {ON_FAILURE_ACTION}"
+                        );
+                    } else {
+                        assert!(
+                            action.starts_with("dynamodb:") && !action.contains('*'),
+                            "{whose}: {action} is no single DynamoDB action"
+                        );
+                    }
+                    grants.insert((action.to_owned(), name));
                 }
             }
         }
@@ -139,6 +164,34 @@ fn expected(access: DynamoDbAccess) -> Grants {
     grants
 }
 
+/// `sqs:SendMessage` on the on-failure queue of each event source mapping
+/// that invokes the function `id` (Lambda sends there with its role).
+fn on_failure_grants(template: &Value, id: &str) -> Grants {
+    resources(template, "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .filter(|(_, m)| {
+            at(m, &["Properties", "FunctionName"]).and_then(crate::support::reference) == Some(id)
+        })
+        .filter_map(|(mapping, m)| {
+            let destination = at(
+                m,
+                &[
+                    "Properties",
+                    "DestinationConfig",
+                    "OnFailure",
+                    "Destination",
+                ],
+            )?;
+            let name = resource_name(template, table_id(template), destination, mapping);
+            assert!(
+                name.starts_with("queue/"),
+                "{mapping}: the on-failure destination should be a queue of this template"
+            );
+            Some((ON_FAILURE_ACTION.to_owned(), name))
+        })
+        .collect()
+}
+
 /// Every function of the code: the routes', the fallback, the event ones.
 fn all_functions() -> BTreeSet<&'static str> {
     ROUTES
@@ -170,15 +223,17 @@ fn each_function_is_granted_exactly_its_declared_dynamodb_access() {
         let access = dynamodb_access(binary)
             .unwrap_or_else(|| panic!("{id}: shared::handlers declares no access for {binary}"));
         let granted = grants(&template, id, function);
-        let wanted = expected(access);
+        let mut wanted = expected(access);
+        wanted.extend(on_failure_grants(&template, id));
         if granted != wanted {
             problems.push(format!(
-                "{id} ({binary}):\n  template.yaml grants: {}\n  the code declares:    {}",
+                "{id} ({binary}):\n  template.yaml grants: {}\n  the code declares \
+                 (and its mappings' on-failure queues need): {}",
                 show(&granted),
                 show(&wanted)
             ));
         }
-        if access.actions.is_empty() {
+        if access.actions.is_empty() && on_failure_grants(&template, id).is_empty() {
             assert!(
                 at(function, &["Properties", "Policies"]).is_none(),
                 "{id} needs no storage: no Policies at all"
@@ -254,6 +309,8 @@ fn the_checker_rejects_what_it_should() {
         "Resources:
   T:
     Type: AWS::DynamoDB::Table
+  Q:
+    Type: AWS::SQS::Queue
   F:
     Type: AWS::Serverless::Function
     Properties:
@@ -262,6 +319,16 @@ fn the_checker_rejects_what_it_should() {
             - Effect: Allow
               Action: [dynamodb:GetItem]
               Resource: [!GetAtt T.Arn, !Sub '${T.Arn}/index/GSI1', !GetAtt T.StreamArn]
+            - Effect: Allow
+              Action: sqs:SendMessage
+              Resource: !GetAtt Q.Arn
+  M:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !Ref F
+      DestinationConfig:
+        OnFailure:
+          Destination: !GetAtt Q.Arn
 ",
     )
     .expect("yaml");
@@ -271,9 +338,15 @@ fn the_checker_rejects_what_it_should() {
         ("dynamodb:GetItem".to_owned(), "table".to_owned()),
         ("dynamodb:GetItem".to_owned(), "table/index/GSI1".to_owned()),
         ("dynamodb:GetItem".to_owned(), "stream".to_owned()),
+        ("sqs:SendMessage".to_owned(), "queue/Q".to_owned()),
     ]
     .into();
     assert_eq!(granted, want);
+    assert_eq!(
+        on_failure_grants(&template, "F"),
+        [("sqs:SendMessage".to_owned(), "queue/Q".to_owned())].into()
+    );
+    assert_eq!(on_failure_grants(&template, "T"), Grants::new());
 
     for bad in [
         "Action: dynamodb:*\n              Resource: !GetAtt T.Arn",
@@ -282,11 +355,19 @@ fn the_checker_rejects_what_it_should() {
         "Action: dynamodb:GetItem\n              Resource: !GetAtt Other.Arn",
         "Action: s3:GetObject\n              Resource: !GetAtt T.Arn",
         "NotAction: dynamodb:GetItem\n              Resource: !GetAtt T.Arn",
+        "Action: sqs:*\n              Resource: !GetAtt Q.Arn",
+        "Action: sqs:ReceiveMessage\n              Resource: !GetAtt Q.Arn",
+        "Action: sqs:SendMessage\n              Resource: '*'",
+        "Action: sqs:SendMessage\n              Resource: !GetAtt T.Arn",
+        "Action: sqs:SendMessage\n              Resource: !GetAtt Other.Arn",
+        "Action: dynamodb:GetItem\n              Resource: !GetAtt Q.Arn",
     ] {
         let yaml = format!(
             "Resources:
   T:
     Type: AWS::DynamoDB::Table
+  Q:
+    Type: AWS::SQS::Queue
   F:
     Type: AWS::Serverless::Function
     Properties:

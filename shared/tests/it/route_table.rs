@@ -361,19 +361,34 @@ fn the_deployed_stack_trusts_jwt_claims_only() {
 /// The streamed functions are served on their own Function URLs in
 /// `RESPONSE_STREAM` mode, with no IAM auth in front (the function checks
 /// the caller's JWT itself, against the same issuer and audience as the
-/// HTTP API's authorizer); no other function has a URL.
+/// HTTP API's authorizer); no other function has a URL. The URLs are
+/// `AWS::Lambda::Url` resources (their permissions: `deployment.rs`), never
+/// a function's `FunctionUrlConfig`, with which SAM would add permissions
+/// of its own.
 #[test]
 fn streamed_functions_have_streaming_function_urls_with_a_token_check() {
     let template = template();
     let mut with_url = Vec::new();
     for (id, function) in resources(&template, "AWS::Serverless::Function") {
-        let Some(url) = at(function, &["Properties", "FunctionUrlConfig"]) else {
-            continue;
-        };
+        assert!(
+            at(function, &["Properties", "FunctionUrlConfig"]).is_none(),
+            "{id}: declare its URL as an AWS::Lambda::Url, not FunctionUrlConfig"
+        );
+    }
+    for (url_id, url) in resources(&template, "AWS::Lambda::Url") {
+        let id = at(url, &["Properties", "TargetFunctionArn"])
+            .and_then(reference)
+            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>"));
+        let function = crate::support::resource(&template, id);
         let crate_name = binary(id, function);
         with_url.push(crate_name);
-        assert_eq!(text(url, &["InvokeMode"], id), "RESPONSE_STREAM", "{id}");
-        assert_eq!(text(url, &["AuthType"], id), "NONE", "{id}");
+        let properties = &url["Properties"];
+        assert_eq!(
+            text(properties, &["InvokeMode"], url_id),
+            "RESPONSE_STREAM",
+            "{url_id}"
+        );
+        assert_eq!(text(properties, &["AuthType"], url_id), "NONE", "{url_id}");
         let variables = at(function, &["Properties", "Environment", "Variables"]);
         for name in ["JWT_ISSUER", "JWT_AUDIENCE"] {
             assert!(
