@@ -207,9 +207,10 @@ impl Harness {
 
 fn covered(access: DynamoDbAccess, (action, index): &Call) -> bool {
     access.actions.contains(&action.as_str())
-        && index
-            .as_deref()
-            .is_none_or(|index| access.indexes.contains(&index))
+        && match index.as_deref() {
+            None => access.table,
+            Some(index) => access.indexes.contains(&index),
+        }
 }
 
 fn show(calls: &BTreeSet<Call>) -> String {
@@ -478,6 +479,7 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
 fn the_coverage_rule_needs_action_and_index() {
     let access = DynamoDbAccess {
         actions: &["dynamodb:Query"],
+        table: true,
         indexes: &["GSI1"],
         stream: false,
     };
@@ -490,4 +492,11 @@ fn the_coverage_rule_needs_action_and_index() {
         DynamoDbAccess::NONE,
         &call("dynamodb:GetItem", None)
     ));
+    // Granted on the index only: a Query of the table is not covered.
+    let index_only = DynamoDbAccess {
+        table: false,
+        ..access
+    };
+    assert!(!covered(index_only, &call("dynamodb:Query", None)));
+    assert!(covered(index_only, &call("dynamodb:Query", Some("GSI1"))));
 }

@@ -22,6 +22,7 @@ use crate::ports::{AuditStore, Recorded, chain};
 /// (`AuditStore::record`).
 pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     actions: &["dynamodb:PutItem"],
+    table: true,
     indexes: &[],
     stream: true,
 };

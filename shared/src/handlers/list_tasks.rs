@@ -16,6 +16,7 @@ use crate::runtime::{App, HandlerResult};
 /// table, and on `GSI1` for the `done` filter.
 pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     actions: &["dynamodb:Query"],
+    table: true,
     indexes: &[GSI1],
     stream: false,
 };

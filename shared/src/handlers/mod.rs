@@ -34,6 +34,9 @@ pub struct DynamoDbAccess {
     /// `TransactWriteItems` needs the actions of its parts (`PutItem`,
     /// `UpdateItem`, `DeleteItem`, `ConditionCheckItem`), not one of its own.
     pub actions: &'static [&'static str],
+    /// Whether the actions apply to the table itself (a Query of an index
+    /// is authorised by the index's ARN alone).
+    pub table: bool,
     /// Indexes the actions also apply to (queried by name).
     pub indexes: &'static [&'static str],
     /// Whether the function reads the table's stream (its event source
@@ -58,6 +61,7 @@ impl DynamoDbAccess {
     pub const fn table(actions: &'static [&'static str]) -> Self {
         DynamoDbAccess {
             actions,
+            table: true,
             indexes: &[],
             stream: false,
         }

@@ -16,10 +16,11 @@ use crate::runtime::{App, HandlerResult};
 
 /// The DynamoDB actions [`handle`] calls (through `AuditStore::history`),
 /// which its function's policy in `template.yaml` grants: `Query` on
-/// `GSI1`, where a task's changes are grouped (and on the table, which the
-/// policy's index ARN needs beside it).
+/// `GSI1` only, where a task's changes are grouped (IAM authorises a Query
+/// of an index by the index's ARN alone).
 pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     actions: &["dynamodb:Query"],
+    table: false,
     indexes: &[GSI1],
     stream: false,
 };

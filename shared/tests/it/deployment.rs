@@ -455,7 +455,10 @@ fn streamed_functions_reserve_concurrency_from_parameters() {
         ("export_tasks", "ExportConcurrency", 10),
         ("task_events", "EventsConcurrency", 50),
     ] {
-        assert!(shared::routes::is_streamed(binary), "{binary} is streamed");
+        assert!(
+            shared::http::routes::is_streamed(binary),
+            "{binary} is streamed"
+        );
         let (id, function) = function_of(&template, binary);
         let reserved = at(function, &["Properties", "ReservedConcurrentExecutions"]);
         assert_eq!(
@@ -470,7 +473,7 @@ fn streamed_functions_reserve_concurrency_from_parameters() {
         );
     }
     for (id, binary, function) in functions(&template) {
-        if !shared::routes::is_streamed(binary) {
+        if !shared::http::routes::is_streamed(binary) {
             assert!(
                 function_property(&template, function, &["ReservedConcurrentExecutions"]).is_none(),
                 "{id}: only the streamed functions reserve concurrency (the API throttles the rest)"
@@ -493,17 +496,17 @@ fn every_route_is_throttled_by_its_class_writes_tighter_than_reads() {
         .map(|k| k.as_str().expect("route keys are strings"))
         .collect();
     keys.sort_unstable();
-    let mut routes: Vec<String> = shared::routes::ROUTES
+    let mut routes: Vec<String> = shared::http::routes::ROUTES
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     routes.sort();
     assert_eq!(
         keys, routes,
-        "TasksApi RouteSettings (left) must name every route of shared::routes::ROUTES \
+        "TasksApi RouteSettings (left) must name every route of shared::http::routes::ROUTES \
          (right), and nothing else (a key naming no route fails the deploy)"
     );
-    for route in shared::routes::ROUTES {
+    for route in shared::http::routes::ROUTES {
         let key = format!("{} {}", route.method, route.path);
         let class = match route.method {
             "GET" => "Read",
@@ -853,7 +856,7 @@ fn alarms_fire_on_throttling_of_the_api_and_of_the_streamed_functions() {
     // The streamed functions' bound is their reserved concurrency: Lambda
     // counts the invocations it refuses.
     let throttles = alarm_on(&template, "AWS/Lambda", "Throttles");
-    for streamed in shared::routes::STREAMED {
+    for streamed in shared::http::routes::STREAMED {
         let (function, _) = function_of(&template, streamed);
         let (id, alarm) = the_one(
             throttles
@@ -976,7 +979,7 @@ fn function_urls_have_exactly_the_documented_permissions() {
     let urls = resources(&template, "AWS::Lambda::Url");
     assert_eq!(
         urls.len(),
-        shared::routes::STREAMED.len(),
+        shared::http::routes::STREAMED.len(),
         "one URL per streamed function"
     );
     let permissions = resources(&template, "AWS::Lambda::Permission");

@@ -137,7 +137,10 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
 /// What `access` needs: every action on the table and on each index, and
 /// the stream actions on the stream if it reads it.
 fn expected(access: DynamoDbAccess) -> Grants {
-    let resources: Vec<String> = std::iter::once("table".to_owned())
+    let resources: Vec<String> = access
+        .table
+        .then(|| "table".to_owned())
+        .into_iter()
         .chain(
             access
                 .indexes
