@@ -3,7 +3,7 @@
 
 mod audit;
 mod concurrency;
-mod dynamo_store;
 mod dynamodb_calls;
 mod e2e;
+mod store_contract;
 mod stream;

@@ -5,23 +5,8 @@
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
-use shared::config::Config;
 use shared::openapi::docs;
-use shared::runtime::{App, respond};
-
-fn app() -> App<()> {
-    let config = Config::from_lookup(|name| {
-        let value = match name {
-            "TABLE_NAME" => "tasks",
-            "AWS_REGION" => "us-east-1",
-            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test",
-            _ => return None,
-        };
-        Some(value.to_owned())
-    })
-    .expect("test config");
-    App::new(config, ())
-}
+use shared::runtime::respond;
 
 /// The sample event (`GET /openapi.json`), or it with another path.
 fn get(path: &str) -> Request {
@@ -32,7 +17,7 @@ fn get(path: &str) -> Request {
 }
 
 async fn fetch(path: &str) -> Response<Body> {
-    respond(&app(), docs::handle, get(path)).await
+    respond(crate::support::app_with(&[], ()), docs::handle, get(path)).await
 }
 
 fn content_type(response: &Response<Body>) -> &str {

@@ -20,12 +20,6 @@ use shared::ports::AuditStore;
 use shared::runtime::{App, respond_with};
 use uuid::Uuid;
 
-fn app(lifetime_seconds: u64) -> &'static App<MemoryStore> {
-    let lifetime = lifetime_seconds.to_string();
-    let config = crate::support::config(&[("EVENTS_LIFETIME_SECONDS", &lifetime)]);
-    Box::leak(Box::new(App::new(config, MemoryStore::default())))
-}
-
 /// The sample event as `caller`, with `last_event_id` and the query.
 fn request(caller: Option<&str>, last_event_id: Option<&str>, query: &str) -> Request {
     let mut event = crate::support::event_json("task_events");
@@ -121,7 +115,7 @@ fn changes(blocks: &[Block]) -> Vec<(String, String)> {
 
 #[tokio::test(start_paused = true)]
 async fn a_new_stream_starts_now_and_sends_changes_in_order() {
-    let app = app(60);
+    let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", &60.to_string())]);
     record(app, change("alice", 1, Action::Created, 1)).await;
     let response = open(app, request(Some("alice"), None, "")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -166,7 +160,7 @@ async fn a_new_stream_starts_now_and_sends_changes_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn last_event_id_resumes_after_it_exactly_once() {
-    let app = app(30);
+    let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", &30.to_string())]);
     for (seq, action) in [
         (1, Action::Created),
         (2, Action::Updated),
@@ -201,7 +195,7 @@ async fn last_event_id_resumes_after_it_exactly_once() {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_stream_keeps_alive_then_ends_with_a_retry_hint() {
-    let app = app(40);
+    let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", &40.to_string())]);
     let started = tokio::time::Instant::now();
     let blocks = blocks(open(app, request(Some("alice"), None, "")).await).await;
     assert_eq!(
@@ -223,7 +217,7 @@ async fn an_idle_stream_keeps_alive_then_ends_with_a_retry_hint() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stream_is_the_callers_and_checks_its_input() {
-    let app = app(5);
+    let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", &5.to_string())]);
     let anonymous = open(app, request(None, None, "")).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let bad = open(app, request(Some("alice"), Some("abc"), "")).await;

@@ -17,13 +17,6 @@ use shared::ports::{CreateRules, TaskStore};
 use shared::runtime::{App, respond_with};
 use uuid::Uuid;
 
-fn app() -> &'static App<MemoryStore> {
-    Box::leak(Box::new(App::new(
-        crate::support::config(&[]),
-        MemoryStore::default(),
-    )))
-}
-
 /// The sample event (`?format=csv`, caller alice) with another query.
 fn request(query: &str) -> Request {
     let mut event = crate::support::event_json("export_tasks");
@@ -83,7 +76,7 @@ async fn chunks(response: Response<StreamedBody>) -> Vec<Bytes> {
 
 #[tokio::test]
 async fn ndjson_is_every_task_in_order_a_page_per_chunk() {
-    let app = app();
+    let app = crate::support::app(&[]);
     let tasks = seed(app, "alice", 250).await;
     seed(app, "bob", 3).await;
     let response = call(app, request("")).await;
@@ -111,7 +104,7 @@ async fn ndjson_is_every_task_in_order_a_page_per_chunk() {
 
 #[tokio::test]
 async fn csv_has_a_header_and_quotes_what_needs_it() {
-    let app = app();
+    let app = crate::support::app(&[]);
     let tasks = seed(app, "alice", 120).await;
     let response = call(app, request("format=csv")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -139,7 +132,7 @@ async fn csv_has_a_header_and_quotes_what_needs_it() {
 
 #[tokio::test]
 async fn an_empty_export_is_a_header_or_nothing() {
-    let app = app();
+    let app = crate::support::app(&[]);
     let csv = chunks(call(app, request("format=csv")).await)
         .await
         .concat();
@@ -152,7 +145,7 @@ async fn an_empty_export_is_a_header_or_nothing() {
 
 #[tokio::test]
 async fn errors_are_answered_before_anything_streams() {
-    let app = app();
+    let app = crate::support::app(&[]);
     let bad = call(app, request("format=xml")).await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value =
@@ -259,7 +252,7 @@ async fn through_its_function_url_the_export_checks_the_bearer_token() {
     }
     // Without a configured issuer the URL trusts nothing.
     let open = call(
-        self::app(),
+        crate::support::app(&[]),
         function_url_request(Some(&format!("Bearer {token}"))),
     )
     .await;

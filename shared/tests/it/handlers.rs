@@ -7,7 +7,6 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::adapters::memory::MemoryStore;
-use shared::config::Config;
 use shared::domain::caller::Caller;
 use shared::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 use shared::handlers;
@@ -22,31 +21,6 @@ const RULES: CreateRules<'static> = CreateRules {
 
 /// The task id used by the sample events.
 const EVENT_TASK_ID: &str = "0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d";
-
-fn config(identity: &str) -> Config {
-    let identity = identity.to_owned();
-    Config::from_lookup(move |name| {
-        let value = match name {
-            "TABLE_NAME" => "tasks",
-            "AWS_REGION" => "us-east-1",
-            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "test",
-            "IDENTITY_MODE" => identity.as_str(),
-            _ => return None,
-        };
-        Some(value.to_owned())
-    })
-    .expect("test config")
-}
-
-fn app() -> App<MemoryStore> {
-    App::new(config("jwt"), MemoryStore::default())
-}
-
-fn event(name: &str) -> Request {
-    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("event file");
-    lambda_http::request::from_str(&text).expect("valid API Gateway event")
-}
 
 fn alice() -> Caller {
     Caller::new("alice").expect("caller")
@@ -82,31 +56,36 @@ fn header_of(response: &Response<Body>, name: header::HeaderName) -> Option<&str
 
 #[tokio::test]
 async fn health_needs_no_identity() {
-    let app = app();
-    let response = respond(&app, handlers::health::handle, event("health")).await;
+    let app = crate::support::app(&[]);
+    let response = respond(
+        app,
+        handlers::health::handle,
+        crate::support::event("health"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_json(&response), json!({"status": "ok"}));
 }
 
 #[tokio::test]
 async fn me_is_the_jwt_subject() {
-    let app = app();
-    let response = respond(&app, handlers::me::handle, event("me")).await;
+    let app = crate::support::app(&[]);
+    let response = respond(app, handlers::me::handle, crate::support::event("me")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_json(&response), json!({"user_id": "alice"}));
 }
 
 #[tokio::test]
 async fn the_header_counts_only_in_header_mode() {
-    let mut req = event("me");
+    let mut req = crate::support::event("me");
     // No authorizer claims: as if the event came without a JWT.
     req.extensions_mut()
         .remove::<lambda_http::request::RequestContext>();
     req.headers_mut()
         .insert("x-user-id", HeaderValue::from_static("bob"));
 
-    let jwt_only = app();
-    let response = respond(&jwt_only, handlers::me::handle, clone(&req)).await;
+    let jwt_only = crate::support::app(&[]);
+    let response = respond(jwt_only, handlers::me::handle, clone(&req)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body_json(&response), json!({"detail": "not authenticated"}));
     assert_eq!(
@@ -114,8 +93,8 @@ async fn the_header_counts_only_in_header_mode() {
         Some("Bearer")
     );
 
-    let local = App::new(config("header"), MemoryStore::default());
-    let response = respond(&local, handlers::me::handle, req).await;
+    let local = crate::support::app(&[("IDENTITY_MODE", "header")]);
+    let response = respond(local, handlers::me::handle, req).await;
     assert_eq!(body_json(&response), json!({"user_id": "bob"}));
 }
 
@@ -129,8 +108,13 @@ fn clone(req: &Request) -> Request {
 
 #[tokio::test]
 async fn create_task_answers_201_with_location_and_etag() {
-    let app = app();
-    let response = respond(&app, handlers::create_task::handle, event("create_task")).await;
+    let app = crate::support::app(&[]);
+    let response = respond(
+        app,
+        handlers::create_task::handle,
+        crate::support::event("create_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body = body_json(&response);
     let id = body["id"].as_str().expect("id");
@@ -170,13 +154,23 @@ async fn create_task_answers_201_with_location_and_etag() {
 
 #[tokio::test]
 async fn get_task_finds_the_callers_task_only() {
-    let app = app();
-    let missing = respond(&app, handlers::get_task::handle, event("get_task")).await;
+    let app = crate::support::app(&[]);
+    let missing = respond(
+        app,
+        handlers::get_task::handle,
+        crate::support::event("get_task"),
+    )
+    .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(body_json(&missing), json!({"detail": "task not found"}));
 
-    let seeded = seed_event_task(&app).await;
-    let response = respond(&app, handlers::get_task::handle, event("get_task")).await;
+    let seeded = seed_event_task(app).await;
+    let response = respond(
+        app,
+        handlers::get_task::handle,
+        crate::support::event("get_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         body_json(&response),
@@ -197,9 +191,14 @@ async fn get_task_finds_the_callers_task_only() {
 
 #[tokio::test]
 async fn replace_task_sets_every_field() {
-    let app = app();
-    seed_event_task(&app).await;
-    let response = respond(&app, handlers::replace_task::handle, event("replace_task")).await;
+    let app = crate::support::app(&[]);
+    seed_event_task(app).await;
+    let response = respond(
+        app,
+        handlers::replace_task::handle,
+        crate::support::event("replace_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = body_json(&response);
     assert_eq!(
@@ -213,9 +212,14 @@ async fn replace_task_sets_every_field() {
 
 #[tokio::test]
 async fn update_task_changes_only_what_is_sent() {
-    let app = app();
-    seed_event_task(&app).await;
-    let response = respond(&app, handlers::update_task::handle, event("update_task")).await;
+    let app = crate::support::app(&[]);
+    seed_event_task(app).await;
+    let response = respond(
+        app,
+        handlers::update_task::handle,
+        crate::support::event("update_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = body_json(&response);
     assert_eq!(body["done"], true);
@@ -226,18 +230,18 @@ async fn update_task_changes_only_what_is_sent() {
 
 #[tokio::test]
 async fn writes_with_a_stale_if_match_fail_and_change_nothing() {
-    let app = app();
-    seed_event_task(&app).await;
+    let app = crate::support::app(&[]);
+    seed_event_task(app).await;
     let stale = |name: &str| {
-        let mut req = event(name);
+        let mut req = crate::support::event(name);
         req.headers_mut()
             .insert(header::IF_MATCH, HeaderValue::from_static("\"7\""));
         req
     };
     let responses = [
-        respond(&app, handlers::update_task::handle, stale("update_task")).await,
-        respond(&app, handlers::replace_task::handle, stale("replace_task")).await,
-        respond(&app, handlers::delete_task::handle, stale("delete_task")).await,
+        respond(app, handlers::update_task::handle, stale("update_task")).await,
+        respond(app, handlers::replace_task::handle, stale("replace_task")).await,
+        respond(app, handlers::delete_task::handle, stale("delete_task")).await,
     ];
     for response in &responses {
         assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
@@ -246,28 +250,38 @@ async fn writes_with_a_stale_if_match_fail_and_change_nothing() {
             json!({"detail": "precondition failed"})
         );
     }
-    let mut req = event("update_task");
+    let mut req = crate::support::event("update_task");
     req.headers_mut()
         .insert(header::IF_MATCH, HeaderValue::from_static("\"1\""));
-    let response = respond(&app, handlers::update_task::handle, req).await;
+    let response = respond(app, handlers::update_task::handle, req).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header_of(&response, header::ETAG), Some("\"2\""));
 }
 
 #[tokio::test]
 async fn delete_task_answers_204_then_404() {
-    let app = app();
-    seed_event_task(&app).await;
-    let response = respond(&app, handlers::delete_task::handle, event("delete_task")).await;
+    let app = crate::support::app(&[]);
+    seed_event_task(app).await;
+    let response = respond(
+        app,
+        handlers::delete_task::handle,
+        crate::support::event("delete_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(matches!(response.body(), Body::Empty));
-    let again = respond(&app, handlers::delete_task::handle, event("delete_task")).await;
+    let again = respond(
+        app,
+        handlers::delete_task::handle,
+        crate::support::event("delete_task"),
+    )
+    .await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn list_tasks_pages_with_the_done_filter() {
-    let app = app();
+    let app = crate::support::app(&[]);
     for (title, done) in [("a", false), ("b", true), ("c", false), ("d", false)] {
         let input = TaskCreate {
             title: title.into(),
@@ -284,7 +298,12 @@ async fn list_tasks_pages_with_the_done_filter() {
             .expect("seed");
     }
     // The event asks for limit=2&done=false.
-    let response = respond(&app, handlers::list_tasks::handle, event("list_tasks")).await;
+    let response = respond(
+        app,
+        handlers::list_tasks::handle,
+        crate::support::event("list_tasks"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = body_json(&response);
     let titles: Vec<&str> = body["items"]
@@ -296,7 +315,7 @@ async fn list_tasks_pages_with_the_done_filter() {
     assert_eq!(titles, ["a", "c"]);
     let cursor = body["next_cursor"].as_str().expect("a cursor: d is left");
 
-    let mut next = event("list_tasks");
+    let mut next = crate::support::event("list_tasks");
     let query = format!("limit=2&done=false&cursor={cursor}");
     *next.uri_mut() = format!("https://localhost/tasks?{query}")
         .parse()
@@ -311,7 +330,7 @@ async fn list_tasks_pages_with_the_done_filter() {
             ],
         )),
     );
-    let response = respond(&app, handlers::list_tasks::handle, next).await;
+    let response = respond(app, handlers::list_tasks::handle, next).await;
     let body = body_json(&response);
     assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(body["items"][0]["title"], "d");
@@ -320,8 +339,13 @@ async fn list_tasks_pages_with_the_done_filter() {
 
 #[tokio::test]
 async fn fallback_answers_405_on_known_paths_and_404_elsewhere() {
-    let app = app();
-    let response = respond(&app, handlers::fallback::handle, event("fallback")).await;
+    let app = crate::support::app(&[]);
+    let response = respond(
+        app,
+        handlers::fallback::handle,
+        crate::support::event("fallback"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         body_json(&response),
@@ -329,18 +353,18 @@ async fn fallback_answers_405_on_known_paths_and_404_elsewhere() {
     );
     assert_eq!(header_of(&response, header::ALLOW), Some("GET"));
 
-    let mut unknown = event("fallback");
+    let mut unknown = crate::support::event("fallback");
     *unknown.method_mut() = Method::GET;
     *unknown.uri_mut() = "https://localhost/nowhere".parse().expect("uri");
-    let response = respond(&app, handlers::fallback::handle, unknown).await;
+    let response = respond(app, handlers::fallback::handle, unknown).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(body_json(&response), json!({"detail": "Not Found"}));
 
     // Deployed, the HTTP API sends a streamed route here: say where it is.
-    let mut streamed = event("fallback");
+    let mut streamed = crate::support::event("fallback");
     *streamed.method_mut() = Method::GET;
     *streamed.uri_mut() = "https://localhost/tasks/export".parse().expect("uri");
-    let response = respond(&app, handlers::fallback::handle, streamed).await;
+    let response = respond(app, handlers::fallback::handle, streamed).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let detail = body_json(&response)["detail"].as_str().map(str::to_owned);
     assert!(
@@ -396,13 +420,18 @@ impl TaskStore for FailingStore {
 
 #[tokio::test]
 async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
-    let app = App::new(
-        config("jwt"),
+    let app = crate::support::app_with(
+        &[("IDENTITY_MODE", "jwt")],
         FailingStore(|| {
             StoreError::unavailable("GetItem", "ThrottlingException: slow down (SDK detail)")
         }),
     );
-    let response = respond(&app, handlers::create_task::handle, event("create_task")).await;
+    let response = respond(
+        app,
+        handlers::create_task::handle,
+        crate::support::event("create_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         body_json(&response),
@@ -413,11 +442,16 @@ async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
 
 #[tokio::test]
 async fn bugs_are_500_with_the_request_id_only() {
-    let app = App::new(
-        config("jwt"),
+    let app = crate::support::app_with(
+        &[("IDENTITY_MODE", "jwt")],
         FailingStore(|| StoreError::internal_because("malformed task item: missing field `title`")),
     );
-    let response = respond(&app, handlers::get_task::handle, event("get_task")).await;
+    let response = respond(
+        app,
+        handlers::get_task::handle,
+        crate::support::event("get_task"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         body_json(&response),
@@ -427,14 +461,14 @@ async fn bugs_are_500_with_the_request_id_only() {
 
 #[tokio::test]
 async fn idempotency_keys_are_validated_like_headers() {
-    let app = app();
+    let app = crate::support::app(&[]);
     let long = "k".repeat(256);
-    let mut req = event("create_task");
+    let mut req = crate::support::event("create_task");
     req.headers_mut().insert(
         "idempotency-key",
         HeaderValue::from_str(&long).expect("header"),
     );
-    let response = respond(&app, handlers::create_task::handle, req).await;
+    let response = respond(app, handlers::create_task::handle, req).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         body_json(&response),
@@ -447,16 +481,16 @@ async fn idempotency_keys_are_validated_like_headers() {
         }]})
     );
 
-    let mut req = event("create_task");
+    let mut req = crate::support::event("create_task");
     req.headers_mut()
         .insert("idempotency-key", HeaderValue::from_static("order-42"));
-    let first = respond(&app, handlers::create_task::handle, req).await;
+    let first = respond(app, handlers::create_task::handle, req).await;
     assert_eq!(first.status(), StatusCode::CREATED);
-    let mut retry = event("create_task");
+    let mut retry = crate::support::event("create_task");
     retry
         .headers_mut()
         .insert("idempotency-key", HeaderValue::from_static("order-42"));
-    let second = respond(&app, handlers::create_task::handle, retry).await;
+    let second = respond(app, handlers::create_task::handle, retry).await;
     assert_eq!(
         (second.status(), body_json(&second)),
         (StatusCode::CREATED, body_json(&first))
@@ -487,10 +521,10 @@ fn history_request_of(subject: &str, query: &str) -> Request {
 
 #[tokio::test]
 async fn task_history_lists_changes_newest_first_in_pages() {
-    let app = app();
-    audit_sample_batch(&app).await;
+    let app = crate::support::app(&[]);
+    audit_sample_batch(app).await;
     let first = respond(
-        &app,
+        app,
         handlers::task_history::handle,
         history_request("limit=2"),
     )
@@ -510,7 +544,7 @@ async fn task_history_lists_changes_newest_first_in_pages() {
     let cursor = first["next_cursor"].as_str().expect("a next page");
 
     let second = respond(
-        &app,
+        app,
         handlers::task_history::handle,
         history_request(&format!("limit=2&cursor={cursor}")),
     )
@@ -523,10 +557,10 @@ async fn task_history_lists_changes_newest_first_in_pages() {
 
 #[tokio::test]
 async fn task_history_is_the_callers_only_and_checks_its_input() {
-    let app = app();
-    audit_sample_batch(&app).await;
+    let app = crate::support::app(&[]);
+    audit_sample_batch(app).await;
     let bob = respond(
-        &app,
+        app,
         handlers::task_history::handle,
         history_request_of("bob", ""),
     )
@@ -537,7 +571,7 @@ async fn task_history_is_the_callers_only_and_checks_its_input() {
     // A listing's cursor is not a history cursor; limits as on the list.
     let list_cursor = shared::http::request::encode_cursor(Uuid::nil());
     let bad = respond(
-        &app,
+        app,
         handlers::task_history::handle,
         history_request(&format!("limit=0&cursor={list_cursor}")),
     )

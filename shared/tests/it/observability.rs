@@ -39,12 +39,6 @@ impl Captured {
     }
 }
 
-fn event(name: &str) -> Request {
-    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path).expect("event");
-    lambda_http::request::from_str(&text).expect("event")
-}
-
 #[tokio::test]
 async fn every_response_is_timed_and_logged_once() {
     let logs = Captured::default();
@@ -58,17 +52,20 @@ async fn every_response_is_timed_and_logged_once() {
 
     // As the runtime serves: the layer around `respond` (which identifies
     // the caller) around a handler.
-    let app: &'static App<MemoryStore> = Box::leak(Box::new(App::new(
-        crate::support::config(&[]),
-        MemoryStore::default(),
-    )));
+    let app = crate::support::app(&[]);
     let slow = service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(respond(app, slow_not_found, req).await)
     });
     let mut service = ObservabilityLayer::new().layer(slow);
 
-    let first = service.call(event("get_task")).await.expect("infallible");
-    let second = service.call(event("get_task")).await.expect("infallible");
+    let first = service
+        .call(crate::support::event("get_task"))
+        .await
+        .expect("infallible");
+    let second = service
+        .call(crate::support::event("get_task"))
+        .await
+        .expect("infallible");
     for response in [&first, &second] {
         let seconds: f64 = response.headers()[PROCESS_TIME_HEADER]
             .to_str()
@@ -128,14 +125,11 @@ async fn an_unverified_header_is_not_logged_as_the_caller() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let app: &'static App<MemoryStore> = Box::leak(Box::new(App::new(
-        crate::support::config(&[("IDENTITY_MODE", "jwt")]),
-        MemoryStore::default(),
-    )));
+    let app = crate::support::app(&[("IDENTITY_MODE", "jwt")]);
     let mut service = ObservabilityLayer::new().layer(service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(respond(app, slow_not_found, req).await)
     }));
-    let mut req = event("health");
+    let mut req = crate::support::event("health");
     req.headers_mut()
         .insert("x-user-id", "mallory".parse().expect("header"));
     service.call(req).await.expect("infallible");

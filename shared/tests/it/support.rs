@@ -129,6 +129,25 @@ pub fn one_or_many(value: &Value) -> Vec<&Value> {
 
 /// A checked configuration as a function would read it: the required
 /// variables, then `extra` (which may override them).
+/// The one test app: the handlers over `store`, configured by `extra`
+/// variables on top of [`config`]'s. Leaked, as the runtime's is: streamed
+/// handlers need it for `'static`.
+pub fn app_with<S>(extra: &[(&str, &str)], store: S) -> &'static shared::runtime::App<S> {
+    Box::leak(Box::new(shared::runtime::App::new(config(extra), store)))
+}
+
+/// [`app_with`] an empty in-memory store.
+pub fn app(
+    extra: &[(&str, &str)],
+) -> &'static shared::runtime::App<shared::adapters::memory::MemoryStore> {
+    app_with(extra, shared::adapters::memory::MemoryStore::default())
+}
+
+/// The sample event `events/<name>.json` as the function receives it.
+pub fn event(name: &str) -> lambda_http::Request {
+    request(&event_json(name))
+}
+
 pub fn config(extra: &[(&str, &str)]) -> shared::config::Config {
     let mut vars: std::collections::HashMap<String, String> = [
         ("TABLE_NAME", "tasks"),

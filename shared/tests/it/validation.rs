@@ -17,7 +17,6 @@ use lambda_http::http::HeaderMap;
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 use shared::adapters::memory::MemoryStore;
-use shared::config::Config;
 use shared::handlers;
 use shared::runtime::{App, respond};
 use uuid::Uuid;
@@ -28,25 +27,6 @@ use uuid::Uuid;
 
 /// The sample events' task id (`pathParameters.task_id`).
 const SAMPLE_ID: &str = "0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d";
-
-/// A fresh API with an empty in-memory store. Identity mode `header`, so a
-/// case can name its caller with `X-User-Id`; the sample events also carry
-/// a JWT `sub` ("alice"), which always counts.
-fn app() -> App<MemoryStore> {
-    let config = Config::from_lookup(|name| {
-        let value = match name {
-            "TABLE_NAME" => "tasks",
-            "AWS_REGION" => "eu-west-1",
-            "AWS_ACCESS_KEY_ID" => "test",
-            "AWS_SECRET_ACCESS_KEY" => "test",
-            "IDENTITY_MODE" => "header",
-            _ => return None,
-        };
-        Some(value.to_owned())
-    })
-    .expect("test configuration is valid");
-    App::new(config, MemoryStore::default())
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Route {
@@ -309,7 +289,10 @@ async fn run(cases: Vec<Case>) {
     let count = cases.len();
     let mut failures = Vec::new();
     for case in cases {
-        let reply = case.call.send(&app()).await;
+        let reply = case
+            .call
+            .send(crate::support::app(&[("IDENTITY_MODE", "header")]))
+            .await;
         if let Err(problem) = reply.check(case.status, &case.body) {
             failures.push(format!("- {}: {problem}", case.name));
         }
@@ -668,7 +651,9 @@ async fn malformed_json_is_json_invalid_at_the_python_char_offset() {
         ),
     ];
     for (name, call, offset) in cases {
-        let reply = call.send(&app()).await;
+        let reply = call
+            .send(crate::support::app(&[("IDENTITY_MODE", "header")]))
+            .await;
         let error = match &reply.json["detail"][0] {
             first if first["type"] == "json_invalid" => first["ctx"]["error"].clone(),
             _ => json!("<the decoder's reason>"),
@@ -1046,22 +1031,22 @@ async fn patch_rejects_explicit_nulls() {
 
 #[tokio::test]
 async fn patch_with_an_empty_object_returns_the_task_unchanged() {
-    let app = app();
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
     let created = Call::post(r#"{"title":"keep","description":"me","done":true}"#)
-        .send(&app)
+        .send(app)
         .await;
     let id = created.assert_task(201, "keep", "me", true);
 
-    let patched = Call::patch(&id, "{}").send(&app).await;
+    let patched = Call::patch(&id, "{}").send(app).await;
     patched.assert(200, &created.json);
     assert_eq!(patched.header("etag"), created.header("etag"));
 
-    let fetched = Call::get(&id).send(&app).await;
+    let fetched = Call::get(&id).send(app).await;
     fetched.assert(200, &created.json);
 
     // Still validated as a task: a missing one is a 404.
     Call::patch(SAMPLE_ID, "{}")
-        .send(&app)
+        .send(app)
         .await
         .assert(404, &json!({"detail": "task not found"}));
 }
@@ -1072,7 +1057,7 @@ async fn patch_with_an_empty_object_returns_the_task_unchanged() {
 
 #[tokio::test]
 async fn done_accepts_pydantic_lax_booleans() {
-    let app = app();
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
     let accepted = [
         (json!(true), true),
         (json!(false), false),
@@ -1097,7 +1082,7 @@ async fn done_accepts_pydantic_lax_booleans() {
     ];
     for (done, expected) in accepted {
         let body = json!({"title": "t", "done": done}).to_string();
-        let reply = Call::post(&body).send(&app).await;
+        let reply = Call::post(&body).send(app).await;
         if reply.status != 201 || reply.json["done"] != json!(expected) {
             panic!("done {done}: {} {}", reply.status, reply.text);
         }
@@ -1107,9 +1092,9 @@ async fn done_accepts_pydantic_lax_booleans() {
 
 #[tokio::test]
 async fn defaults_and_length_limits_in_code_points() {
-    let app = app();
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
     Call::post(r#"{"title":"t"}"#)
-        .send(&app)
+        .send(app)
         .await
         .assert_task(201, "t", "", false);
 
@@ -1118,13 +1103,13 @@ async fn defaults_and_length_limits_in_code_points() {
     let description = "d".repeat(2000);
     let body = json!({"title": title, "description": description}).to_string();
     Call::post(&body)
-        .send(&app)
+        .send(app)
         .await
         .assert_task(201, &title, &description, false);
 
     // A blank title is a title (no stripping in the model).
     Call::post(r#"{"title":" "}"#)
-        .send(&app)
+        .send(app)
         .await
         .assert_task(201, " ", "", false);
 
@@ -1135,7 +1120,7 @@ async fn defaults_and_length_limits_in_code_points() {
     ] {
         Call::post(r#"{"title":"ct"}"#)
             .header("content-type", content_type)
-            .send(&app)
+            .send(app)
             .await
             .assert_task(201, "ct", "", false);
     }
@@ -1143,9 +1128,9 @@ async fn defaults_and_length_limits_in_code_points() {
 
 #[tokio::test]
 async fn replace_applies_create_defaults() {
-    let app = app();
-    let id = create(&app, r#"{"title":"a","description":"b","done":true}"#).await;
-    let reply = Call::put(&id, r#"{"title":"c"}"#).send(&app).await;
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
+    let id = create(app, r#"{"title":"a","description":"b","done":true}"#).await;
+    let reply = Call::put(&id, r#"{"title":"c"}"#).send(app).await;
     assert_eq!(reply.json["id"], json!(id));
     assert_eq!(
         (
@@ -1162,9 +1147,9 @@ async fn replace_applies_create_defaults() {
 
 #[tokio::test]
 async fn any_uuid_form_reaches_the_task() {
-    let app = app();
-    let id = create(&app, r#"{"title":"find me"}"#).await;
-    let canonical = Call::get(&id).send(&app).await;
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
+    let id = create(app, r#"{"title":"find me"}"#).await;
+    let canonical = Call::get(&id).send(app).await;
     canonical.assert_task(200, "find me", "", false);
 
     let simple = id.replace('-', "");
@@ -1176,7 +1161,7 @@ async fn any_uuid_form_reaches_the_task() {
         format!("urn:uuid:{id}"),
     ];
     for form in &forms {
-        let reply = Call::get(form).send(&app).await;
+        let reply = Call::get(form).send(app).await;
         if let Err(problem) = reply.check(200, &canonical.json) {
             panic!("GET /tasks/{form}: {problem}");
         }
@@ -1184,7 +1169,7 @@ async fn any_uuid_form_reaches_the_task() {
 
     // Writes too: the response always shows the canonical form.
     let reply = Call::patch(&simple.to_uppercase(), r#"{"done":"yes"}"#)
-        .send(&app)
+        .send(app)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["id"], json!(id));
@@ -1197,7 +1182,7 @@ async fn any_uuid_form_reaches_the_task() {
 
 #[tokio::test]
 async fn no_caller_is_401_before_any_validation() {
-    let app = app();
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
     let unauthenticated = json!({"detail": "not authenticated"});
     let calls = [
         ("POST bad body", Call::post(r#"{"title":""}"#).anonymous()),
@@ -1225,7 +1210,7 @@ async fn no_caller_is_401_before_any_validation() {
         ),
     ];
     for (name, call) in calls {
-        let reply = call.send(&app).await;
+        let reply = call.send(app).await;
         if let Err(problem) = reply.check(401, &unauthenticated) {
             panic!("{name}: {problem}");
         }
@@ -1236,7 +1221,7 @@ async fn no_caller_is_401_before_any_validation() {
     Call::post(r#"{"title":""}"#)
         .anonymous()
         .header("x-user-id", "bob")
-        .send(&app)
+        .send(app)
         .await
         .assert(
             422,
@@ -1250,15 +1235,15 @@ async fn no_caller_is_401_before_any_validation() {
 
 #[tokio::test]
 async fn bodies_over_64_kib_are_413_before_parsing() {
-    let app = app();
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
     let too_large = json!({"detail": "request body too large"});
     // Not even JSON: the size is checked first.
     Call::post(&"x".repeat(64 * 1024 + 1))
-        .send(&app)
+        .send(app)
         .await
         .assert(413, &too_large);
     Call::put(SAMPLE_ID, &"x".repeat(64 * 1024 + 1))
-        .send(&app)
+        .send(app)
         .await
         .assert(413, &too_large);
 
@@ -1266,7 +1251,7 @@ async fn bodies_over_64_kib_are_413_before_parsing() {
     let title = "a".repeat(64 * 1024 - r#"{"title":""}"#.len());
     let body = format!(r#"{{"title":"{title}"}}"#);
     assert_eq!(body.len(), 64 * 1024);
-    Call::post(&body).send(&app).await.assert(
+    Call::post(&body).send(app).await.assert(
         422,
         &json!({"detail": [{
             "type": "string_too_long", "loc": ["body", "title"],
@@ -1280,7 +1265,7 @@ async fn bodies_over_64_kib_are_413_before_parsing() {
 async fn json_bodies_that_are_not_utf8_are_400_as_in_fastapi() {
     // FastAPI 0.16x: `request.json()` cannot decode the bytes, so the answer
     // is its 400, not a validation error.
-    let app = app();
+    let app = crate::support::app(&[("IDENTITY_MODE", "header")]);
     let unreadable = json!({"detail": "There was an error parsing the body"});
     for bytes in [
         &b"\xc9\xbd\xff3\x12\xfe"[..],
@@ -1289,12 +1274,12 @@ async fn json_bodies_that_are_not_utf8_are_400_as_in_fastapi() {
     ] {
         Call::post("")
             .binary_body(bytes)
-            .send(&app)
+            .send(app)
             .await
             .assert(400, &unreadable);
         Call::patch(SAMPLE_ID, "")
             .binary_body(bytes)
-            .send(&app)
+            .send(app)
             .await
             .assert(400, &unreadable);
     }
@@ -1302,7 +1287,7 @@ async fn json_bodies_that_are_not_utf8_are_400_as_in_fastapi() {
     Call::post("")
         .binary_body(b"\xff")
         .header("content-type", "application/octet-stream")
-        .send(&app)
+        .send(app)
         .await
         .assert(
             422,

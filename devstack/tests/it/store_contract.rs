@@ -1,16 +1,21 @@
-//! The DynamoDB store against a real DynamoDB API: dynoxide, embedded on a
-//! random loopback port, through the same aws-sdk-dynamodb code path the
-//! Lambda functions use.
+//! The store contract: one suite of [`TaskStore`] cases, run against the
+//! DynamoDB store on a real DynamoDB API (dynoxide, embedded on a random
+//! loopback port, through the same aws-sdk-dynamodb code path the Lambda
+//! functions use) and against the in-memory store the handler tests use,
+//! so the fake cannot drift from DynamoDB's semantics. DynamoDB-only
+//! figures (faults, read cost) follow the suite.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use devstack::{LocalDynamo, local_settings};
 use shared::adapters::dynamo::{DynamoStore, client};
+use shared::adapters::memory::MemoryStore;
 use shared::domain::caller::Caller;
+use shared::domain::change::{Action, Change, Sequence};
 use shared::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, now};
 use shared::ports::StoreError;
-use shared::ports::{CreateRules, Precondition, TaskStore};
+use shared::ports::{AuditStore, CreateRules, HistoryQuery, Precondition, Recorded, TaskStore};
 use uuid::Uuid;
 
 const TABLE: &str = "tasks";
@@ -40,7 +45,7 @@ fn input(title: &str, done: bool) -> TaskCreate {
     }
 }
 
-async fn create(store: &DynamoStore, owner: &Caller, title: &str, done: bool) -> Task {
+async fn create(store: &impl TaskStore, owner: &Caller, title: &str, done: bool) -> Task {
     store
         .create(owner, Task::new(input(title, done), now()), NO_RULES)
         .await
@@ -54,7 +59,7 @@ fn query(limit: u32, done: Option<bool>, after: Option<Uuid>) -> ListQuery {
 
 /// Every page of a listing, following `next_after` to the end.
 async fn all_pages(
-    store: &DynamoStore,
+    store: &impl TaskStore,
     owner: &Caller,
     limit: u32,
     done: Option<bool>,
@@ -75,9 +80,7 @@ async fn all_pages(
     }
 }
 
-#[tokio::test]
-async fn create_then_get_round_trips_every_field() {
-    let (_dynamo, store) = store().await;
+async fn create_then_get_round_trips_every_field(store: &impl TaskStore) {
     let alice = caller("alice");
     let created = store
         .create(&alice, Task::new(input("Buy milk", true), now()), NO_RULES)
@@ -88,10 +91,8 @@ async fn create_then_get_round_trips_every_field() {
     assert_eq!(fetched, created);
 }
 
-#[tokio::test]
-async fn a_caller_cannot_reach_another_callers_task() {
-    let (_dynamo, store) = store().await;
-    let task = create(&store, &caller("alice"), "secret", false).await;
+async fn a_caller_cannot_reach_another_callers_task(store: &impl TaskStore) {
+    let task = create(store, &caller("alice"), "secret", false).await;
     let bob = caller("bob");
     assert!(matches!(
         store.get(&bob, task.id).await,
@@ -125,38 +126,34 @@ async fn a_caller_cannot_reach_another_callers_task() {
     );
 }
 
-#[tokio::test]
-async fn list_pages_oldest_first_and_ends_with_no_cursor() {
-    let (_dynamo, store) = store().await;
+async fn list_pages_oldest_first_and_ends_with_no_cursor(store: &impl TaskStore) {
     let alice = caller("alice");
     for i in 0..5 {
-        create(&store, &alice, &format!("t{i}"), false).await;
+        create(store, &alice, &format!("t{i}"), false).await;
     }
     assert_eq!(
-        all_pages(&store, &alice, 2, None).await,
+        all_pages(store, &alice, 2, None).await,
         vec![vec!["t0", "t1"], vec!["t2", "t3"], vec!["t4"]]
     );
     // Exactly at the end: a full last page still has no cursor.
     assert_eq!(
-        all_pages(&store, &alice, 5, None).await,
+        all_pages(store, &alice, 5, None).await,
         vec![vec!["t0", "t1", "t2", "t3", "t4"]]
     );
 }
 
-#[tokio::test]
-async fn done_filter_returns_full_pages() {
-    let (_dynamo, store) = store().await;
+async fn done_filter_returns_full_pages(store: &impl TaskStore) {
     let alice = caller("alice");
     // Done tasks are rare and spread out: a filter applied after the read
     // would return short or empty pages here.
     for i in 0..30 {
-        create(&store, &alice, &format!("t{i:02}"), i % 6 == 0).await;
+        create(store, &alice, &format!("t{i:02}"), i % 6 == 0).await;
     }
     assert_eq!(
-        all_pages(&store, &alice, 2, Some(true)).await,
+        all_pages(store, &alice, 2, Some(true)).await,
         vec![vec!["t00", "t06"], vec!["t12", "t18"], vec!["t24"]]
     );
-    let open = all_pages(&store, &alice, 20, Some(false)).await;
+    let open = all_pages(store, &alice, 20, Some(false)).await;
     assert_eq!(open.iter().map(Vec::len).collect::<Vec<_>>(), vec![20, 5]);
     assert!(
         open.concat()
@@ -165,11 +162,9 @@ async fn done_filter_returns_full_pages() {
     );
 }
 
-#[tokio::test]
-async fn update_changes_only_the_fields_sent_and_moves_between_filters() {
-    let (_dynamo, store) = store().await;
+async fn update_changes_only_the_fields_sent_and_moves_between_filters(store: &impl TaskStore) {
     let alice = caller("alice");
-    let task = create(&store, &alice, "draft", false).await;
+    let task = create(store, &alice, "draft", false).await;
     let later: DateTime<Utc> = task.updated_at + chrono::Duration::seconds(5);
     let patch = TaskPatch {
         done: Some(true),
@@ -187,20 +182,18 @@ async fn update_changes_only_the_fields_sent_and_moves_between_filters() {
     assert_eq!(updated.task.updated_at, later);
     assert_eq!(store.get(&alice, task.id).await.expect("get"), updated);
     assert_eq!(
-        all_pages(&store, &alice, 10, Some(true)).await,
+        all_pages(store, &alice, 10, Some(true)).await,
         vec![vec!["draft"]]
     );
     assert_eq!(
-        all_pages(&store, &alice, 10, Some(false)).await,
+        all_pages(store, &alice, 10, Some(false)).await,
         vec![Vec::<String>::new()]
     );
 }
 
-#[tokio::test]
-async fn replace_keeps_id_and_creation_time() {
-    let (_dynamo, store) = store().await;
+async fn replace_keeps_id_and_creation_time(store: &impl TaskStore) {
     let alice = caller("alice");
-    let task = create(&store, &alice, "old", true).await;
+    let task = create(store, &alice, "old", true).await;
     let replaced = store
         .replace(
             &alice,
@@ -219,16 +212,14 @@ async fn replace_keeps_id_and_creation_time() {
     );
     assert_eq!(replaced.version, 2);
     assert_eq!(
-        all_pages(&store, &alice, 10, Some(false)).await,
+        all_pages(store, &alice, 10, Some(false)).await,
         vec![vec!["new"]]
     );
 }
 
-#[tokio::test]
-async fn delete_removes_the_task_once() {
-    let (_dynamo, store) = store().await;
+async fn delete_removes_the_task_once(store: &impl TaskStore) {
     let alice = caller("alice");
-    let task = create(&store, &alice, "bye", false).await;
+    let task = create(store, &alice, "bye", false).await;
     store
         .delete(&alice, task.id, &Precondition::None)
         .await
@@ -241,11 +232,9 @@ async fn delete_removes_the_task_once() {
     assert!(matches!(again, Err(StoreError::TaskNotFound)));
 }
 
-#[tokio::test]
-async fn if_match_is_checked_in_the_write() {
-    let (_dynamo, store) = store().await;
+async fn if_match_is_checked_in_the_write(store: &impl TaskStore) {
     let alice = caller("alice");
-    let task = create(&store, &alice, "v1", false).await;
+    let task = create(store, &alice, "v1", false).await;
     let rename = |title: &str| TaskPatch {
         title: Some(title.to_owned()),
         ..TaskPatch::default()
@@ -304,11 +293,9 @@ async fn if_match_is_checked_in_the_write() {
     assert!(matches!(missing, Err(StoreError::TaskNotFound)));
 }
 
-#[tokio::test]
-async fn concurrent_patches_of_different_fields_lose_nothing() {
-    let (_dynamo, store) = store().await;
+async fn concurrent_patches_of_different_fields_lose_nothing(store: &impl TaskStore) {
     let alice = caller("alice");
-    let task = create(&store, &alice, "race", false).await;
+    let task = create(store, &alice, "race", false).await;
     let title = TaskPatch {
         title: Some("renamed".into()),
         ..TaskPatch::default()
@@ -343,6 +330,158 @@ async fn concurrent_patches_of_different_fields_lose_nothing() {
         ("renamed", "described", true)
     );
 }
+
+/// Each case twice: on dynoxide and in memory.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod on_dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dynamo, store) = super::store().await;
+                    super::$case(&store).await;
+                }
+            )*
+        }
+        mod in_memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&super::MemoryStore::default()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_then_get_round_trips_every_field,
+    a_caller_cannot_reach_another_callers_task,
+    list_pages_oldest_first_and_ends_with_no_cursor,
+    done_filter_returns_full_pages,
+    update_changes_only_the_fields_sent_and_moves_between_filters,
+    replace_keeps_id_and_creation_time,
+    delete_removes_the_task_once,
+    if_match_is_checked_in_the_write,
+    concurrent_patches_of_different_fields_lose_nothing,
+);
+
+/// A change of `task` by `owner`, at stream position `sequence`.
+fn change(owner: &Caller, task: Uuid, sequence: u64) -> Change {
+    let at = now();
+    Change {
+        owner: owner.clone(),
+        task_id: task,
+        action: Action::Updated,
+        at,
+        fields: Vec::new(),
+        version: sequence,
+        task: None,
+        sequence: Sequence::parse(&sequence.to_string()).expect("sequence"),
+        event_id: format!("event-{sequence}"),
+    }
+}
+
+async fn a_change_is_recorded_once(store: &impl AuditStore) {
+    let alice = caller("alice");
+    let first = change(&alice, Uuid::now_v7(), 7);
+    assert_eq!(store.record(&first).await.expect("record"), Recorded::New);
+    assert_eq!(
+        store.record(&first).await.expect("again"),
+        Recorded::Duplicate
+    );
+    let read = store.changes(&alice, None, 10).await.expect("changes");
+    assert_eq!(read.items, [first]);
+}
+
+async fn history_pages_newest_first_per_task_and_caller(store: &impl AuditStore) {
+    let (alice, bob) = (caller("alice"), caller("bob"));
+    let (task, other) = (Uuid::now_v7(), Uuid::now_v7());
+    for sequence in 1..=5 {
+        store
+            .record(&change(&alice, task, sequence * 10))
+            .await
+            .expect("record");
+    }
+    store
+        .record(&change(&alice, other, 25))
+        .await
+        .expect("other task");
+    store
+        .record(&change(&bob, task, 35))
+        .await
+        .expect("other caller");
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .history(&alice, task, &HistoryQuery { limit: 2, before })
+            .await
+            .expect("history");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|c| c.version));
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [50, 40, 30, 20, 10], "newest first, nothing else");
+}
+
+async fn the_feed_reads_in_stream_order_after_a_position(store: &impl AuditStore) {
+    let alice = caller("alice");
+    assert_eq!(store.latest_change(&alice).await.expect("latest"), None);
+    for sequence in [3, 1, 2] {
+        store
+            .record(&change(&alice, Uuid::now_v7(), sequence))
+            .await
+            .expect("record");
+    }
+    let after_one = Sequence::parse("1").expect("sequence");
+    let read = store
+        .changes(&alice, Some(&after_one), 10)
+        .await
+        .expect("changes");
+    let ids: Vec<&str> = read.items.iter().map(|c| c.sequence.id()).collect();
+    assert_eq!(ids, ["2", "3"]);
+    assert_eq!(
+        store.latest_change(&alice).await.expect("latest"),
+        Sequence::parse("3")
+    );
+    assert_eq!(
+        store.latest_change(&caller("bob")).await.expect("bob"),
+        None
+    );
+}
+
+/// The [`AuditStore`] cases, twice like the task cases.
+macro_rules! audit_contract {
+    ($($case:ident),* $(,)?) => {
+        mod audit_on_dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dynamo, store) = super::store().await;
+                    super::$case(&store).await;
+                }
+            )*
+        }
+        mod audit_in_memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&super::MemoryStore::default()).await;
+                }
+            )*
+        }
+    };
+}
+
+audit_contract!(
+    a_change_is_recorded_once,
+    history_pages_newest_first_per_task_and_caller,
+    the_feed_reads_in_stream_order_after_a_position,
+);
 
 #[tokio::test]
 async fn an_unreachable_dynamodb_is_unavailable_not_a_crash() {
