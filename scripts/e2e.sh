@@ -69,7 +69,7 @@ expected_status() {
     export_tasks) echo "id,title,description,done,created_at,updated_at" ;;
     task_events) echo "retry: 1000" ;;
     health | me | list_tasks | task_history | docs) echo 200 ;;
-    create_task) echo 201 ;;
+    create_task | create_ticket) echo 201 ;;
     get_task | replace_task | update_task | delete_task) echo 404 ;;
     fallback) echo 405 ;;
     *) echo "unknown function $1" >&2; return 1 ;;

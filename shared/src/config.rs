@@ -41,6 +41,12 @@ pub struct Config {
     /// kept before DynamoDB's TTL deletes it (what the audit function
     /// writes as its `expires_at`).
     pub change_retention_days: u32,
+    /// `MAX_FEED_STREAMS_PER_CALLER` (default 3): open `GET /tasks/events`
+    /// streams one caller may hold at once, across every instance.
+    pub max_feed_streams: u32,
+    /// `EVENTS_URL`: where a feed ticket's `url` points (deployed, the feed
+    /// function's URL, absolute); unset, the API's own `/tasks/events`.
+    pub events_url: Option<String>,
     pub aws: AwsSettings,
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_JWKS_URL`: bearer tokens checked
     /// by the function itself (see [`crate::adapters::token`]); `None` when
@@ -217,6 +223,21 @@ impl Config {
             u64::from(DEFAULT_CHANGE_RETENTION_DAYS),
         )?)
         .map_err(|_| invalid("CHANGE_RETENTION_DAYS", "is too large"))?;
+        let max_feed_streams = u32::try_from(positive("MAX_FEED_STREAMS_PER_CALLER", 3)?)
+            .map_err(|_| invalid("MAX_FEED_STREAMS_PER_CALLER", "is too large"))?;
+        let events_url = match get("EVENTS_URL") {
+            None => None,
+            Some(url) => {
+                let url = url.trim().to_owned();
+                if !https_or_loopback_http(&url) {
+                    return Err(invalid(
+                        "EVENTS_URL",
+                        format!("must be an https URL, or http on a loopback host (got {url:?})"),
+                    ));
+                }
+                Some(url)
+            }
+        };
         let endpoint_url = match get("AWS_ENDPOINT_URL_DYNAMODB") {
             Some(v) => Some(("AWS_ENDPOINT_URL_DYNAMODB", v)),
             None => get("AWS_ENDPOINT_URL").map(|v| ("AWS_ENDPOINT_URL", v)),
@@ -305,6 +326,8 @@ impl Config {
             log_level,
             feed,
             change_retention_days,
+            max_feed_streams,
+            events_url,
             aws,
             token,
         })

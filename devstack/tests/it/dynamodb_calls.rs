@@ -303,6 +303,15 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     )
     .await;
 
+    // create_ticket: the ticket, by its hash.
+    h.serve(
+        "create_ticket",
+        handlers::create_ticket::handle,
+        request("POST", "/tasks/events/tickets", None, &[]),
+        201,
+    )
+    .await;
+
     // get_task
     for (task, status) in [(id.as_str(), 200), (missing, 404)] {
         h.serve(

@@ -17,7 +17,8 @@ use crate::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask}
 use crate::ports::page;
 use crate::ports::{
     AuditStore, ChangeBatch, CreateRules, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL_SECONDS,
-    Precondition, Recorded, StoreError, StoredPage, TaskStore,
+    Lease, LeaseStore, Precondition, Recorded, StoreError, StoredPage, TaskStore, Ticket,
+    TicketStore,
 };
 
 type Tasks = BTreeMap<Uuid, VersionedTask>;
@@ -30,11 +31,15 @@ struct Owned {
     keys: HashMap<String, (String, VersionedTask, DateTime<Utc>)>,
     /// Changes by stream sequence: the change feed, in order.
     changes: BTreeMap<Sequence, Change>,
+    /// Feed stream places: slot → (lease id, expiry).
+    leases: HashMap<u32, (Uuid, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     by_owner: Mutex<HashMap<String, Owned>>,
+    /// Feed tickets by hash.
+    tickets: Mutex<HashMap<String, Ticket>>,
 }
 
 impl MemoryStore {
@@ -263,5 +268,64 @@ impl AuditStore for MemoryStore {
 
     async fn latest_change(&self, owner: &Caller) -> Result<Option<Sequence>, StoreError> {
         self.with_owned(owner, |owned| owned.changes.keys().next_back().cloned())
+    }
+}
+
+impl TicketStore for MemoryStore {
+    async fn issue(&self, hash: &str, ticket: &Ticket) -> Result<(), StoreError> {
+        self.tickets
+            .lock()
+            .map_err(|_| StoreError::internal_because("memory store lock poisoned"))?
+            .insert(hash.to_owned(), ticket.clone());
+        Ok(())
+    }
+
+    async fn redeem(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<Ticket>, StoreError> {
+        let tickets = self
+            .tickets
+            .lock()
+            .map_err(|_| StoreError::internal_because("memory store lock poisoned"))?;
+        Ok(tickets.get(hash).filter(|t| t.expires_at > now).cloned())
+    }
+}
+
+impl LeaseStore for MemoryStore {
+    async fn acquire(
+        &self,
+        lease: &Lease,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Lease, DateTime<Utc>>, StoreError> {
+        self.with_owned(&lease.owner, |owned| {
+            for slot in 0..max {
+                let free = owned
+                    .leases
+                    .get(&slot)
+                    .is_none_or(|(_, expires)| *expires <= now);
+                if free {
+                    owned.leases.insert(slot, (lease.id, lease.expires_at));
+                    return Ok(Lease {
+                        slot,
+                        ..lease.clone()
+                    });
+                }
+            }
+            Err((0..max)
+                .filter_map(|slot| owned.leases.get(&slot).map(|(_, expires)| *expires))
+                .min()
+                .unwrap_or(lease.expires_at))
+        })
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.with_owned(&lease.owner, |owned| {
+            if owned
+                .leases
+                .get(&lease.slot)
+                .is_some_and(|(id, _)| *id == lease.id)
+            {
+                owned.leases.remove(&lease.slot);
+            }
+        })
     }
 }

@@ -23,6 +23,7 @@ pub const DYNAMODB: DynamoDbAccess =
     params(crate::http::schemas::TaskIdPath, crate::http::schemas::IfMatchHeader),
     responses(
         (status = 204, description = "Deleted."),
+        (status = 400, response = crate::http::schemas::TooManyEntityTags),
         (status = 401, response = crate::http::schemas::Unauthorized),
         (status = 404, response = crate::http::schemas::TaskNotFound),
         (status = 412, response = crate::http::schemas::PreconditionFailed),

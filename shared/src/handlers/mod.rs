@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod create_task;
+pub mod create_ticket;
 pub mod delete_task;
 pub mod export_tasks;
 pub mod fallback;
@@ -76,6 +77,7 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "health" => health::DYNAMODB,
         "me" => me::DYNAMODB,
         "create_task" => create_task::DYNAMODB,
+        "create_ticket" => create_ticket::DYNAMODB,
         "list_tasks" => list_tasks::DYNAMODB,
         "get_task" => get_task::DYNAMODB,
         "replace_task" => replace_task::DYNAMODB,

@@ -7,8 +7,8 @@ use crate::http::identity::caller;
 use crate::http::request::{if_match, json_object, task_id};
 use crate::http::response;
 use crate::http::schemas::{
-    IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
-    TaskNotFound, Unauthorized, UnreadableBody, ValidationFailed,
+    BadRequest, IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
+    TaskNotFound, Unauthorized, ValidationFailed,
 };
 use crate::http::validation::zip;
 use crate::ports::TaskStore;
@@ -32,7 +32,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:UpdateIte
         (status = 200, description = "The task, as stored.", body = Task, headers(
             ("ETag" = String, description = "The task's new version, quoted: `\"4\"`."),
         )),
-        (status = 400, response = UnreadableBody),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = TaskNotFound),
         (status = 412, response = PreconditionFailed),

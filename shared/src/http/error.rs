@@ -61,6 +61,13 @@ pub enum ApiError {
     /// An `Idempotency-Key` was reused with another body.
     #[error("idempotency key reused with a different body")]
     IdempotencyKeyReused,
+    /// The caller already holds its `MAX_FEED_STREAMS_PER_CALLER` open
+    /// feed streams; one ends within `retry_after` seconds.
+    #[error("too many open feed streams ({max})")]
+    TooManyStreams { max: u32, retry_after: u64 },
+    /// A feed ticket that does not exist or has expired.
+    #[error("invalid or expired ticket")]
+    InvalidTicket,
     /// `If-Match` lists more entity tags than a write can check.
     #[error("If-Match lists more than {max} entity tags")]
     TooManyEntityTags { max: usize },
@@ -117,7 +124,10 @@ impl From<TokenError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::InvalidToken(_) | ApiError::InvalidTicket => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -172,6 +182,17 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            ApiError::TooManyStreams { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::InvalidTicket => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer error=\"invalid_token\", error_description=\"invalid or expired ticket\"",
+                    ),
+                );
             }
             _ => {}
         }

@@ -246,6 +246,12 @@ pub fn feed_start(req: &Request) -> Validated<Option<Sequence>> {
         .ok_or_else(|| vec![FieldError::value_error(at, &raw, "invalid change id")])
 }
 
+/// `ticket` of `GET /tasks/events`, if any: what a browser's `EventSource`
+/// sends instead of a token (see `POST /tasks/events/tickets`).
+pub fn feed_ticket(req: &Request) -> Option<String> {
+    last_param(req, "ticket").filter(|t| !t.is_empty())
+}
+
 /// `limit` and `cursor` of `GET /tasks/{task_id}/history`.
 pub fn history_query(req: &Request) -> Validated<HistoryQuery> {
     let (limit, before) = zip(limit_param(req), cursor_param(req, decode_history_cursor))?;

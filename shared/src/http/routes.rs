@@ -28,6 +28,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/tasks", "list_tasks"),
     route("GET", "/tasks/export", "export_tasks"),
     route("GET", "/tasks/events", "task_events"),
+    route("POST", "/tasks/events/tickets", "create_ticket"),
     route("GET", "/tasks/{task_id}", "get_task"),
     route("PUT", "/tasks/{task_id}", "replace_task"),
     route("PATCH", "/tasks/{task_id}", "update_task"),

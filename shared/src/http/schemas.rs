@@ -258,9 +258,23 @@ error_responses! {
     /// 413 of the requests with a body.
     PayloadTooLarge = "The request body is over 64 KiB.",
         http_error(), ApiError::PayloadTooLarge, [];
-    /// 400 of the requests with a body.
+    /// 400 of `POST /tasks`.
     UnreadableBody = "The JSON body is not UTF-8 (FastAPI answers it in the same words).",
         http_error(), ApiError::UnreadableBody, [];
+    /// 400 of PUT and PATCH.
+    BadRequest = "The JSON body is not UTF-8, or `If-Match` lists more than 20 entity tags.",
+        http_error(), ApiError::TooManyEntityTags { max: 20 }, [];
+    /// 400 of DELETE.
+    TooManyEntityTags = "`If-Match` lists more than 20 entity tags.",
+        http_error(), ApiError::TooManyEntityTags { max: 20 }, [];
+    /// 429 of the live feed.
+    TooManyStreams = "The caller already has `MAX_FEED_STREAMS_PER_CALLER` feed streams open \
+        (3 by default): retry after `Retry-After` seconds, when one ends.",
+        http_error(), ApiError::TooManyStreams { max: 3, retry_after: 60 }, [RETRY_AFTER];
+    /// 401 of the live feed (a token or a ticket).
+    FeedUnauthorized = "No caller: no valid bearer token (or, locally, `X-User-Id`), or a \
+        `ticket` that does not exist or has expired. Checked before anything else.",
+        http_error(), ApiError::InvalidTicket, [WWW_AUTHENTICATE];
     /// 422 of every operation with inputs.
     ValidationFailed = "Validation failed: every failure of the body, path and query \
         together, in pydantic's vocabulary (`type`, `loc`, `msg`, `input`, `ctx`).",
@@ -331,7 +345,8 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// Only tasks with this `done` value (lax booleans: `true`, `yes`, `1`, ...).
     pub done: Option<bool>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (opaque, never empty).
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -372,7 +387,8 @@ pub struct HistoryParams {
     /// Changes per page.
     #[param(default = 20, minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (opaque, never empty).
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -381,8 +397,14 @@ pub struct HistoryParams {
 #[into_params(parameter_in = Header)]
 pub struct IfMatchHeader {
     /// Apply the write only if the task's `ETag` is this one (or one of a
-    /// comma-separated list); `*` matches any version. A stale value is a 412.
-    #[param(rename = "If-Match", value_type = String, required = false)]
+    /// comma-separated list of at most 20); `*` matches any version. A
+    /// stale value is a 412; more than 20 tags, a 400.
+    #[param(
+        rename = "If-Match",
+        value_type = String,
+        required = false,
+        pattern = "^(\\*|\"[0-9]+\"( *, *\"[0-9]+\"){0,19})$"
+    )]
     pub if_match: Option<String>,
 }
 

@@ -79,6 +79,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
         handlers::task_history::handle,
         handlers::export_tasks::handle,
         handlers::task_events::handle,
+        handlers::create_ticket::handle,
     ),
     components(
         schemas(HttpError, HttpValidationError, FieldError),
@@ -91,6 +92,10 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
             PreconditionFailed,
             PayloadTooLarge,
             UnreadableBody,
+            BadRequest,
+            TooManyEntityTags,
+            TooManyStreams,
+            FeedUnauthorized,
             ValidationFailed,
             CreateTaskUnprocessable,
             ServiceUnavailable,

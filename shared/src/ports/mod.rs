@@ -300,3 +300,61 @@ pub trait AuditStore: Send + Sync {
         owner: &Caller,
     ) -> impl Future<Output = Result<Option<Sequence>, StoreError>> + Send;
 }
+
+/// A feed ticket as stored: whose feed it opens, and until when. The
+/// ticket itself is never stored, only its hash ([`TicketStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub owner: Caller,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Tickets for browsers' `EventSource`, which cannot send a bearer token:
+/// a short-lived, unguessable key in the feed's URL that reads one
+/// caller's feed and nothing else. Kept by the SHA-256 of the ticket, so
+/// reading the table yields no usable ticket.
+pub trait TicketStore: Send + Sync {
+    /// Stores a ticket (by its hash) for `ticket.owner` until it expires.
+    fn issue(
+        &self,
+        hash: &str,
+        ticket: &Ticket,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The ticket with this hash, if it exists and has not expired at `now`.
+    fn redeem(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Ticket>, StoreError>> + Send;
+}
+
+/// A held place among a caller's open feed streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: Caller,
+    /// Which of the caller's places (`0..max`).
+    pub slot: u32,
+    /// Identifies this holder: only it releases the place early.
+    pub id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The caller's open feed streams, bounded across every instance of the
+/// function: each stream holds a lease on one of `max` places, which
+/// expires on its own (a crashed instance never keeps a place for longer
+/// than its stream could have lasted).
+pub trait LeaseStore: Send + Sync {
+    /// Takes a free (or expired) place for `lease` (its `slot` is ignored
+    /// and set to the place taken), or answers when the first held place
+    /// expires, when all `max` are held.
+    fn acquire(
+        &self,
+        lease: &Lease,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<Lease, DateTime<Utc>>, StoreError>> + Send;
+
+    /// Gives the place back early, if `lease` still holds it.
+    fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

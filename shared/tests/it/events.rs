@@ -229,3 +229,151 @@ async fn a_stream_is_the_callers_and_checks_its_input() {
     let bob = blocks(open(app, request(Some("bob"), Some(&id(0)), "")).await).await;
     assert!(changes(&bob).is_empty(), "{bob:?}");
 }
+
+/// A ticket from `POST /tasks/events/tickets` as `caller`.
+async fn ticket_for(app: &'static App<MemoryStore>, caller: &str) -> Value {
+    let mut event = crate::support::event_json("create_ticket");
+    crate::support::set_caller(&mut event, Some(caller));
+    let response = shared::runtime::respond(
+        app,
+        shared::handlers::create_ticket::handle,
+        crate::support::request(&event),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).expect("JSON"),
+        other => panic!("a JSON body, got {other:?}"),
+    }
+}
+
+/// A browser's `EventSource`: no header at all, the ticket in the URL.
+fn with_ticket(ticket: &str) -> Request {
+    request(None, None, &format!("ticket={ticket}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ticket_opens_its_callers_feed_only_until_it_expires() {
+    let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", "5")]);
+    let issued = ticket_for(app, "alice").await;
+    let ticket = issued["ticket"].as_str().expect("ticket").to_owned();
+    assert_eq!(issued["url"], format!("/tasks/events?ticket={ticket}"));
+    assert!(ticket.len() >= 43, "{ticket}: 256 bits, base64url");
+    let expires = chrono::DateTime::parse_from_rfc3339(issued["expires_at"].as_str().expect("at"))
+        .expect("RFC 3339");
+    let left = expires.with_timezone(&Utc) - Utc::now();
+    assert!(left <= chrono::Duration::minutes(15) && left > chrono::Duration::minutes(5));
+
+    record(app, change("alice", 1, Action::Created, 1)).await;
+    record(app, change("bob", 2, Action::Created, 2)).await;
+    // Alice's feed from the start: her change, never Bob's.
+    let response = open(app, request(None, Some("0"), &format!("ticket={ticket}"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        changes(&blocks(response).await),
+        [(id(1), "task.created".to_owned())]
+    );
+    // It keeps working for EventSource's reconnects.
+    assert_eq!(
+        open(app, with_ticket(&ticket)).await.status(),
+        StatusCode::OK
+    );
+
+    for forged in ["", "x", &ticket[1..], &format!("{ticket}x")] {
+        let response = open(app, with_ticket(forged)).await;
+        if forged.is_empty() {
+            // No ticket at all: no caller either.
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{forged:?}");
+        let challenge = response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .expect("ascii");
+        assert!(
+            challenge.contains("invalid or expired ticket"),
+            "{challenge}"
+        );
+    }
+
+    // An expired ticket is refused like a forged one.
+    use shared::ports::{Ticket, TicketStore};
+    let old = shared::http::identity::new_ticket();
+    app.store
+        .issue(
+            &shared::http::identity::ticket_hash(&old),
+            &Ticket {
+                owner: Caller::new("alice").expect("caller"),
+                expires_at: Utc::now() - chrono::Duration::seconds(1),
+            },
+        )
+        .await
+        .expect("issued");
+    assert_eq!(
+        open(app, with_ticket(&old)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_ends_when_its_ticket_expires() {
+    let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", "240")]);
+    use shared::ports::{Ticket, TicketStore};
+    let ticket = shared::http::identity::new_ticket();
+    app.store
+        .issue(
+            &shared::http::identity::ticket_hash(&ticket),
+            &Ticket {
+                owner: Caller::new("alice").expect("caller"),
+                expires_at: Utc::now() + chrono::Duration::seconds(3),
+            },
+        )
+        .await
+        .expect("issued");
+    let started = tokio::time::Instant::now();
+    let response = open(app, with_ticket(&ticket)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let end = blocks(response).await;
+    assert!(end.iter().any(|b| b.iter().any(|(f, _)| f == "retry")));
+    assert!(
+        started.elapsed() <= Duration::from_secs(4),
+        "the stream outlived its ticket: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_holds_at_most_its_streams_and_the_next_waits() {
+    let app = crate::support::app(&[
+        ("EVENTS_LIFETIME_SECONDS", "30"),
+        ("MAX_FEED_STREAMS_PER_CALLER", "2"),
+    ]);
+    let first = open(app, request(Some("alice"), None, "")).await;
+    let second = open(app, request(Some("alice"), None, "")).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = open(app, request(Some("alice"), None, "")).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: i64 = third.headers()[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=45).contains(&retry_after), "{retry_after}");
+    // Another caller is not affected.
+    assert_eq!(
+        open(app, request(Some("bob"), None, "")).await.status(),
+        StatusCode::OK
+    );
+    // A stream that goes away gives its place back.
+    drop(first);
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    assert_eq!(
+        open(app, request(Some("alice"), None, "")).await.status(),
+        StatusCode::OK
+    );
+    drop(second);
+}

@@ -258,3 +258,72 @@ async fn through_its_function_url_the_export_checks_the_bearer_token() {
     .await;
     assert_eq!(open.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// OWASP's CSV injection advice: a cell a spreadsheet would run as a
+/// formula gets a leading `'`; NDJSON carries the caller's text unchanged.
+#[tokio::test]
+async fn csv_cells_never_run_as_formulas_and_ndjson_is_unchanged() {
+    use shared::domain::task::TaskCreate;
+    use shared::ports::{CreateRules, TaskStore};
+    let app = crate::support::app(&[]);
+    let owner = Caller::new("alice").expect("caller");
+    let dangerous = [
+        "=HYPERLINK(\"http://evil\",\"x\")",
+        "+1",
+        "-1+2",
+        "@SUM(A1)",
+        "\tlead",
+        "\rlead",
+        "plain = fine",
+    ];
+    for (i, title) in dangerous.iter().enumerate() {
+        let input = TaskCreate {
+            title: (*title).to_owned(),
+            description: if i == 0 { "=1+1".into() } else { String::new() },
+            done: false,
+        };
+        let task = Task::new(input, Utc::now());
+        let rules = CreateRules {
+            max_tasks: 100,
+            idempotency: None,
+        };
+        app.store
+            .create(&owner, task, rules)
+            .await
+            .expect("created");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let csv = chunks(call(app, request("format=csv")).await)
+        .await
+        .concat();
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    let titles: Vec<String> = reader
+        .records()
+        .map(|r| r.expect("row")[1].to_owned())
+        .collect();
+    let expected: Vec<String> = dangerous
+        .iter()
+        .map(|t| {
+            if t.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{t}")
+            } else {
+                (*t).to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(titles, expected);
+    assert!(String::from_utf8_lossy(&csv).contains(",'=1+1,"));
+
+    let ndjson = chunks(call(app, request("format=ndjson")).await)
+        .await
+        .concat();
+    let titles: Vec<String> = String::from_utf8(ndjson)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| {
+            let task: Value = serde_json::from_str(line).expect("JSON");
+            task["title"].as_str().expect("title").to_owned()
+        })
+        .collect();
+    assert_eq!(titles, dangerous);
+}

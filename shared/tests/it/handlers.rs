@@ -258,6 +258,66 @@ async fn writes_with_a_stale_if_match_fail_and_change_nothing() {
     assert_eq!(header_of(&response, header::ETAG), Some("\"2\""));
 }
 
+/// DynamoDB's `IN` takes at most 100 values (a local emulator has no such
+/// limit): `If-Match` is capped at 20 tags, past which it is a clear 400,
+/// never a 500 deployed.
+#[tokio::test]
+async fn an_if_match_list_past_its_cap_is_a_400_and_changes_nothing() {
+    let app = crate::support::app(&[]);
+    seed_event_task(app).await;
+    let list = |n: usize| {
+        (1..=n)
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let with = |name: &str, value: &str| {
+        let mut req = crate::support::event(name);
+        req.headers_mut().insert(
+            header::IF_MATCH,
+            HeaderValue::from_str(value).expect("header"),
+        );
+        req
+    };
+    let too_many = list(21);
+    let responses = [
+        respond(
+            app,
+            handlers::update_task::handle,
+            with("update_task", &too_many),
+        )
+        .await,
+        respond(
+            app,
+            handlers::replace_task::handle,
+            with("replace_task", &too_many),
+        )
+        .await,
+        respond(
+            app,
+            handlers::delete_task::handle,
+            with("delete_task", &too_many),
+        )
+        .await,
+    ];
+    for response in &responses {
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(response),
+            json!({"detail": "If-Match lists more than 20 entity tags"})
+        );
+    }
+    // 20 tags, the current version among them: applied.
+    let response = respond(
+        app,
+        handlers::update_task::handle,
+        with("update_task", &list(20)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header_of(&response, header::ETAG), Some("\"2\""));
+}
+
 #[tokio::test]
 async fn delete_task_answers_204_then_404() {
     let app = crate::support::app(&[]);

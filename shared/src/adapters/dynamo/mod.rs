@@ -11,11 +11,14 @@
 //! - [`query`]: reading a key range, page by page.
 //! - [`tasks`]: the [`crate::ports::TaskStore`].
 //! - [`changes`]: the [`crate::ports::AuditStore`].
+//! - [`feed_access`]: the [`crate::ports::TicketStore`] and
+//!   [`crate::ports::LeaseStore`] of the live feed.
 
 pub mod changes;
 pub mod client;
 pub mod errors;
 pub mod expressions;
+pub mod feed_access;
 pub mod items;
 pub mod query;
 pub mod retry;

@@ -9,6 +9,8 @@
 //! | task count | `USER#<sub>`  | `COUNT`      |                        |              |
 //! | idempotency key | `USER#<sub>` | `IDEMPOTENCY#<key>` |                |              |
 //! | change | `USER#<sub>` | `CHANGE#<sequence>` | `HISTORY#<sub>#<task id>` | `CHANGE#<sequence>` |
+//! | feed stream lease | `USER#<sub>` | `FEED#<slot>` |                  |              |
+//! | feed ticket | `TICKET#<sha-256 of the ticket>` | `TICKET` |           |              |
 //!
 //! The owner is in every partition key, so a caller can only ever query its
 //! own items. Task ids are UUIDv7, so sort-key order is creation order.
@@ -69,7 +71,7 @@ pub const COUNT_SK: &str = "COUNT";
 pub const COUNT_ATTRIBUTE: &str = "task_count";
 
 /// Epoch seconds after which DynamoDB may delete an item (idempotency keys,
-/// changes past their retention).
+/// changes past their retention, feed leases and tickets).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The table's change stream: every change with the item before and after,
@@ -83,6 +85,19 @@ pub fn idempotency_sk(key: &str) -> String {
 pub fn task_sk(id: Uuid) -> String {
     format!("{TASK_PREFIX}{}", id.hyphenated())
 }
+
+/// Sort key of one of the caller's feed stream places.
+pub fn lease_sk(slot: u32) -> String {
+    format!("FEED#{slot}")
+}
+
+/// Partition key of a feed ticket (its hash: the ticket itself is never
+/// stored); its sort key is [`TICKET_SK`].
+pub fn ticket_pk(hash: &str) -> String {
+    format!("TICKET#{hash}")
+}
+
+pub const TICKET_SK: &str = "TICKET";
 
 /// Sort-key prefix of the caller's changes.
 pub const CHANGE_PREFIX: &str = "CHANGE#";
