@@ -6,4 +6,5 @@ mod concurrency;
 mod dynamo_store;
 mod dynamodb_calls;
 mod e2e;
+mod issuer;
 mod stream;
