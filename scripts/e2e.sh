@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: starts the whole local stack on free ports (in-memory
-# DynamoDB, cargo lambda watch), runs devstack/tests/e2e.rs against it over
+# DynamoDB, the local OpenID issuer, cargo lambda watch) in token mode, as
+# deployed (callers named by bearer tokens, checked against the issuer's
+# JWKS), runs devstack/tests/e2e.rs against it over
 # HTTP, invokes every function with its sample event through
 # `cargo lambda invoke`, then checks the API against its own documentation:
 # the served /openapi.json is the committed one and a valid OpenAPI 3.1
@@ -14,7 +16,19 @@ source scripts/lib.sh
 ensure_api_test_tools
 API_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
-export_local_env "$DYNAMODB_PORT"
+ISSUER_PORT="$(free_port)"
+# Token mode: JWT_ISSUER is the local issuer, JWT_AUDIENCE its client id.
+# The tests sign their tokens with the issuer's key (kept in .dev/, as
+# make dev's).
+export_local_env "$DYNAMODB_PORT" token "http://127.0.0.1:$ISSUER_PORT"
+export DEVSTACK_ISSUER_KEY="$PWD/.dev/issuer-key.der"
+# TRANSITIONAL (issue 14): today only the streamed functions check bearer
+# tokens; the others still need X-User-Id, which the e2e client sends
+# beside its token while this is set. Remove this line when shared takes
+# the caller from a verified bearer token on every route whenever
+# JWT_ISSUER is set: the tests then run on tokens alone, and
+# e2e::bad_tokens_are_401_with_the_reason requires the reason.
+export IDENTITY_MODE=header
 # Local CORS on for one origin (devstack/tests/e2e.rs checks it): with
 # --disable-cors below, the functions answer CORS as API Gateway does.
 export CORS_ALLOWED_ORIGINS="http://localhost:5173"
@@ -36,9 +50,12 @@ trap cleanup EXIT INT TERM
 
 # --stream-to: the table's stream goes to the audit function through
 # watch's Invoke API, as the deployed event source mapping sends it.
-setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" > .dev/e2e-dynamodb.log 2>&1 &
+# --issuer-port: the local issuer's JWKS, which the functions fetch.
+setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" \
+  --issuer-port "$ISSUER_PORT" --issuer-key "$DEVSTACK_ISSUER_KEY" > .dev/e2e-dynamodb.log 2>&1 &
 PIDS+=($!)
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
+wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
 
 # --ignore-changes: the functions were just built; an edit during the run
 # must not restart them under the tests. --concurrency 4: up to 4 instances
@@ -134,7 +151,7 @@ schemathesis_finds_nothing() {
     cd .dev/schemathesis &&
       SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$OLDPWD/scripts" \
         schemathesis run "$API/openapi.json" \
-        --header "X-User-Id: schemathesis" \
+        "${SCHEMATHESIS_AUTH[@]}" \
         --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,use_after_free,ensure_resource_availability \
         --exclude-operation-id task_events \
         --seed "$SCHEMATHESIS_SEED" \
@@ -144,6 +161,20 @@ schemathesis_finds_nothing() {
         --no-color
   )
 }
+
+# schemathesis's caller: a token from the local issuer. While the
+# TRANSITIONAL header mode above is set, X-User-Id alone (every route it
+# calls reads it first, so a token would test nothing more, and an
+# Authorization header of our own changes what schemathesis generates
+# for the same seed: with it, its stateful phase reports a deleted task's
+# history as "still available" (ST301, by design here) and one created
+# task as not found (ST302), seed 20261125: to settle when the header
+# mode goes).
+if [ "${IDENTITY_MODE:-}" = header ]; then
+  SCHEMATHESIS_AUTH=(--header "X-User-Id: schemathesis")
+else
+  SCHEMATHESIS_AUTH=(--header "Authorization: Bearer $(target/debug/devstack token schemathesis --issuer-key "$DEVSTACK_ISSUER_KEY")")
+fi
 
 check "the served /openapi.json is the committed openapi.json, a valid OpenAPI document" \
   served_openapi_is_the_committed_valid_document
