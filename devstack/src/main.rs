@@ -203,6 +203,14 @@ async fn run(args: Args) -> Result<(), String> {
             checkpoint,
         )))
     });
+    let _warm_up = args.stream_to.as_deref().map(|watch| {
+        let audit = stream::Invoke::new(watch, "audit");
+        AbortOnDrop(tokio::spawn(async move {
+            if !stream::warm_up(&audit).await {
+                eprintln!("devstack: the audit function did not answer a warm-up batch");
+            }
+        }))
+    });
     let storage = args.db.as_deref().unwrap_or("memory");
     println!(
         "devstack: DynamoDB on {} (table {}, data in {storage})",

@@ -201,6 +201,22 @@ async fn records(db: &Database, iterator: String) -> Result<(Vec<Value>, Option<
     .await
 }
 
+/// Starts the function before the first change needs it: `cargo lambda
+/// watch` starts a function on its first invocation (`cargo run`: seconds,
+/// more on a busy machine), which after a restart would delay the first
+/// new change's history by as much. Sends an empty batch (the function
+/// answers it with no failures), every second until answered, for up to
+/// two minutes (watch may still be building); whether it was answered.
+pub async fn warm_up<D: Deliver>(target: &D) -> bool {
+    for _ in 0..120 {
+        if target.deliver(json!({ "Records": [] })).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
 /// The delivery position kept between runs: the stream and the sequence
 /// number of the last record delivered, in a file (JSON) next to the
 /// database. Written whole or not at all (a new file renamed over the old
