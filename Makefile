@@ -1,11 +1,23 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev test lint unit e2e openapi sam-build bench perf
+.PHONY: dev token test lint unit e2e openapi sam-build bench perf
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
+## make dev AUTH=token: callers named by bearer tokens from a local
+## OpenID issuer (as deployed), instead of the X-User-Id header.
+## Settings may also come from a .env file (README, Local development).
 dev:
 	scripts/dev.sh
+
+## make token USER=alice [KIND=expired|wrong-audience|wrong-issuer|unsigned|foreign-key]:
+## prints an access token of the local issuer for `make dev AUTH=token`
+## (valid for an hour; KIND: one the API must refuse).
+KIND ?= valid
+token:
+	@source scripts/lib.sh && load_dotenv && \
+	  cargo build --quiet -p devstack --bin devstack && \
+	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
 
 ## make test: everything CI runs.
 test: lint unit e2e

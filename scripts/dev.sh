@@ -2,28 +2,50 @@
 # `make dev`: the Task API on http://localhost:9000, routed as API Gateway
 # routes it (cargo lambda watch), on a local DynamoDB (dynoxide) whose data
 # is kept in .dev/dynamodb.sqlite between runs. Ctrl-C stops both.
+#
+# Settings, from the shell or an optional .env file at the repository root
+# (the shell wins): API_PORT (9000), DYNAMODB_PORT (8000), AUTH (header:
+# X-User-Id names the caller; token: bearer tokens from the local issuer,
+# as deployed), ISSUER_PORT (9001, token mode), and any variable the
+# functions read (CORS_ALLOWED_ORIGINS, MAX_TASKS, LOG_LEVEL, EVENTS_...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+load_dotenv
 
 API_PORT="${API_PORT:-9000}"
 DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
+AUTH="${AUTH:-header}"
+ISSUER_PORT="${ISSUER_PORT:-9001}"
 
 ensure_tools
-export_local_env "$DYNAMODB_PORT"
+export_local_env "$DYNAMODB_PORT" "$AUTH" "http://127.0.0.1:$ISSUER_PORT"
 
 echo "==> building the functions and the local DynamoDB"
 cargo build --workspace --bins
 
 mkdir -p .dev
 # --stream-to: the table's stream goes to the audit function (task
-# history) through watch's Invoke API, as deployed.
-setsid target/debug/devstack --port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$API_PORT" &
+# history) through watch's Invoke API, as deployed; the position is kept
+# beside the database, so a restart delivers only what is new.
+DEVSTACK_ARGS=(--port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$API_PORT")
+if [ "$AUTH" = token ]; then
+  # The local OpenID issuer: JWKS and discovery on ISSUER_PORT, its key
+  # kept in .dev/issuer-key.der (tokens: make token USER=alice).
+  DEVSTACK_ARGS+=(--issuer-port "$ISSUER_PORT" --issuer-key .dev/issuer-key.der)
+fi
+setsid target/debug/devstack "${DEVSTACK_ARGS[@]}" &
 DEVSTACK_PID=$!
 trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 
-echo "==> the API: http://localhost:$API_PORT (try: curl -H 'X-User-Id: alice' localhost:$API_PORT/tasks)"
+if [ "$AUTH" = token ]; then
+  wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
+  echo "==> the API: http://localhost:$API_PORT, token mode (issuer $JWT_ISSUER, audience $JWT_AUDIENCE)"
+  echo "    try: curl -H \"Authorization: Bearer \$(make -s token USER=alice)\" localhost:$API_PORT/tasks/export"
+else
+  echo "==> the API: http://localhost:$API_PORT (try: curl -H 'X-User-Id: alice' localhost:$API_PORT/tasks)"
+fi
 # --concurrency 4: up to 4 instances of a function, as Lambda scales out
 # (an open /tasks/events stream holds one for its lifetime).
 # --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: starts the whole local stack on free ports (in-memory
-# DynamoDB, cargo lambda watch), runs devstack/tests/e2e.rs against it over
+# DynamoDB, the local OpenID issuer, cargo lambda watch) in token mode, as
+# deployed (callers named by bearer tokens, checked against the issuer's
+# JWKS), runs devstack/tests/e2e.rs against it over
 # HTTP, invokes every function with its sample event through
 # `cargo lambda invoke`, then checks the API against its own documentation:
 # the served /openapi.json is the committed one and a valid OpenAPI 3.1
@@ -14,7 +16,12 @@ source scripts/lib.sh
 ensure_api_test_tools
 API_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
-export_local_env "$DYNAMODB_PORT"
+ISSUER_PORT="$(free_port)"
+# Token mode: JWT_ISSUER is the local issuer, JWT_AUDIENCE its client id.
+# The tests sign their tokens with the issuer's key (kept in .dev/, as
+# make dev's).
+export_local_env "$DYNAMODB_PORT" token "http://127.0.0.1:$ISSUER_PORT"
+export DEVSTACK_ISSUER_KEY="$PWD/.dev/issuer-key.der"
 # Local CORS on for one origin (devstack/tests/e2e.rs checks it): with
 # --disable-cors below, the functions answer CORS as API Gateway does.
 export CORS_ALLOWED_ORIGINS="http://localhost:5173"
@@ -36,9 +43,12 @@ trap cleanup EXIT INT TERM
 
 # --stream-to: the table's stream goes to the audit function through
 # watch's Invoke API, as the deployed event source mapping sends it.
-setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" > .dev/e2e-dynamodb.log 2>&1 &
+# --issuer-port: the local issuer's JWKS, which the functions fetch.
+setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" \
+  --issuer-port "$ISSUER_PORT" --issuer-key "$DEVSTACK_ISSUER_KEY" > .dev/e2e-dynamodb.log 2>&1 &
 PIDS+=($!)
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
+wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
 
 # --ignore-changes: the functions were just built; an edit during the run
 # must not restart them under the tests. --concurrency 4: up to 4 instances
@@ -75,12 +85,22 @@ expected_status() {
     *) echo "unknown function $1" >&2; return 1 ;;
   esac
 }
+INVOKE_TOKEN="$(target/debug/devstack token alice --issuer-key "$DEVSTACK_ISSUER_KEY")"
 passed=0
 failed=0
 for event in events/*.json; do
   fn="$(basename "$event" .json)"
   want="$(expected_status "$fn")"
-  cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port "$API_PORT" "$fn" --data-file "$event" > .dev/invoke.out 2>&1 || true
+  # Token mode: the event as a client would send it, with a bearer token
+  # (the functions take no claims on trust when they check tokens).
+  python3 -c '
+import json, sys
+event = json.load(open(sys.argv[1]))
+if "headers" in event:
+    event["headers"]["authorization"] = "Bearer " + sys.argv[2]
+json.dump(event, open(sys.argv[3], "w"))
+' "$event" "$INVOKE_TOKEN" .dev/invoke-event.json
+  cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port "$API_PORT" "$fn" --data-file .dev/invoke-event.json > .dev/invoke.out 2>&1 || true
   output="$(tr -d '\000' < .dev/invoke.out)"
   # The status of a buffered answer (or the batch failures of the stream
   # consumer); a streamed answer's first line.
@@ -134,7 +154,7 @@ schemathesis_finds_nothing() {
     cd .dev/schemathesis &&
       SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$OLDPWD/scripts" \
         schemathesis run "$API/openapi.json" \
-        --header "X-User-Id: schemathesis" \
+        "${SCHEMATHESIS_AUTH[@]}" \
         --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,use_after_free,ensure_resource_availability \
         --exclude-operation-id task_events \
         --seed "$SCHEMATHESIS_SEED" \
@@ -144,6 +164,10 @@ schemathesis_finds_nothing() {
         --no-color
   )
 }
+
+# schemathesis's caller: a token from the local issuer (token mode: no
+# other credential counts).
+SCHEMATHESIS_AUTH=(--header "Authorization: Bearer $(target/debug/devstack token schemathesis --issuer-key "$DEVSTACK_ISSUER_KEY")")
 
 check "the served /openapi.json is the committed openapi.json, a valid OpenAPI document" \
   served_openapi_is_the_committed_valid_document

@@ -77,18 +77,73 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The environment every function gets locally: the local DynamoDB, dummy
-# credentials, and the X-User-Id header accepted as the caller's identity.
-# CORS_ALLOWED_ORIGINS, if set in the caller's shell, passes through (unset:
-# no CORS, as deployed with the template's default AllowedOrigins).
+# The local app client id: JWT_AUDIENCE in token mode, the tokens'
+# client_id (devstack's issuer::DEFAULT_AUDIENCE).
+LOCAL_AUDIENCE="task-api-local"
+
+# export_local_env DYNAMODB_PORT [AUTH [ISSUER_URL]]: the environment every
+# function gets locally: the local DynamoDB, dummy credentials, and who the
+# caller is. AUTH=header (the default): the X-User-Id header names the
+# caller (IDENTITY_MODE=header). AUTH=token: as deployed, a bearer token
+# checked against the local issuer at ISSUER_URL (JWT_ISSUER, JWT_AUDIENCE;
+# no IDENTITY_MODE). CORS_ALLOWED_ORIGINS, if set in the caller's shell,
+# passes through (unset: no CORS, as deployed with the template's default
+# AllowedOrigins).
 export_local_env() {
-  local dynamodb_port="$1"
+  local dynamodb_port="$1" auth="${2:-header}" issuer="${3:-}"
   export TABLE_NAME=tasks
-  export IDENTITY_MODE=header
   export AWS_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=local
   export AWS_SECRET_ACCESS_KEY=local
   export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynamodb_port"
+  case "$auth" in
+    header)
+      export IDENTITY_MODE=header
+      unset JWT_ISSUER JWT_AUDIENCE JWT_JWKS_URL
+      ;;
+    token)
+      unset IDENTITY_MODE JWT_JWKS_URL
+      export JWT_ISSUER="$issuer"
+      export JWT_AUDIENCE="${JWT_AUDIENCE:-$LOCAL_AUDIENCE}"
+      ;;
+    *)
+      echo "AUTH must be header or token (got \"$auth\")" >&2
+      return 1
+      ;;
+  esac
+}
+
+# load_dotenv [FILE]: exports the variables of FILE (default .env, at the
+# repository root) that the shell does not set already: what is exported
+# in the shell wins, as with the seed's settings. Lines are NAME=value,
+# optionally prefixed with `export`; `#` starts a comment line; a value may
+# be quoted ('...' or "...", taken literally: no expansion). Nothing in
+# the file is run.
+load_dotenv() {
+  local file="${1:-.env}" line name value n=0
+  [ -f "$file" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line="${line%$'\r'}"
+    line="${line#"${line%%[![:space:]]*}"}"
+    case "$line" in '' | '#'*) continue ;; esac
+    line="${line#export }"
+    name="${line%%=*}"
+    name="${name%"${name##*[![:space:]]}"}"
+    if [[ "$line" != *=* || ! "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      echo "$file:$n: not NAME=value, ignored" >&2
+      continue
+    fi
+    value="${line#*=}"
+    value="${value#"${value%%[![:space:]]*}"}"
+    value="${value%"${value##*[![:space:]]}"}"
+    if [[ ${#value} -ge 2 && ( "$value" == \"*\" || "$value" == \'*\' ) ]]; then
+      value="${value:1:${#value}-2}"
+    fi
+    if [ -z "${!name+set}" ]; then
+      export "$name=$value"
+    fi
+  done < "$file"
 }
 
 # wait_for_http URL SECONDS: until URL answers any HTTP status.

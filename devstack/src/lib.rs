@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 pub use dynoxide::Database;
 
+pub mod issuer;
 pub mod runtime_api;
 pub mod stream;
 
@@ -65,6 +66,11 @@ impl TempDatabase {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("dynamodb.sqlite").to_string_lossy().into_owned();
         Ok(TempDatabase { dir, path })
+    }
+
+    /// The database file (its directory is the test's to use).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Opens it (again).

@@ -10,11 +10,17 @@
 //! - a failed delivery (the function is not up yet, say) retries the same
 //!   batch, so nothing is lost while `cargo lambda watch` starts.
 //!
-//! It starts from the oldest record (`TRIM_HORIZON`): on a kept database a
-//! restart re-delivers old records, which the audit stores once (a record
-//! delivered twice is a no-op there).
+//! Like the mapping, it keeps its place across restarts: with a
+//! [`Checkpoint`] (a small file next to the database file), the last
+//! delivered sequence number is written after each delivered batch and a
+//! restart resumes after it (`AFTER_SEQUENCE_NUMBER`). A fresh database, an
+//! in-memory one, or a checkpoint of another stream (the table was made
+//! again) starts from the oldest record (`TRIM_HORIZON`). A crash between a
+//! delivery and its checkpoint re-delivers that one batch, which the audit
+//! stores once (a record delivered twice is a no-op there).
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dynoxide::Database;
@@ -195,10 +201,141 @@ async fn records(db: &Database, iterator: String) -> Result<(Vec<Value>, Option<
     .await
 }
 
-/// Delivers the stream of `table` to `target` until the task is dropped.
-/// Errors (a delivery that fails, the function reporting a failure) are
-/// printed and retried after [`POLL_INTERVAL`]; it never gives up.
-pub async fn pump<D: Deliver>(db: Database, table: String, target: D) {
+/// Starts the function before the first change needs it: `cargo lambda
+/// watch` starts a function on its first invocation (`cargo run`: seconds,
+/// more on a busy machine), which after a restart would delay the first
+/// new change's history by as much. Sends an empty batch (the function
+/// answers it with no failures), every second until answered, for up to
+/// two minutes (watch may still be building); whether it was answered.
+pub async fn warm_up<D: Deliver>(target: &D) -> bool {
+    for _ in 0..120 {
+        if target.deliver(json!({ "Records": [] })).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
+/// The delivery position kept between runs: the stream and the sequence
+/// number of the last record delivered, in a file (JSON) next to the
+/// database. Written whole or not at all (a new file renamed over the old
+/// one, synced first), so a crash leaves the previous position.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    path: PathBuf,
+}
+
+/// A position read from a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub stream_arn: String,
+    pub sequence_number: String,
+}
+
+impl Checkpoint {
+    /// The checkpoint of the database in `db_file`: `<db_file>.stream-position`.
+    pub fn beside(db_file: &Path) -> Self {
+        let mut name = db_file.as_os_str().to_owned();
+        name.push(".stream-position");
+        Checkpoint {
+            path: PathBuf::from(name),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved position; `None` if there is none yet.
+    pub fn load(&self) -> Result<Option<Saved>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("reading {}: {e}", self.path.display())),
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a checkpoint: {e}", self.path.display()))?;
+        match (
+            value["stream_arn"].as_str(),
+            value["sequence_number"].as_str(),
+        ) {
+            (Some(arn), Some(sequence)) => Ok(Some(Saved {
+                stream_arn: arn.to_owned(),
+                sequence_number: sequence.to_owned(),
+            })),
+            _ => Err(format!("{} is not a checkpoint", self.path.display())),
+        }
+    }
+
+    /// Saves `sequence` as the last record of `stream_arn` delivered.
+    pub fn store(&self, stream_arn: &str, sequence: &str) -> Result<(), String> {
+        use std::io::Write;
+        let body = json!({"stream_arn": stream_arn, "sequence_number": sequence}).to_string();
+        let mut temp = self.path.as_os_str().to_owned();
+        temp.push(".tmp");
+        let temp = PathBuf::from(temp);
+        let written = std::fs::File::create(&temp).and_then(|mut file| {
+            file.write_all(body.as_bytes())?;
+            file.sync_all()
+        });
+        written
+            .and_then(|()| std::fs::rename(&temp, &self.path))
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+}
+
+/// Where to start: after the checkpoint's record if it is one of this
+/// stream's, else from the oldest record.
+async fn starting_position(
+    db: &Database,
+    arn: &str,
+    shard: &str,
+    checkpoint: Option<&Checkpoint>,
+) -> Position {
+    let Some(checkpoint) = checkpoint else {
+        return Position::Start;
+    };
+    let saved = match checkpoint.load() {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Position::Start,
+        Err(error) => {
+            eprintln!("stream: {error}; starting from the oldest record");
+            return Position::Start;
+        }
+    };
+    if saved.stream_arn != arn {
+        eprintln!(
+            "stream: {} is of another stream ({}); starting from the oldest record",
+            checkpoint.path().display(),
+            saved.stream_arn
+        );
+        return Position::Start;
+    }
+    let after = Position::After(saved.sequence_number);
+    match iterator(db, arn, shard, &after).await {
+        Ok(_) => after,
+        Err(error) => {
+            eprintln!(
+                "stream: cannot resume from {}: {error}; starting from the oldest record",
+                checkpoint.path().display()
+            );
+            Position::Start
+        }
+    }
+}
+
+/// Delivers the stream of `table` to `target` until the task is dropped,
+/// resuming after `checkpoint`'s position and keeping it there (`None`:
+/// from the oldest record, nothing kept). Errors (a delivery that fails,
+/// the function reporting a failure) are printed and retried after
+/// [`POLL_INTERVAL`]; it never gives up.
+pub async fn pump<D: Deliver>(
+    db: Database,
+    table: String,
+    target: D,
+    checkpoint: Option<Checkpoint>,
+) {
     let (arn, shard) = loop {
         match stream_shard(&db, &table).await {
             Ok(found) => break found,
@@ -208,58 +345,88 @@ pub async fn pump<D: Deliver>(db: Database, table: String, target: D) {
             }
         }
     };
-    let mut resume = Position::Start;
+    let mut resume = starting_position(&db, &arn, &shard, checkpoint.as_ref()).await;
+    let stream = Stream {
+        db: &db,
+        arn: &arn,
+        shard: &shard,
+        checkpoint: checkpoint.as_ref(),
+    };
     loop {
-        if let Err(error) = deliver_from(&db, &arn, &shard, &mut resume, &target).await {
+        if let Err(error) = stream.deliver_from(&mut resume, &target).await {
             eprintln!("stream: {error}; retrying");
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
-/// Reads from `resume` and delivers batch after batch until the stream is
-/// idle or a batch fails; `resume` is then where to start again.
-async fn deliver_from<D: Deliver>(
-    db: &Database,
-    arn: &str,
-    shard: &str,
-    resume: &mut Position,
-    target: &D,
-) -> Result<(), String> {
-    let mut next = Some(iterator(db, arn, shard, resume).await?);
-    while let Some(current) = next.take() {
-        let (batch, following) = records(db, current).await?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let last = batch
-            .last()
-            .and_then(|r| r["dynamodb"]["SequenceNumber"].as_str())
-            .map(str::to_owned);
-        let tasks: Vec<Value> = batch
-            .into_iter()
-            .filter(is_task_record)
-            .map(|mut record| {
-                record["eventSourceARN"] = Value::String(arn.to_owned());
-                record
-            })
-            .collect();
-        if !tasks.is_empty() {
-            let failed = target.deliver(json!({ "Records": tasks })).await?;
-            if let Some(first) = failed
-                .into_iter()
-                .min_by(|a, b| sequence_key(a).cmp(&sequence_key(b)))
-            {
-                *resume = Position::At(first.clone());
-                return Err(format!("the audit function failed on record {first}"));
+/// The stream being delivered and where its position is kept.
+struct Stream<'a> {
+    db: &'a Database,
+    arn: &'a str,
+    shard: &'a str,
+    checkpoint: Option<&'a Checkpoint>,
+}
+
+impl Stream<'_> {
+    /// Reads from `resume` and delivers batch after batch until the stream
+    /// is idle or a batch fails; `resume` is then where to start again.
+    /// After each batch the checkpoint (if any) moves past it.
+    async fn deliver_from<D: Deliver>(
+        &self,
+        resume: &mut Position,
+        target: &D,
+    ) -> Result<(), String> {
+        let (db, arn) = (self.db, self.arn);
+        let mut next = Some(iterator(db, arn, self.shard, resume).await?);
+        while let Some(current) = next.take() {
+            let (batch, following) = records(db, current).await?;
+            if batch.is_empty() {
+                return Ok(());
             }
+            let last = batch
+                .last()
+                .and_then(|r| r["dynamodb"]["SequenceNumber"].as_str())
+                .map(str::to_owned);
+            let tasks: Vec<Value> = batch
+                .into_iter()
+                .filter(is_task_record)
+                .map(|mut record| {
+                    record["eventSourceARN"] = Value::String(arn.to_owned());
+                    record
+                })
+                .collect();
+            if !tasks.is_empty() {
+                let failed = target.deliver(json!({ "Records": tasks })).await?;
+                if let Some(first) = failed
+                    .into_iter()
+                    .min_by(|a, b| sequence_key(a).cmp(&sequence_key(b)))
+                {
+                    *resume = Position::At(first.clone());
+                    return Err(format!("the audit function failed on record {first}"));
+                }
+            }
+            if let Some(last) = last {
+                self.save(&last).await;
+                *resume = Position::After(last);
+            }
+            next = following;
         }
-        if let Some(last) = last {
-            *resume = Position::After(last);
-        }
-        next = following;
+        Ok(())
     }
-    Ok(())
+
+    /// Moves the checkpoint past `sequence`. A checkpoint that cannot be
+    /// written is reported, not retried: the delivery goes on, and a
+    /// restart would re-deliver from the last one written.
+    async fn save(&self, sequence: &str) {
+        let Some(checkpoint) = self.checkpoint.cloned() else {
+            return;
+        };
+        let (arn, sequence) = (self.arn.to_owned(), sequence.to_owned());
+        if let Err(error) = blocking(move || checkpoint.store(&arn, &sequence)).await {
+            eprintln!("stream: {error}");
+        }
+    }
 }
 
 /// Sequence numbers compare as numbers (they are decimal strings).

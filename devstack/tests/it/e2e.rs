@@ -2,7 +2,15 @@
 //! function, as API Gateway does, and dynoxide behind the AWS SDK), driven
 //! over HTTP like a client would. `scripts/e2e.sh` starts the stack and
 //! runs these with `TASK_API_URL` set; `make test` calls it.
+//!
+//! The stack runs in token mode, as deployed: the functions check bearer
+//! tokens against devstack's local issuer (`JWT_ISSUER`, `JWT_AUDIENCE`),
+//! and this client signs its own with the issuer's key
+//! (`DEVSTACK_ISSUER_KEY`), as `make token` does.
 
+use std::sync::OnceLock;
+
+use devstack::issuer::{Issuer, TokenKind};
 use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -14,27 +22,65 @@ fn base_url() -> String {
     )
 }
 
+/// The local issuer the stack checks tokens against (`scripts/e2e.sh`
+/// exports its URL, audience and key file).
+fn local_issuer() -> &'static Issuer {
+    static ISSUER: OnceLock<Issuer> = OnceLock::new();
+    ISSUER.get_or_init(|| {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: run scripts/e2e.sh, which starts the stack in token mode"
+                )
+            })
+        };
+        let key = var("DEVSTACK_ISSUER_KEY");
+        Issuer::open(
+            std::path::Path::new(&key),
+            &var("JWT_ISSUER"),
+            &var("JWT_AUDIENCE"),
+        )
+        .expect("the local issuer's key")
+    })
+}
+
+/// A token of `kind` for `user` from the local issuer.
+fn token(user: &str, kind: TokenKind) -> String {
+    local_issuer().token(user, kind).expect("a token")
+}
+
+/// The headers naming `user` as the caller: a bearer token from the local
+/// issuer, and nothing else (the stack runs in token mode, as deployed).
+fn credentials(user: &str) -> Vec<(&'static str, String)> {
+    vec![(
+        "authorization",
+        format!("Bearer {}", token(user, TokenKind::Valid)),
+    )]
+}
+
 /// A client acting as one caller; each test uses a fresh caller, so tests
 /// are independent of each other and of data already in the table.
 struct Api {
     http: Client,
     base: String,
     user: String,
+    credentials: Vec<(&'static str, String)>,
 }
 
 impl Api {
     fn new() -> Self {
+        let user = format!("user-{}", Uuid::now_v7().simple());
         Api {
             http: Client::new(),
             base: base_url(),
-            user: format!("user-{}", Uuid::now_v7().simple()),
+            credentials: credentials(&user),
+            user,
         }
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-user-id", &self.user)
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        with_credentials(request, &self.credentials)
     }
 
     async fn send(
@@ -78,6 +124,16 @@ impl Api {
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     }
+}
+
+fn with_credentials(
+    mut request: reqwest::RequestBuilder,
+    credentials: &[(&'static str, String)],
+) -> reqwest::RequestBuilder {
+    for (name, value) in credentials {
+        request = request.header(*name, value);
+    }
+    request
 }
 
 /// Status, JSON body (null when empty) and headers.
@@ -531,18 +587,16 @@ impl Api {
         let (frames_tx, frames) = tokio::sync::mpsc::unbounded_channel();
         let (ends_tx, ends) = tokio::sync::mpsc::unbounded_channel();
         let (open_tx, open) = tokio::sync::oneshot::channel::<StatusCode>();
-        let (http, url, user) = (
+        let (http, url, credentials) = (
             self.http.clone(),
             format!("{}/tasks/events", self.base),
-            self.user.clone(),
+            self.credentials.clone(),
         );
         let task = tokio::spawn(async move {
             let mut last = last_event_id;
             let mut open_tx = Some(open_tx);
             loop {
-                let mut request = http
-                    .get(&url)
-                    .header("x-user-id", &user)
+                let mut request = with_credentials(http.get(&url), &credentials)
                     .header("accept", "text/event-stream");
                 if let Some(id) = &last {
                     request = request.header("last-event-id", id);
@@ -798,4 +852,106 @@ async fn delay_from_write_to_frame() {
         delays[0], delays[19]
     );
     assert!(median < 5_000, "median {median} ms");
+}
+
+/// Routes that need a caller, buffered and streamed: in token mode every
+/// function checks the bearer token itself, with the authorizer's rules.
+const TOKEN_CHECKED_ROUTES: [&str; 4] = ["/me", "/tasks", "/tasks/export", "/tasks/events"];
+
+/// A GET of `path` with only `Authorization: Bearer <token>`.
+async fn get_with_token(path: &str, token: &str) -> Response {
+    Client::new()
+        .get(format!("{}{path}", base_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the local stack answers")
+}
+
+/// A token from `make token` (the local issuer), and nothing else, names
+/// the caller: its tasks are exported and its feed opens.
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn a_bearer_token_alone_names_the_caller() {
+    let api = Api::new();
+    let created = api.create("token only", false).await;
+    let token = token(&api.user, TokenKind::Valid);
+    for path in TOKEN_CHECKED_ROUTES {
+        let response = get_with_token(path, &token).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        if path == "/tasks/export" {
+            let body = response.text().await.expect("body");
+            let task: Value = serde_json::from_str(body.trim()).expect("one NDJSON task");
+            assert_eq!(task["id"], created["id"]);
+        }
+        // The feed's stream is dropped here: its 200 is the answer.
+    }
+}
+
+/// Each kind of bad token is refused as the HTTP API's authorizer refuses
+/// it: 401, `WWW-Authenticate: Bearer` with `error="invalid_token"` and the
+/// reason in `error_description` (RFC 6750).
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn bad_tokens_are_401_with_the_reason() {
+    // (kind, words one of which the reason must contain)
+    let cases: [(TokenKind, &[&str]); 5] = [
+        (TokenKind::Expired, &["expired"]),
+        (TokenKind::WrongAudience, &["audience"]),
+        (TokenKind::WrongIssuer, &["issuer"]),
+        (
+            TokenKind::Unsigned,
+            &["algorithm", "unsigned", "signature", "malformed"],
+        ),
+        (TokenKind::ForeignKey, &["signature"]),
+    ];
+    // One token per kind (a foreign key is a new RSA key: ~0.4 s to make),
+    // every request at once.
+    let tokens: Vec<(TokenKind, &[&str], String)> = cases
+        .into_iter()
+        .map(|(kind, words)| (kind, words, token("alice", kind)))
+        .collect();
+    let requests = TOKEN_CHECKED_ROUTES.into_iter().flat_map(|path| {
+        tokens.iter().map(move |(kind, words, token)| async move {
+            let response = get_with_token(path, token).await;
+            let status = response.status();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = response.text().await.unwrap_or_default();
+            let reason_ok = match error_description(&challenge) {
+                Some(text) => {
+                    let text = text.to_lowercase();
+                    challenge.contains(r#"error="invalid_token""#)
+                        && words.iter().any(|word| text.contains(word))
+                }
+                None => false,
+            };
+            let refused =
+                status == StatusCode::UNAUTHORIZED && challenge.starts_with("Bearer") && reason_ok;
+            (!refused).then(|| {
+                format!(
+                    "{path} with a {} token: {status}, WWW-Authenticate {challenge:?} \
+                     (reason should mention one of {words:?}), body {body}",
+                    kind.name()
+                )
+            })
+        })
+    });
+    let failures: Vec<String> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The `error_description` of a `WWW-Authenticate: Bearer ...` challenge.
+fn error_description(challenge: &str) -> Option<String> {
+    let start = challenge.find("error_description=\"")? + "error_description=\"".len();
+    let rest = &challenge[start..];
+    Some(rest[..rest.find('"')?].to_owned())
 }

@@ -5,5 +5,6 @@ mod audit;
 mod concurrency;
 mod dynamodb_calls;
 mod e2e;
+mod issuer;
 mod store_contract;
 mod stream;
