@@ -60,9 +60,14 @@ pub const FALLBACK: &str = "fallback";
 /// The methods the local router sends to the fallback when a path has no
 /// route for them (cargo lambda watch needs each one listed). `OPTIONS`
 /// too: with `--disable-cors` a preflight reaches the functions, which
-/// answer it when local CORS is on ([`crate::cors`]), as API Gateway does
+/// answer it when local CORS is on ([`super::cors`]), as API Gateway does
 /// deployed; otherwise it is the fallback's 405 (known path) or 404.
-pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+/// `HEAD` and `TRACE` too, so that they get the contract's 405 with `Allow`
+/// locally (as API Gateway's `$default` route gives deployed), not the
+/// local router's own 404.
+pub const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE",
+];
 
 /// Whether `path` matches the `pattern` of a route.
 pub fn matches(pattern: &str, path: &str) -> bool {
