@@ -10,6 +10,12 @@ CFN_LINT_VERSION="1.58.0"
 SAM_CLI_VERSION="1.170.0"
 OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
 SCHEMATHESIS_VERSION="4.32.5"
+OPENAPI_PYTHON_CLIENT_VERSION="0.29.0"
+# openapi-python-client formats what it generates with ruff (and warns
+# without it).
+RUFF_VERSION="0.14.5"
+# Drives Debian's Chromium (no browser download) for the EventSource check.
+PLAYWRIGHT_VERSION="1.56.0"
 export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
 
 ensure_tools() {
@@ -48,6 +54,9 @@ ensure_api_test_tools() {
   ensure_tools
   ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
   ensure_pip_package schemathesis "$SCHEMATHESIS_VERSION"
+  ensure_pip_package openapi-python-client "$OPENAPI_PYTHON_CLIENT_VERSION"
+  ensure_pip_package ruff "$RUFF_VERSION"
+  ensure_pip_package playwright "$PLAYWRIGHT_VERSION"
   if ! command -v chromium > /dev/null; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
       echo "chromium is missing: install Debian's chromium package (apt-get install chromium)" >&2

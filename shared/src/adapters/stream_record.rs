@@ -108,15 +108,17 @@ pub fn parse(record: &EventRecord) -> Result<Option<Change>, Malformed> {
     }))
 }
 
+/// The sample stream batch `events/audit.json`, for unit tests.
+#[cfg(test)]
+pub(crate) fn sample() -> Event {
+    let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("events/audit.json");
+    serde_json::from_str(&text).expect("a DynamoDB stream event")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample() -> Event {
-        let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).expect("events/audit.json");
-        serde_json::from_str(&text).expect("a DynamoDB stream event")
-    }
 
     #[test]
     fn only_task_items_are_audited() {

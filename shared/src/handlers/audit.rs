@@ -88,12 +88,7 @@ fn log(change: &Change) {
 mod tests {
     use super::*;
     use crate::adapters::memory::MemoryStore;
-
-    fn sample() -> Event {
-        let path = format!("{}/../events/audit.json", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).expect("events/audit.json");
-        serde_json::from_str(&text).expect("a DynamoDB stream event")
-    }
+    use crate::adapters::stream_record::sample;
 
     #[tokio::test]
     async fn the_sample_batch_records_its_three_task_changes_once() {

@@ -29,6 +29,18 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// JSON log lines captured for as long as the guard lives.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
     fn lines(&self) -> Vec<Value> {
         let bytes = self.0.lock().expect("lock").clone();
         String::from_utf8(bytes)
@@ -41,14 +53,7 @@ impl Captured {
 
 #[tokio::test]
 async fn every_response_is_timed_and_logged_once() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install();
 
     // As the runtime serves: the layer around `respond` (which identifies
     // the caller) around a handler.
@@ -117,14 +122,7 @@ async fn slow_not_found(_app: &App<MemoryStore>, _req: Request) -> HandlerResult
 /// the header does not count (JWT mode) is no caller, and is not logged.
 #[tokio::test]
 async fn an_unverified_header_is_not_logged_as_the_caller() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install();
     let app = crate::support::app(&[("IDENTITY_MODE", "jwt")]);
     let mut service = ObservabilityLayer::new().layer(service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(respond(app, slow_not_found, req).await)
