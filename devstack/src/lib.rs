@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::Credentials;
 use shared::config::AwsSettings;
 use shared::store::dynamo::{self, DynamoStore};
 use shared::store::table::create_table;
@@ -35,11 +36,9 @@ pub struct LocalDynamo {
 /// endpoint, a region and dummy credentials (dynoxide checks none).
 pub fn local_settings(endpoint: &str) -> AwsSettings {
     AwsSettings {
-        region: "us-east-1".to_owned(),
+        region: Some("us-east-1".to_owned()),
         endpoint_url: Some(endpoint.to_owned()),
-        access_key_id: "local".to_owned(),
-        secret_access_key: "local".to_owned(),
-        session_token: None,
+        credentials: Some(Credentials::new("local", "local", None, None, "devstack")),
         operation_timeout: Duration::from_secs(5),
         attempt_timeout: Duration::from_millis(1500),
     }
@@ -100,7 +99,7 @@ impl LocalDynamo {
             let _ = stopped.await;
         }));
         let endpoint = format!("http://{addr}");
-        let client = dynamo::client(&local_settings(&endpoint));
+        let client = dynamo::client(&local_settings(&endpoint)).await;
         create_table(&client, table).await?;
         Ok(LocalDynamo {
             endpoint,

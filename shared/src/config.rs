@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::Credentials;
+
 use crate::cors::{self, Cors};
 use crate::feed::FeedSettings;
 
@@ -70,19 +72,20 @@ impl TokenSettings {
     }
 }
 
-/// What the DynamoDB client needs. Read here rather than through
-/// `aws-config`, which would pull in STS and SSO for nothing: Lambda
-/// always hands a function its region and credentials as variables.
+/// What the DynamoDB client needs beyond aws-config's standard chain
+/// ([`crate::store::dynamo::loader`]), which reads the credentials
+/// (`AWS_ACCESS_KEY_ID`..., `AWS_PROFILE`, web identity, container) itself.
 #[derive(Clone, PartialEq)]
 pub struct AwsSettings {
-    /// `AWS_REGION`.
-    pub region: String,
+    /// `AWS_REGION` (Lambda sets it); `None`: the shared profile's region.
+    pub region: Option<String>,
     /// `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`): the local
     /// DynamoDB for development and tests.
     pub endpoint_url: Option<String>,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+    /// Fixed credentials instead of the chain: the local DynamoDB of the
+    /// tests and devstack, which checks none. Never read from the
+    /// environment (the chain does that).
+    pub credentials: Option<Credentials>,
     /// Upper bound of one DynamoDB call, retries included.
     pub operation_timeout: Duration,
     /// Upper bound of one attempt.
@@ -90,7 +93,8 @@ pub struct AwsSettings {
 }
 
 impl std::fmt::Debug for AwsSettings {
-    // Never print credentials.
+    // Never print credentials (`Credentials`' own Debug hides the secret,
+    // but not the key id).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsSettings")
             .field("region", &self.region)
@@ -224,11 +228,9 @@ impl Config {
             }
         };
         let aws = AwsSettings {
-            region: required("AWS_REGION")?,
+            region: get("AWS_REGION"),
             endpoint_url,
-            access_key_id: required("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
-            session_token: get("AWS_SESSION_TOKEN"),
+            credentials: None,
             operation_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_millis(1500),
         };
@@ -493,7 +495,6 @@ mod tests {
                 "CORS_ALLOWED_ORIGINS",
             ),
             (("TABLE_NAME", ""), "TABLE_NAME"),
-            (("AWS_REGION", ""), "AWS_REGION"),
         ];
         for ((var, value), named) in cases {
             let err = Config::from_lookup(lookup(&[(var, value)])).expect_err(var);
