@@ -14,7 +14,8 @@ source scripts/lib.sh
 ensure_api_test_tools
 API_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
-export_local_env "$DYNAMODB_PORT"
+# Always the local DynamoDB, whatever DYNAMODB the shell has.
+DYNAMODB=local export_local_env "$DYNAMODB_PORT"
 # Local CORS on for one origin (devstack/tests/e2e.rs checks it): with
 # --disable-cors below, the functions answer CORS as API Gateway does.
 export CORS_ALLOWED_ORIGINS="http://localhost:5173"

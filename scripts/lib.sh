@@ -77,18 +77,43 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The environment every function gets locally: the local DynamoDB, dummy
-# credentials, and the X-User-Id header accepted as the caller's identity.
+# The environment every function gets locally, by DYNAMODB:
+# - `local` (the default): the local DynamoDB on port $1, dummy credentials,
+#   table `tasks`. Nothing leaves the machine.
+# - `aws`: a real table (TABLE_NAME, required) with the developer's own AWS
+#   configuration, read by the functions themselves through aws-config's
+#   standard chain: AWS_PROFILE (static keys, SSO after `aws sso login`,
+#   assume-role, credential_process), or AWS_ACCESS_KEY_ID... already in
+#   the shell; region from AWS_REGION or the profile. No endpoint and no
+#   credentials are set here, and none are written anywhere.
+# Both: the X-User-Id header accepted as the caller's identity.
 # CORS_ALLOWED_ORIGINS, if set in the caller's shell, passes through (unset:
 # no CORS, as deployed with the template's default AllowedOrigins).
 export_local_env() {
   local dynamodb_port="$1"
-  export TABLE_NAME=tasks
   export IDENTITY_MODE=header
-  export AWS_REGION=us-east-1
-  export AWS_ACCESS_KEY_ID=local
-  export AWS_SECRET_ACCESS_KEY=local
-  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynamodb_port"
+  case "${DYNAMODB:-local}" in
+    local)
+      export TABLE_NAME=tasks
+      export AWS_REGION=us-east-1
+      export AWS_ACCESS_KEY_ID=local
+      export AWS_SECRET_ACCESS_KEY=local
+      unset AWS_SESSION_TOKEN
+      export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynamodb_port"
+      ;;
+    aws)
+      if [ -z "${TABLE_NAME:-}" ]; then
+        echo "DYNAMODB=aws needs TABLE_NAME: the real table (the stack's TableName output)" >&2
+        return 1
+      fi
+      export TABLE_NAME
+      unset AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL
+      ;;
+    *)
+      echo "DYNAMODB must be local or aws (got ${DYNAMODB})" >&2
+      return 1
+      ;;
+  esac
 }
 
 # wait_for_http URL SECONDS: until URL answers any HTTP status.
