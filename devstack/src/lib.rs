@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Credentials;
 use shared::config::AwsSettings;
 use shared::store::dynamo::{self, DynamoStore};
 use shared::store::table::create_table;
@@ -36,9 +35,11 @@ pub struct LocalDynamo {
 /// endpoint, a region and dummy credentials (dynoxide checks none).
 pub fn local_settings(endpoint: &str) -> AwsSettings {
     AwsSettings {
-        region: Some("us-east-1".to_owned()),
+        region: "us-east-1".to_owned(),
         endpoint_url: Some(endpoint.to_owned()),
-        credentials: Some(Credentials::new("local", "local", None, None, "devstack")),
+        access_key_id: "local".to_owned(),
+        secret_access_key: "local".to_owned(),
+        session_token: None,
         operation_timeout: Duration::from_secs(5),
         attempt_timeout: Duration::from_millis(1500),
     }
@@ -99,7 +100,7 @@ impl LocalDynamo {
             let _ = stopped.await;
         }));
         let endpoint = format!("http://{addr}");
-        let client = dynamo::client(&local_settings(&endpoint)).await;
+        let client = dynamo::client(&local_settings(&endpoint));
         create_table(&client, table).await?;
         Ok(LocalDynamo {
             endpoint,

@@ -5,8 +5,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::Credentials;
-
 use crate::cors::{self, Cors};
 use crate::feed::FeedSettings;
 
@@ -72,20 +70,19 @@ impl TokenSettings {
     }
 }
 
-/// What the DynamoDB client needs beyond aws-config's standard chain
-/// ([`crate::store::dynamo::loader`]), which reads the credentials
-/// (`AWS_ACCESS_KEY_ID`..., `AWS_PROFILE`, web identity, container) itself.
+/// What the DynamoDB client needs. Read here rather than through
+/// `aws-config`, which would pull in STS and SSO for nothing: Lambda
+/// always hands a function its region and credentials as variables.
 #[derive(Clone, PartialEq)]
 pub struct AwsSettings {
-    /// `AWS_REGION` (Lambda sets it); `None`: the shared profile's region.
-    pub region: Option<String>,
+    /// `AWS_REGION`.
+    pub region: String,
     /// `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`): the local
     /// DynamoDB for development and tests.
     pub endpoint_url: Option<String>,
-    /// Fixed credentials instead of the chain: the local DynamoDB of the
-    /// tests and devstack, which checks none. Never read from the
-    /// environment (the chain does that).
-    pub credentials: Option<Credentials>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
     /// Upper bound of one DynamoDB call, retries included.
     pub operation_timeout: Duration,
     /// Upper bound of one attempt.
@@ -93,8 +90,7 @@ pub struct AwsSettings {
 }
 
 impl std::fmt::Debug for AwsSettings {
-    // Never print credentials (`Credentials`' own Debug hides the secret,
-    // but not the key id).
+    // Never print credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsSettings")
             .field("region", &self.region)
@@ -228,9 +224,11 @@ impl Config {
             }
         };
         let aws = AwsSettings {
-            region: get("AWS_REGION"),
+            region: required("AWS_REGION")?,
             endpoint_url,
-            credentials: None,
+            access_key_id: required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+            session_token: get("AWS_SESSION_TOKEN"),
             operation_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_millis(1500),
         };
@@ -495,6 +493,7 @@ mod tests {
                 "CORS_ALLOWED_ORIGINS",
             ),
             (("TABLE_NAME", ""), "TABLE_NAME"),
+            (("AWS_REGION", ""), "AWS_REGION"),
         ];
         for ((var, value), named) in cases {
             let err = Config::from_lookup(lookup(&[(var, value)])).expect_err(var);

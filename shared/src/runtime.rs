@@ -65,7 +65,7 @@ where
     H: Fn(&'static App<()>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    cold_start(async |_| (), move |app| serve(app, handler))
+    cold_start(|_| (), move |app| serve(app, handler))
 }
 
 /// The buffered HTTP serving loop of [`start`] and [`start_without_storage`].
@@ -82,8 +82,8 @@ where
 }
 
 /// The DynamoDB store, its client built once per cold start.
-async fn connect(config: &Config) -> DynamoStore {
-    DynamoStore::new(dynamo::client(&config.aws).await, config.table_name.clone())
+fn connect(config: &Config) -> DynamoStore {
+    DynamoStore::new(dynamo::client(&config.aws), config.table_name.clone())
 }
 
 /// Runs a Lambda function whose responses are streamed (Lambda's
@@ -162,7 +162,7 @@ where
 
 /// Once per cold start: configuration, logs, the async runtime and the
 /// store; then `serve` until the Lambda runtime stops.
-fn cold_start<S, F, Fut>(connect: impl AsyncFnOnce(&Config) -> S, serve: F) -> ExitCode
+fn cold_start<S, F, Fut>(connect: impl FnOnce(&Config) -> S, serve: F) -> ExitCode
 where
     S: Send + Sync + 'static,
     F: FnOnce(&'static App<S>) -> Fut,
@@ -188,7 +188,7 @@ where
         }
     };
     let served = runtime.block_on(async move {
-        let store = connect(&config).await;
+        let store = connect(&config);
         // Lives as long as the process, as the SDK client must.
         let app: &'static App<S> = Box::leak(Box::new(App::new(config, store)));
         serve(app).await

@@ -295,10 +295,7 @@ async fn a_store_failure_is_reported_and_the_retry_records_everything() {
         .await
         .expect("dynoxide");
     let addr = dynamo.addr;
-    let store = DynamoStore::new(
-        client(&devstack::local_settings(&dynamo.endpoint)).await,
-        TABLE,
-    );
+    let store = DynamoStore::new(client(&devstack::local_settings(&dynamo.endpoint)), TABLE);
 
     dynamo.stop().await.expect("stop");
     let down = handle(&store, event(sample())).await;

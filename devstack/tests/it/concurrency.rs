@@ -18,9 +18,9 @@ use shared::store::dynamo::{DynamoStore, client};
 
 const TABLE: &str = "tasks";
 
-async fn app(local: &str, max_tasks: u32) -> App<DynamoStore> {
-    let endpoint = local.to_owned();
-    let mut config = Config::from_lookup(move |name| {
+fn app(endpoint: &str, max_tasks: u32) -> App<DynamoStore> {
+    let endpoint = endpoint.to_owned();
+    let config = Config::from_lookup(move |name| {
         let value = match name {
             "TABLE_NAME" => TABLE.to_owned(),
             "MAX_TASKS" => max_tasks.to_string(),
@@ -33,10 +33,7 @@ async fn app(local: &str, max_tasks: u32) -> App<DynamoStore> {
         Some(value)
     })
     .expect("test config");
-    // The local DynamoDB's fixed credentials, not whatever the test
-    // process's environment or profile would give the standard chain.
-    config.aws = devstack::local_settings(local);
-    let store = DynamoStore::new(client(&config.aws).await, TABLE);
+    let store = DynamoStore::new(client(&config.aws), TABLE);
     App::new(config, store)
 }
 
@@ -100,7 +97,7 @@ async fn list_all(app: &App<DynamoStore>, user: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_patches_with_one_if_match_have_one_winner() {
     let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
-    let app = app(&dynamo.endpoint, 1000).await;
+    let app = app(&dynamo.endpoint, 1000);
     let created = create(&app, "alice", json!({"title": "contested"})).await;
     let id = json_body(&created)["id"].as_str().expect("id").to_owned();
     let path = format!("/tasks/{id}");
@@ -153,7 +150,7 @@ async fn fifty_patches_with_one_if_match_have_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_patches_of_different_fields_lose_nothing() {
     let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
-    let app = app(&dynamo.endpoint, 1000).await;
+    let app = app(&dynamo.endpoint, 1000);
     let rounds = 10;
     for round in 0..rounds {
         let created = create(&app, "alice", json!({"title": "start"})).await;
@@ -195,7 +192,7 @@ async fn parallel_patches_of_different_fields_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_idempotency_key_creates_one_task() {
     let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
-    let app = app(&dynamo.endpoint, 1000).await;
+    let app = app(&dynamo.endpoint, 1000);
     let body = json!({"title": "pay the rent", "done": false});
     let attempts = 20;
     let responses = join_all((0..attempts).map(|_| {
@@ -283,7 +280,7 @@ async fn one_idempotency_key_creates_one_task() {
 async fn max_tasks_holds_under_parallel_creates() {
     let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
     let max = 5;
-    let app = app(&dynamo.endpoint, max).await;
+    let app = app(&dynamo.endpoint, max);
     for i in 0..max - 1 {
         assert_eq!(
             create(&app, "alice", json!({"title": format!("t{i}")}))
@@ -370,7 +367,7 @@ async fn a_stopped_dynamodb_is_503_and_service_resumes_without_loss() {
         .await
         .expect("dynoxide");
     let addr = dynamo.addr;
-    let app = app(&dynamo.endpoint, 1000).await;
+    let app = app(&dynamo.endpoint, 1000);
 
     let created = create(&app, "alice", json!({"title": "survives"})).await;
     assert_eq!(created.status(), StatusCode::CREATED);

@@ -352,7 +352,7 @@ async fn an_unreachable_dynamodb_is_unavailable_not_a_crash() {
     drop(free);
     let mut settings = local_settings(&endpoint);
     settings.operation_timeout = Duration::from_secs(3);
-    let store = DynamoStore::new(client(&settings).await, TABLE);
+    let store = DynamoStore::new(client(&settings), TABLE);
     let result = store.get(&caller("alice"), Uuid::now_v7()).await;
     assert!(
         matches!(result, Err(ApiError::Unavailable(_))),

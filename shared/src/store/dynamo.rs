@@ -10,7 +10,7 @@ mod audit;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -33,28 +33,24 @@ use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::model::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 
-/// The SDK client, built once per cold start through aws-config's standard
-/// chain ([`loader`]). Retries: the SDK's standard mode (3 attempts,
-/// exponential backoff with jitter, throttling-aware token bucket); each
-/// attempt and the whole call are bounded, because the SDK has no timeout
-/// by default and a hung endpoint would otherwise hold the invocation until
-/// Lambda kills it.
-pub async fn client(settings: &AwsSettings) -> Client {
-    client_from(&loader(settings).load().await, settings)
-}
-
-/// aws-config's standard configuration, with the project's HTTP client,
-/// retries and timeouts. Region: `AWS_REGION` ([`AwsSettings::region`]),
-/// else the shared profile's. Credentials, resolved at the first call and
-/// refreshed before they expire: the environment (what Lambda hands a
-/// function), the shared profile (`AWS_PROFILE`: static keys, assume-role,
-/// SSO, `credential_process`), web identity, container credentials, EC2
-/// IMDS, first found wins; or the settings' fixed ones (the local
-/// DynamoDB). Nothing is fetched here: with `AWS_REGION` set, loading reads
-/// the environment and the profile files, no network.
-pub fn loader(settings: &AwsSettings) -> aws_config::ConfigLoader {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+/// The SDK client, built once per cold start from checked settings. Retries:
+/// the SDK's standard mode (3 attempts, exponential backoff with jitter,
+/// throttling-aware token bucket); each attempt and the whole call are
+/// bounded, because the SDK has no timeout by default and a hung endpoint
+/// would otherwise hold the invocation until Lambda kills it.
+pub fn client(settings: &AwsSettings) -> Client {
+    let credentials = Credentials::new(
+        &settings.access_key_id,
+        &settings.secret_access_key,
+        settings.session_token.clone(),
+        None,
+        "environment",
+    );
+    let mut config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
         .http_client(http_client())
+        .region(Region::new(settings.region.clone()))
+        .credentials_provider(credentials)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
@@ -63,19 +59,6 @@ pub fn loader(settings: &AwsSettings) -> aws_config::ConfigLoader {
                 .operation_timeout(settings.operation_timeout)
                 .build(),
         );
-    if let Some(region) = &settings.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(credentials) = &settings.credentials {
-        loader = loader.credentials_provider(credentials.clone());
-    }
-    loader
-}
-
-/// The DynamoDB client of a loaded configuration, on the settings' endpoint
-/// if they name one (the local DynamoDB), else the region's.
-pub fn client_from(shared: &aws_config::SdkConfig, settings: &AwsSettings) -> Client {
-    let mut config = aws_sdk_dynamodb::config::Builder::from(shared);
     if let Some(endpoint) = &settings.endpoint_url {
         config = config.endpoint_url(endpoint);
     }
