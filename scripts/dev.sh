@@ -8,6 +8,13 @@
 # X-User-Id names the caller; token: bearer tokens from the local issuer,
 # as deployed), ISSUER_PORT (9001, token mode), and any variable the
 # functions read (CORS_ALLOWED_ORIGINS, MAX_TASKS, LOG_LEVEL, EVENTS_...).
+#
+# `make dev DYNAMODB=aws TABLE_NAME=<table> [AWS_PROFILE=<profile>]`: the
+# same functions on a real table with the developer's own AWS
+# configuration (scripts/lib.sh, export_local_env); no local DynamoDB.
+#
+# `scripts/dev.sh --print-env`: prints the environment the functions would
+# get (credential values masked) and exits; starts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -18,11 +25,21 @@ DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
 AUTH="${AUTH:-header}"
 ISSUER_PORT="${ISSUER_PORT:-9001}"
 
-ensure_tools
 export_local_env "$DYNAMODB_PORT" "$AUTH" "http://127.0.0.1:$ISSUER_PORT"
+if [ "${1:-}" = "--print-env" ]; then
+  env | grep -E '^(AWS_|TABLE_NAME=|IDENTITY_MODE=|JWT_)' \
+    | sed -E 's/^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)=.+/\1=***/' | sort
+  exit 0
+fi
+ensure_tools
 
 echo "==> building the functions and the local DynamoDB"
 cargo build --workspace --bins
+
+if [ "${DYNAMODB:-local}" = aws ]; then
+  echo "==> the API: http://localhost:$API_PORT on table $TABLE_NAME (AWS${AWS_PROFILE:+, profile $AWS_PROFILE})"
+  exec cargo lambda watch --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+fi
 
 mkdir -p .dev
 # --stream-to: the table's stream goes to the audit function (task

@@ -20,7 +20,8 @@ ISSUER_PORT="$(free_port)"
 # Token mode: JWT_ISSUER is the local issuer, JWT_AUDIENCE its client id.
 # The tests sign their tokens with the issuer's key (kept in .dev/, as
 # make dev's).
-export_local_env "$DYNAMODB_PORT" token "http://127.0.0.1:$ISSUER_PORT"
+# Always the local DynamoDB, whatever DYNAMODB the shell has.
+DYNAMODB=local export_local_env "$DYNAMODB_PORT" token "http://127.0.0.1:$ISSUER_PORT"
 export DEVSTACK_ISSUER_KEY="$PWD/.dev/issuer-key.der"
 # Local CORS on for one origin (devstack/tests/e2e.rs checks it): with
 # --disable-cors below, the functions answer CORS as API Gateway does.

@@ -91,20 +91,53 @@ free_port() {
 LOCAL_AUDIENCE="task-api-local"
 
 # export_local_env DYNAMODB_PORT [AUTH [ISSUER_URL]]: the environment every
-# function gets locally: the local DynamoDB, dummy credentials, and who the
-# caller is. AUTH=header (the default): the X-User-Id header names the
-# caller (IDENTITY_MODE=header). AUTH=token: as deployed, a bearer token
-# checked against the local issuer at ISSUER_URL (JWT_ISSUER, JWT_AUDIENCE;
-# no IDENTITY_MODE). CORS_ALLOWED_ORIGINS, if set in the caller's shell,
-# passes through (unset: no CORS, as deployed with the template's default
-# AllowedOrigins).
+# function gets locally.
+#
+# Storage, by DYNAMODB:
+# - `local` (the default): the local DynamoDB on port $1, dummy credentials,
+#   table `tasks`. Nothing leaves the machine.
+# - `aws`: a real table (TABLE_NAME, required) with the developer's own AWS
+#   credentials: those of AWS_PROFILE (or the default profile), resolved
+#   once by botocore as the AWS CLI would (static keys, SSO after
+#   `aws sso login`, assume-role, credential_process) and exported as
+#   temporary keys into this process's environment only: nothing is
+#   written anywhere. The functions build their client from the
+#   environment (README, "AWS credentials"), so they never refresh: when
+#   the keys expire (AWS_CREDENTIAL_EXPIRATION), restart `make dev`.
+#   Region: AWS_REGION, else the profile's. No endpoint.
+#
+# Who the caller is, by AUTH: `header` (the default): the X-User-Id header
+# (IDENTITY_MODE=header). `token`: as deployed, a bearer token checked
+# against the local issuer at ISSUER_URL (JWT_ISSUER, JWT_AUDIENCE; no
+# IDENTITY_MODE).
+#
+# CORS_ALLOWED_ORIGINS, if set in the caller's shell, passes through (unset:
+# no CORS, as deployed with the template's default AllowedOrigins).
 export_local_env() {
   local dynamodb_port="$1" auth="${2:-header}" issuer="${3:-}"
-  export TABLE_NAME=tasks
-  export AWS_REGION=us-east-1
-  export AWS_ACCESS_KEY_ID=local
-  export AWS_SECRET_ACCESS_KEY=local
-  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynamodb_port"
+  case "${DYNAMODB:-local}" in
+    local)
+      export TABLE_NAME=tasks
+      export AWS_REGION=us-east-1
+      export AWS_ACCESS_KEY_ID=local
+      export AWS_SECRET_ACCESS_KEY=local
+      unset AWS_SESSION_TOKEN
+      export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynamodb_port"
+      ;;
+    aws)
+      if [ -z "${TABLE_NAME:-}" ]; then
+        echo "DYNAMODB=aws needs TABLE_NAME: the real table (the stack's TableName output)" >&2
+        return 1
+      fi
+      export TABLE_NAME
+      unset AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL
+      export_profile_credentials || return 1
+      ;;
+    *)
+      echo "DYNAMODB must be local or aws (got ${DYNAMODB})" >&2
+      return 1
+      ;;
+  esac
   case "$auth" in
     header)
       export IDENTITY_MODE=header
@@ -153,6 +186,56 @@ load_dotenv() {
       export "$name=$value"
     fi
   done < "$file"
+}
+
+# What export_profile_credentials runs: botocore's credential chain, the
+# AWS CLI's, printing NAME=value lines on stdout (a pipe, never a file).
+PROFILE_CREDENTIALS_PY='
+import sys
+import botocore.session
+from botocore.exceptions import BotoCoreError
+session = botocore.session.Session()
+try:
+    credentials = session.get_credentials()
+    frozen = credentials.get_frozen_credentials() if credentials else None
+except BotoCoreError as error:
+    sys.exit(f"AWS credentials: {error} (for SSO: aws sso login)")
+if frozen is None:
+    sys.exit("no AWS credentials found: set AWS_PROFILE (for SSO, after aws sso login)")
+print(f"AWS_ACCESS_KEY_ID={frozen.access_key}")
+print(f"AWS_SECRET_ACCESS_KEY={frozen.secret_key}")
+if frozen.token:
+    print(f"AWS_SESSION_TOKEN={frozen.token}")
+expiry = getattr(credentials, "_expiry_time", None)
+if expiry is not None:
+    print(f"AWS_CREDENTIAL_EXPIRATION={expiry.isoformat()}")
+region = session.get_config_variable("region")
+if region:
+    print(f"PROFILE_REGION={region}")
+'
+
+# Exports the developer's AWS credentials (AWS_PROFILE's, or the default
+# chain's) and region into this shell's environment, and nothing else.
+# botocore comes with SAM in the tools venv (ensure_sam).
+export_profile_credentials() {
+  if ! "$TOOLS_VENV/bin/python" -c 'import botocore' 2> /dev/null; then
+    ensure_sam
+  fi
+  local resolved name value
+  resolved="$("$TOOLS_VENV/bin/python" -c "$PROFILE_CREDENTIALS_PY")" || return 1
+  unset AWS_SESSION_TOKEN AWS_CREDENTIAL_EXPIRATION
+  while IFS='=' read -r name value; do
+    case "$name" in
+      AWS_ACCESS_KEY_ID | AWS_SECRET_ACCESS_KEY | AWS_SESSION_TOKEN | AWS_CREDENTIAL_EXPIRATION)
+        export "$name=$value"
+        ;;
+      PROFILE_REGION) export AWS_REGION="${AWS_REGION:-$value}" ;;
+    esac
+  done < <(printf '%s\n' "$resolved")
+  if [ -z "${AWS_REGION:-}" ]; then
+    echo "DYNAMODB=aws needs a region: AWS_REGION, or region in the profile" >&2
+    return 1
+  fi
 }
 
 # wait_for_http URL SECONDS: until URL answers any HTTP status.

@@ -3,6 +3,7 @@
 
 mod audit;
 mod concurrency;
+mod dev_env;
 mod dynamodb_calls;
 mod e2e;
 mod issuer;
