@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev test lint unit e2e openapi sam-build bench perf
+.PHONY: dev test lint unit e2e openapi sam-build bench perf route unroute route-check
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 dev:
@@ -41,3 +41,17 @@ bench:
 perf:
 	cargo build --release --bins
 	cargo run -p devstack --bin coldstart
+
+## make route NAME=<snake_name> METHOD=<GET|POST|PUT|PATCH|DELETE> PATH=<path> [STORAGE=none|read|write]:
+## a new endpoint, everywhere it must be declared (README, "Adding an
+## endpoint"). make unroute NAME=<snake_name> removes it again.
+## `PATH=` on make's command line replaces PATH in the recipes' environment
+## too, so they take the real one back from make's own environment.
+REAL_PATH := $(shell printenv PATH)
+RESTORE_PATH = PATH="$$(while IFS= read -r -d '' kv; do [[ $$kv == PATH=* ]] && printf '%s' "$${kv\#PATH=}"; done < /proc/$$PPID/environ 2>/dev/null)"; PATH="$${PATH:-$(REAL_PATH)}"; export PATH
+
+route:
+	@$(RESTORE_PATH); python3 scripts/route.py add "$(NAME)" "$(METHOD)" '$(PATH)' "$(STORAGE)"
+
+unroute:
+	@$(RESTORE_PATH); python3 scripts/route.py remove "$(NAME)"

@@ -79,6 +79,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
         handlers::task_history::handle,
         handlers::export_tasks::handle,
         handlers::task_events::handle,
+        // route:insert paths (make route adds handlers above this line)
     ),
     components(
         schemas(HttpError, HttpValidationError, FieldError),
