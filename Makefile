@@ -8,7 +8,7 @@ dev:
 	scripts/dev.sh
 
 ## make test: everything CI runs.
-test: lint unit e2e
+test: lint unit route-check e2e
 
 lint:
 	cargo fmt --all --check
@@ -21,6 +21,11 @@ unit:
 
 e2e:
 	scripts/e2e.sh
+
+## make route-check: make route and make unroute in a scratch copy (the
+## checks a new endpoint must pass, then byte-identical after unroute).
+route-check:
+	scripts/route-check.sh
 
 ## make openapi: regenerate the committed openapi.json from the code.
 openapi:
