@@ -945,7 +945,6 @@ def remove(name):
         raise Refusal(f"NAME={name} serves {len(found)} routes; make unroute removes routes added by make route (one each)")
     created = [f"functions/{name}/Cargo.toml", f"functions/{name}/src/main.rs",
                f"shared/src/handlers/{name}.rs", f"events/{name}.json"]
-    edited = [ROUTES_RS, HANDLERS_MOD, OPENAPI_RS, CARGO_TOML, CARGO_LOCK, TEMPLATE, OPENAPI_JSON, E2E]
     others = [str(p.relative_to(ROOT)) for p in (ROOT / f"functions/{name}").rglob("*")
               if p.is_file() and str(p.relative_to(ROOT)) not in created] if (ROOT / f"functions/{name}").exists() else []
 
