@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev token test lint unit e2e openapi sam-build bench perf
+.PHONY: dev token test lint unit e2e openapi sam-build bench perf route unroute route-check
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 ## make dev AUTH=token: callers named by bearer tokens from a local
@@ -20,7 +20,7 @@ token:
 	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
 
 ## make test: everything CI runs.
-test: lint unit e2e
+test: lint unit route-check e2e
 
 lint:
 	cargo fmt --all --check
@@ -33,6 +33,11 @@ unit:
 
 e2e:
 	scripts/e2e.sh
+
+## make route-check: make route and make unroute in a scratch copy (the
+## checks a new endpoint must pass, then byte-identical after unroute).
+route-check:
+	scripts/route-check.sh
 
 ## make openapi: regenerate the committed openapi.json from the code.
 openapi:
@@ -53,3 +58,17 @@ bench:
 perf:
 	cargo build --release --bins
 	cargo run -p devstack --bin coldstart
+
+## make route NAME=<snake_name> METHOD=<GET|POST|PUT|PATCH|DELETE> PATH=<path> [STORAGE=none|read|write]:
+## a new endpoint, everywhere it must be declared (README, "Adding an
+## endpoint"). make unroute NAME=<snake_name> removes it again.
+## `PATH=` on make's command line replaces PATH in the recipes' environment
+## too, so they take the real one back from make's own environment.
+REAL_PATH := $(shell printenv PATH)
+RESTORE_PATH = PATH="$$(while IFS= read -r -d '' kv; do [[ $$kv == PATH=* ]] && printf '%s' "$${kv\#PATH=}"; done < /proc/$$PPID/environ 2>/dev/null)"; PATH="$${PATH:-$(REAL_PATH)}"; export PATH
+
+route:
+	@$(RESTORE_PATH); python3 scripts/route.py add "$(NAME)" "$(METHOD)" '$(PATH)' "$(STORAGE)"
+
+unroute:
+	@$(RESTORE_PATH); python3 scripts/route.py remove "$(NAME)"

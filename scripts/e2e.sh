@@ -83,6 +83,8 @@ expected_status() {
     create_task | create_ticket) echo 201 ;;
     get_task | replace_task | update_task | delete_task) echo 404 ;;
     fallback) echo 405 ;;
+    # Added by make route: the caller and the path parameters.
+    # route:insert invoke (make route adds its functions above this line)
     *) echo "unknown function $1" >&2; return 1 ;;
   esac
 }

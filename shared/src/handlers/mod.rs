@@ -86,6 +86,7 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         "task_history" => task_history::DYNAMODB,
         "export_tasks" => export_tasks::DYNAMODB,
         "task_events" => task_events::DYNAMODB,
+        // route:insert dynamodb_access (make route adds arms above this line)
         // The docs function serves a document: no storage.
         "docs" => DynamoDbAccess::NONE,
         "fallback" => fallback::DYNAMODB,

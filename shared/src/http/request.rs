@@ -144,6 +144,26 @@ pub fn task_id(req: &Request) -> Validated<Uuid> {
     Uuid::parse_str(raw).map_err(|e| vec![FieldError::uuid_parsing(at, raw, &e)])
 }
 
+/// Path parameters as text, in the order of `names` (what a route added
+/// by `make route` answers with): each one the event lacks is a `missing`
+/// failure at `["path", name]`, all of them listed.
+pub fn path_strings<const N: usize>(req: &Request, names: [&str; N]) -> Validated<[String; N]> {
+    let params = req.path_parameters();
+    let mut missing = Vec::new();
+    let values = names.map(|name| match params.first(name) {
+        Some(value) => value.to_owned(),
+        None => {
+            missing.push(FieldError::missing(loc(&["path", name]), Value::Null));
+            String::new()
+        }
+    });
+    if missing.is_empty() {
+        Ok(values)
+    } else {
+        Err(missing)
+    }
+}
+
 /// The last value of a query parameter: as in Starlette, the last of
 /// repeated parameters wins; unknown parameters are ignored.
 fn last_param(req: &Request, name: &str) -> Option<String> {

@@ -80,6 +80,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
         handlers::export_tasks::handle,
         handlers::task_events::handle,
         handlers::create_ticket::handle,
+        // route:insert paths (make route adds handlers above this line)
     ),
     components(
         schemas(HttpError, HttpValidationError, FieldError),

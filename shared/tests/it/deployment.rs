@@ -491,20 +491,40 @@ fn every_route_is_throttled_by_its_class_writes_tighter_than_reads() {
     )
     .and_then(Value::as_mapping)
     .expect("TasksApi RouteSettings: a mapping of \"METHOD /path\" to settings");
-    let mut keys: Vec<&str> = settings
+    let keys: Vec<String> = settings
         .keys()
-        .map(|k| k.as_str().expect("route keys are strings"))
+        .map(|k| k.as_str().expect("route keys are strings").to_owned())
         .collect();
-    keys.sort_unstable();
-    let mut routes: Vec<String> = shared::http::routes::ROUTES
+    let routes: Vec<(String, &str)> = shared::http::routes::ROUTES
         .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
+        .map(|r| (format!("{} {}", r.method, r.path), r.method))
         .collect();
-    routes.sort();
-    assert_eq!(
-        keys, routes,
-        "TasksApi RouteSettings (left) must name every route of shared::http::routes::ROUTES \
-         (right), and nothing else (a key naming no route fails the deploy)"
+    let (missing, extra) =
+        crate::support::differences(keys, routes.iter().map(|(key, _)| key.clone()));
+    let mut problems: Vec<String> = missing
+        .iter()
+        .map(|key| {
+            let class = if key.starts_with("GET ") {
+                "Read"
+            } else {
+                "Write"
+            };
+            format!(
+                "template.yaml TasksApi RouteSettings lacks {key:?} (with \
+                 `ThrottlingRateLimit: !Ref {class}RateLimit` and \
+                 `ThrottlingBurstLimit: !Ref {class}BurstLimit`)"
+            )
+        })
+        .collect();
+    problems.extend(extra.iter().map(|key| {
+        format!(
+            "template.yaml TasksApi RouteSettings has {key:?}, which is no route of \
+             shared/src/http/routes.rs ROUTES (a key naming no route fails the deploy)"
+        )
+    }));
+    crate::support::assert_no_problems(
+        "TasksApi RouteSettings must name every route, and nothing else",
+        &problems,
     );
     for route in shared::http::routes::ROUTES {
         let key = format!("{} {}", route.method, route.path);

@@ -223,16 +223,30 @@ fn each_function_is_granted_exactly_its_declared_dynamodb_access() {
     );
     let mut problems = Vec::new();
     for (id, binary, function) in functions(&template) {
-        let access = dynamodb_access(binary)
-            .unwrap_or_else(|| panic!("{id}: shared::handlers declares no access for {binary}"));
+        let Some(access) = dynamodb_access(binary) else {
+            problems.push(format!(
+                "shared/src/handlers/mod.rs: dynamodb_access() has no arm for {binary:?} \
+                 (template.yaml deploys it as {id}): add `{binary:?} => {binary}::DYNAMODB,`"
+            ));
+            continue;
+        };
         let granted = grants(&template, id, function);
         let mut wanted = expected(access);
         wanted.extend(on_failure_grants(&template, id));
         if granted != wanted {
+            let lacking: Grants = wanted.difference(&granted).cloned().collect();
+            let beyond: Grants = granted.difference(&wanted).cloned().collect();
+            let mut parts = Vec::new();
+            if !lacking.is_empty() {
+                parts.push(format!("lacks {}", show(&lacking)));
+            }
+            if !beyond.is_empty() {
+                parts.push(format!("grants beyond the declaration {}", show(&beyond)));
+            }
             problems.push(format!(
-                "{id} ({binary}):\n  template.yaml grants: {}\n  the code declares \
-                 (and its mappings' on-failure queues need): {}",
-                show(&granted),
+                "template.yaml {id}'s Policies {} (shared::handlers::{binary}::DYNAMODB \
+                 declares: {}; its mappings' on-failure queues included)",
+                parts.join(" and "),
                 show(&wanted)
             ));
         }
@@ -255,7 +269,8 @@ fn every_function_declares_its_access_and_is_deployed() {
     for function in all_functions() {
         assert!(
             dynamodb_access(function).is_some(),
-            "shared::handlers::dynamodb_access knows no {function}"
+            "shared/src/handlers/mod.rs: dynamodb_access() knows no {function}: add \
+             `{function:?} => {function}::DYNAMODB,`"
         );
     }
     assert_eq!(dynamodb_access("no_such_function"), None);
@@ -264,10 +279,24 @@ fn every_function_declares_its_access_and_is_deployed() {
         .into_iter()
         .map(|(_, binary, _)| binary)
         .collect();
-    assert_eq!(
-        deployed,
-        all_functions(),
-        "template.yaml (left) must deploy every function of the code (right)"
+    let (missing, extra) = crate::support::differences(deployed, all_functions());
+    let mut problems: Vec<String> = missing
+        .iter()
+        .map(|f| {
+            format!(
+                "template.yaml deploys no {f}: an AWS::Serverless::Function with \
+                 `Metadata: BuildProperties: Binary: {f}`"
+            )
+        })
+        .collect();
+    problems.extend(
+        extra
+            .iter()
+            .map(|f| format!("template.yaml deploys {f}, which is no function of the code")),
+    );
+    crate::support::assert_no_problems(
+        "template.yaml must deploy exactly the functions of the code",
+        &problems,
     );
 }
 

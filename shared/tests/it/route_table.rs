@@ -18,7 +18,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::support::{at, read, reference, repo_root, resources, template, text};
+use crate::support::{
+    assert_no_problems, at, differences, read, reference, repo_root, resources, template, text,
+};
 use serde::Deserialize;
 use serde_norway::Value;
 use shared::adapters::dynamo::table::{INDEXES, TABLE_KEY};
@@ -280,7 +282,7 @@ fn template_routes_are_the_route_table() {
         "the $default route (Method: ANY) must go to the fallback, once"
     );
 
-    let mut routes: Vec<_> = events
+    let routes: Vec<_> = events
         .iter()
         .filter(|e| (e.method, e.path) != DEFAULT_ROUTE)
         .map(|e| {
@@ -291,11 +293,28 @@ fn template_routes_are_the_route_table() {
             )
         })
         .collect();
-    routes.sort();
-    assert_eq!(
-        routes,
-        http_api_routes(),
-        "template.yaml's HttpApi events (left) must be shared::http::routes::ROUTES (right)"
+    let (missing, extra) = differences(routes, http_api_routes());
+    let mut problems: Vec<String> = missing
+        .iter()
+        .map(|(method, path, function)| {
+            format!(
+                "template.yaml lacks the HttpApi event of {method} {path}: under {}Function's \
+                 Events, `Type: HttpApi` with `ApiId: !Ref TasksApi`, `Path: {path}`, \
+                 `Method: {method}`, `PayloadFormatVersion: \"2.0\"`",
+                pascal_case(function)
+            )
+        })
+        .collect();
+    problems.extend(extra.iter().map(|(method, path, function)| {
+        format!(
+            "template.yaml routes {method} {path} to {function} ({}Function), which \
+             shared/src/http/routes.rs ROUTES does not: remove the event, or add the route",
+            pascal_case(function)
+        )
+    }));
+    assert_no_problems(
+        "template.yaml's HttpApi events differ from shared::http::routes::ROUTES",
+        &problems,
     );
 }
 
@@ -406,13 +425,39 @@ fn streamed_functions_have_streaming_function_urls_with_a_token_check() {
 #[test]
 fn watch_router_is_the_route_table() {
     let actual = parse_router(workspace_router());
+    let expected = expected_router();
     let problem = match &actual {
-        Ok(router) if *router == expected_router() => return,
-        Ok(_) => "its entries differ".to_owned(),
+        Ok(router) if *router == expected => return,
+        Ok(router) => {
+            let show = |entries: &[RouterEntry]| {
+                entries
+                    .iter()
+                    .map(|e| format!("{} -> {}", e.method, e.function))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut lines = Vec::new();
+            for (path, want) in &expected {
+                match router.get(path) {
+                    None => lines.push(format!("{path:?} is missing")),
+                    Some(have) if have != want => lines.push(format!(
+                        "{path:?} has [{}], expected [{}]",
+                        show(have),
+                        show(want)
+                    )),
+                    Some(_) => {}
+                }
+            }
+            for path in router.keys().filter(|p| !expected.contains_key(*p)) {
+                lines.push(format!("{path:?} is no path of the route table"));
+            }
+            format!("\n  - {}", lines.join("\n  - "))
+        }
         Err(e) => format!("it cannot be read: {e}"),
     };
     panic!(
-        "Cargo.toml's cargo lambda watch router does not match shared::http::routes ({problem}). \
+        "Cargo.toml's [workspace.metadata.lambda.watch.router] does not match \
+         shared/src/http/routes.rs ROUTES: {problem}\n\
          Replace the entries under [workspace.metadata.lambda.watch.router] with:\n\n{}\n",
         expected_router_toml()
     );
@@ -469,20 +514,56 @@ fn function_crates_are_the_route_functions() {
         .cloned()
         .chain(EVENT_FUNCTIONS.iter().map(|f| f.to_string()))
         .collect();
-    assert_eq!(
-        crates, expected_crates,
-        "functions/ (left) must hold exactly the route functions, the fallback \
-         and shared::runtime::EVENT_FUNCTIONS (right)"
+    let (missing, extra) = differences(crates.iter().cloned(), expected_crates.iter().cloned());
+    let mut problems: Vec<String> = missing
+        .iter()
+        .map(|name| {
+            format!(
+                "functions/{name}/ is missing: the crate (and binary) {name}, whose main.rs \
+                 hands shared::handlers::{name}::handle to shared::runtime::start*"
+            )
+        })
+        .collect();
+    problems.extend(extra.iter().map(|name| {
+        format!(
+            "functions/{name}/ serves no route of shared/src/http/routes.rs ROUTES and is \
+             not in shared::runtime::EVENT_FUNCTIONS"
+        )
+    }));
+    assert_no_problems(
+        "functions/ differs from the functions of the code",
+        &problems,
     );
 
     let template = template();
     let functions = template_functions(&template);
-    let mut binaries: Vec<String> = functions.iter().map(|(_, b)| b.to_string()).collect();
-    binaries.sort();
-    let expected: Vec<String> = expected_crates.into_iter().collect();
-    assert_eq!(
-        binaries, expected,
-        "template.yaml must have exactly one function per crate in functions/"
+    let binaries: Vec<String> = functions.iter().map(|(_, b)| b.to_string()).collect();
+    let (missing, extra) = differences(binaries.iter().cloned(), expected_crates);
+    let mut problems: Vec<String> = missing
+        .iter()
+        .map(|name| {
+            format!(
+                "template.yaml lacks {}Function: an AWS::Serverless::Function with \
+                 `Metadata: BuildProperties: Binary: {name}` (and its {}LogGroup)",
+                pascal_case(name),
+                pascal_case(name)
+            )
+        })
+        .collect();
+    problems.extend(
+        extra
+            .iter()
+            .map(|name| format!("template.yaml builds {name}, which is no crate under functions/")),
+    );
+    let mut seen = BTreeSet::new();
+    for binary in &binaries {
+        if !seen.insert(binary) {
+            problems.push(format!("template.yaml builds {binary} twice"));
+        }
+    }
+    assert_no_problems(
+        "template.yaml must have exactly one function per crate in functions/",
+        &problems,
     );
     for (id, binary) in functions {
         assert_eq!(
@@ -503,15 +584,32 @@ fn openapi_operations_are_the_route_table() {
             operations.push((method.to_uppercase(), path.clone(), id.to_owned()));
         }
     }
-    operations.sort();
     let documented: Vec<_> = table_routes()
         .into_iter()
         .filter(|(_, _, function)| function != DOCS)
         .collect();
-    assert_eq!(
-        operations, documented,
-        "the OpenAPI operations (method, path, operationId) (left) must be \
-         shared::http::routes::ROUTES but the docs routes (right)"
+    let (missing, extra) = differences(operations, documented);
+    let mut problems: Vec<String> = missing
+        .iter()
+        .map(|(method, path, function)| {
+            format!(
+                "the OpenAPI document lacks {method} {path} (operationId {function}): add \
+                 `handlers::{function}::handle` to paths(...) in shared/src/openapi/mod.rs \
+                 (its #[utoipa::path] saying {} {path:?}, operation_id = {function:?}), \
+                 then `make openapi`",
+                method.to_lowercase()
+            )
+        })
+        .collect();
+    problems.extend(extra.iter().map(|(method, path, id)| {
+        format!(
+            "the OpenAPI document has {method} {path} (operationId {id:?}), which no route of \
+             shared/src/http/routes.rs ROUTES serves with that function"
+        )
+    }));
+    assert_no_problems(
+        "the OpenAPI operations differ from shared::http::routes::ROUTES (docs routes aside)",
+        &problems,
     );
     let docs: Vec<_> = ROUTES.iter().filter(|r| r.function == DOCS).collect();
     for page in ["/openapi.json", "/docs", "/redoc"] {
@@ -520,6 +618,45 @@ fn openapi_operations_are_the_route_table() {
             "the docs function serves GET {page}"
         );
     }
+}
+
+#[test]
+fn every_function_has_its_sample_event() {
+    // `cargo lambda invoke <function> --data-file events/<function>.json`
+    // (README), the handler tests and `make perf` read them.
+    let mut problems = Vec::new();
+    for function in table_functions()
+        .into_iter()
+        .chain(EVENT_FUNCTIONS.iter().map(|f| f.to_string()))
+    {
+        let file = format!("events/{function}.json");
+        let Ok(text) = std::fs::read_to_string(repo_root().join(&file)) else {
+            problems.push(format!(
+                "{file} is missing (an API Gateway v2 event for {function})"
+            ));
+            continue;
+        };
+        let event: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(event) => event,
+            Err(e) => {
+                problems.push(format!("{file} is no JSON: {e}"));
+                continue;
+            }
+        };
+        let keys: Vec<String> = ROUTES
+            .iter()
+            .filter(|r| r.function == function)
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        let key = event["routeKey"].as_str().unwrap_or_default();
+        if !keys.is_empty() && !keys.iter().any(|k| k == key) {
+            problems.push(format!(
+                "{file}: routeKey {key:?} is none of {function}'s routes ({})",
+                keys.join(", ")
+            ));
+        }
+    }
+    assert_no_problems("sample events", &problems);
 }
 
 #[test]

@@ -201,3 +201,27 @@ pub fn set_caller(event: &mut serde_json::Value, caller: Option<&str>) {
 pub fn request(event: &serde_json::Value) -> lambda_http::Request {
     lambda_http::request::from_str(&event.to_string()).expect("an HTTP API event")
 }
+
+/// What `want` has that `have` lacks, and what `have` has beyond `want`
+/// (each sorted, duplicates kept once): for failure messages that name the
+/// exact entries to add or remove.
+pub fn differences<T: Ord + Clone>(
+    have: impl IntoIterator<Item = T>,
+    want: impl IntoIterator<Item = T>,
+) -> (Vec<T>, Vec<T>) {
+    let have: std::collections::BTreeSet<T> = have.into_iter().collect();
+    let want: std::collections::BTreeSet<T> = want.into_iter().collect();
+    (
+        want.difference(&have).cloned().collect(),
+        have.difference(&want).cloned().collect(),
+    )
+}
+
+/// Fails with `problems`, one per line, under `heading`, when there are any.
+pub fn assert_no_problems(heading: &str, problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{heading}:\n  - {}\n",
+        problems.join("\n  - ")
+    );
+}
