@@ -10,7 +10,6 @@ Usage: check_browser_feed.py API_URL BEARER_TOKEN
 
 import json
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -31,12 +30,13 @@ def call(api, token, method, path, body=None, headers=None):
 
 def main():
     api, token = sys.argv[1], sys.argv[2]
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+    with sync_playwright() as p:
+        # Debian's Chromium (no browser download); a fresh profile is
+        # Playwright's own.
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium",
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-quic",
-                  f"--user-data-dir={profile}"],
+                  "--disable-component-update", "--no-first-run", "--disable-quic"],
         )
         page = browser.new_page()
         # A page of the API's origin: the ticket's URL is relative to it.

@@ -960,3 +960,80 @@ fn error_description(challenge: &str) -> Option<String> {
     let rest = &challenge[start..];
     Some(rest[..rest.find('"')?].to_owned())
 }
+
+/// Through `cargo lambda watch`: a title a spreadsheet would run as a
+/// formula is exported to CSV with a leading `'`, and to NDJSON unchanged.
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn csv_export_neutralises_formulas_end_to_end() {
+    let api = Api::new();
+    let formula = "=HYPERLINK(\"http://evil\",\"x\")";
+    api.create(formula, false).await;
+    let csv = api
+        .request(Method::GET, "/tasks/export?format=csv")
+        .send()
+        .await
+        .expect("the local stack answers")
+        .text()
+        .await
+        .expect("body");
+    let row = csv.lines().nth(1).expect("a row");
+    assert!(
+        row.contains("\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""),
+        "{row}"
+    );
+    let ndjson = api
+        .request(Method::GET, "/tasks/export")
+        .send()
+        .await
+        .expect("the local stack answers")
+        .text()
+        .await
+        .expect("body");
+    let task: Value = serde_json::from_str(ndjson.trim()).expect("one task");
+    assert_eq!(task["title"], formula);
+}
+
+/// Through `cargo lambda watch`: a caller holds at most
+/// MAX_FEED_STREAMS_PER_CALLER (3) open feed streams; the next is a 429
+/// with `Retry-After`, another caller is not affected, and a place frees
+/// when a stream ends.
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn a_caller_holds_at_most_three_feed_streams() {
+    let api = Api::new();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let response = api
+            .request(Method::GET, "/tasks/events")
+            .send()
+            .await
+            .expect("the local stack answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let refused = api
+        .request(Method::GET, "/tasks/events")
+        .send()
+        .await
+        .expect("the local stack answers");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["detail"], "too many open feed streams (3)");
+    // The streams end after EVENTS_LIFETIME_SECONDS; then a place is free.
+    for response in open {
+        let _ = response.bytes().await;
+    }
+    let again = api
+        .request(Method::GET, "/tasks/events")
+        .send()
+        .await
+        .expect("the local stack answers");
+    assert_eq!(again.status(), StatusCode::OK);
+}
