@@ -68,6 +68,9 @@ pub enum ApiError {
     /// A feed ticket that does not exist or has expired.
     #[error("invalid or expired ticket")]
     InvalidTicket,
+    /// `If-Match` that is neither `*` nor a list of entity tags.
+    #[error("If-Match must be * or a list of entity tags")]
+    MalformedIfMatch,
     /// `If-Match` lists more entity tags than a write can check.
     #[error("If-Match lists more than {max} entity tags")]
     TooManyEntityTags { max: usize },
@@ -138,9 +141,9 @@ impl ApiError {
             ApiError::TaskLimitReached(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnreadableBody | ApiError::TooManyEntityTags { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::UnreadableBody
+            | ApiError::TooManyEntityTags { .. }
+            | ApiError::MalformedIfMatch => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -340,26 +340,32 @@ pub fn decode_history_cursor(token: &str) -> Option<Sequence> {
 /// more than a few.
 pub const MAX_IF_MATCH_TAGS: usize = 20;
 
-/// `If-Match`: absent → no condition, `*` → any existing task, otherwise the
-/// version in the (strong) ETag. A value that is no ETag of ours can never
-/// match, so it fails the precondition as a stale one would. More than
-/// [`MAX_IF_MATCH_TAGS`] tags is a 400.
+/// `If-Match`: absent → no condition, `*` → any existing task, otherwise a
+/// list of entity tags (RFC 9110: `"opaque"` or weak `W/"opaque"`). A tag
+/// that is no version of ours (or weak: If-Match compares strongly) never
+/// matches, so it fails the precondition as a stale one would (412). A
+/// value that is not `*` or such a list is a 400, as is a list of more than
+/// [`MAX_IF_MATCH_TAGS`] tags.
 pub fn if_match(req: &Request) -> Result<Precondition, ApiError> {
     let Some(value) = req.headers().get(header::IF_MATCH) else {
         return Ok(Precondition::None);
     };
-    let Ok(value) = value.to_str() else {
-        return Ok(Precondition::Never);
-    };
-    let value = value.trim();
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::MalformedIfMatch)?
+        .trim();
     if value == "*" {
         return Ok(Precondition::Exists);
     }
-    let tags: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
+    let tags: Vec<&str> = value.split(',').map(str::trim).collect();
+    let opaque = |tag: &str| -> Option<String> {
+        let quoted = tag.strip_prefix("W/").unwrap_or(tag);
+        let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+        (!inner.contains('"')).then(|| inner.to_owned())
+    };
+    if tags.iter().any(|tag| opaque(tag).is_none()) {
+        return Err(ApiError::MalformedIfMatch);
+    }
     if tags.len() > MAX_IF_MATCH_TAGS {
         return Err(ApiError::TooManyEntityTags {
             max: MAX_IF_MATCH_TAGS,
@@ -368,7 +374,8 @@ pub fn if_match(req: &Request) -> Result<Precondition, ApiError> {
     // A list of ETags matches if any does; ours are all strong.
     let versions: Vec<u64> = tags
         .iter()
-        .filter_map(|tag| tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+        .filter(|tag| !tag.starts_with("W/"))
+        .filter_map(|tag| opaque(tag)?.parse().ok())
         .collect();
     Ok(match versions.as_slice() {
         [] => Precondition::Never,

@@ -62,11 +62,11 @@ pub const FALLBACK: &str = "fallback";
 /// too: with `--disable-cors` a preflight reaches the functions, which
 /// answer it when local CORS is on ([`super::cors`]), as API Gateway does
 /// deployed; otherwise it is the fallback's 405 (known path) or 404.
-/// `HEAD` and `TRACE` too, so that they get the contract's 405 with `Allow`
-/// locally (as API Gateway's `$default` route gives deployed), not the
-/// local router's own 404.
+/// `HEAD`, `TRACE` and `QUERY` too, so that they get the contract's 405
+/// with `Allow` locally (as API Gateway's `$default` route gives deployed),
+/// not the local router's own 404.
 pub const METHODS: &[&str] = &[
-    "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE",
+    "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "QUERY",
 ];
 
 /// Whether `path` matches the `pattern` of a route.

@@ -262,10 +262,11 @@ error_responses! {
     UnreadableBody = "The JSON body is not UTF-8 (FastAPI answers it in the same words).",
         http_error(), ApiError::UnreadableBody, [];
     /// 400 of PUT and PATCH.
-    BadRequest = "The JSON body is not UTF-8, or `If-Match` lists more than 20 entity tags.",
+    BadRequest = "The JSON body is not UTF-8, or `If-Match` is not `*` or a list of at most \
+        20 entity tags.",
         http_error(), ApiError::TooManyEntityTags { max: 20 }, [];
     /// 400 of DELETE.
-    TooManyEntityTags = "`If-Match` lists more than 20 entity tags.",
+    TooManyEntityTags = "`If-Match` is not `*` or a list of at most 20 entity tags.",
         http_error(), ApiError::TooManyEntityTags { max: 20 }, [];
     /// 429 of the live feed.
     TooManyStreams = "The caller already has `MAX_FEED_STREAMS_PER_CALLER` feed streams open \
@@ -398,12 +399,13 @@ pub struct HistoryParams {
 pub struct IfMatchHeader {
     /// Apply the write only if the task's `ETag` is this one (or one of a
     /// comma-separated list of at most 20); `*` matches any version. A
-    /// stale value is a 412; more than 20 tags, a 400.
+    /// stale (or weak) tag is a 412; more than 20 tags, or a value that is
+    /// not `*` or entity tags, a 400.
     #[param(
         rename = "If-Match",
         value_type = String,
         required = false,
-        pattern = "^(\\*|\"[0-9]+\"( *, *\"[0-9]+\"){0,19})$"
+        pattern = "^(\\*|(W/)?\"[^\"]*\"( *, *(W/)?\"[^\"]*\"){0,19})$"
     )]
     pub if_match: Option<String>,
 }

@@ -307,6 +307,23 @@ async fn an_if_match_list_past_its_cap_is_a_400_and_changes_nothing() {
             json!({"detail": "If-Match lists more than 20 entity tags"})
         );
     }
+    // Not `*` nor entity tags (empty, unquoted, a stray quote): a 400; a
+    // weak tag is well-formed but never matches (412).
+    for (value, status) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("1", StatusCode::BAD_REQUEST),
+        ("\"1\", 2", StatusCode::BAD_REQUEST),
+        ("\"1\"\"", StatusCode::BAD_REQUEST),
+        ("W/\"1\"", StatusCode::PRECONDITION_FAILED),
+    ] {
+        let response = respond(
+            app,
+            handlers::update_task::handle,
+            with("update_task", value),
+        )
+        .await;
+        assert_eq!(response.status(), status, "If-Match: {value:?}");
+    }
     // 20 tags, the current version among them: applied.
     let response = respond(
         app,
