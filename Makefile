@@ -1,14 +1,14 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev test lint unit e2e openapi sam-build bench perf
+.PHONY: dev test lint unit e2e openapi sam-build deploy-check deploy-check-ci template-check bench perf
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 dev:
 	scripts/dev.sh
 
 ## make test: everything CI runs.
-test: lint unit e2e
+test: lint unit template-check e2e deploy-check-ci
 
 lint:
 	cargo fmt --all --check
@@ -31,6 +31,24 @@ openapi:
 ## build takes minutes (README, "Deploying").
 sam-build:
 	scripts/sam-build.sh
+
+## make deploy-check: `sam build` (as make sam-build), the template after
+## SAM's transform checked against the code, then every function's
+## .aws-sam/build/<Function>/bootstrap started as Lambda would (arm64 under
+## qemu, deployed configuration, local Runtime API and DynamoDB) with its
+## sample event, its answer checked. Minutes: not in `make test`.
+deploy-check:
+	scripts/deploy-check.sh
+
+## In `make test`: the same emulated path for one storage function and one
+## streamed function, built alone with cargo lambda (README, "Deploying").
+deploy-check-ci:
+	DEPLOY_CHECK_FUNCTIONS="get_task export_tasks" scripts/deploy-check.sh
+
+## The template after SAM's transform (offline) against the code.
+template-check:
+	source scripts/lib.sh && ensure_sam && "$$TOOLS_VENV/bin/python" scripts/sam_translate.py target/deploy-check
+	DEPLOYED_TEMPLATE=$$PWD/target/deploy-check/template.json cargo test -p shared --test it deployed_template
 
 ## make bench: the warm path per route (criterion) with allocations.
 bench:

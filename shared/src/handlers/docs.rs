@@ -67,7 +67,7 @@ const REDOC_PAGE: &str = r#"<!DOCTYPE html>
 
 /// Swagger UI's start: this API's document, and no call to the public
 /// validator (its default badge would reach the internet).
-const SWAGGER_INITIALIZER: &str = r#"window.onload = function() {
+const SWAGGER_INITIALIZER: &str = r##"window.onload = function() {
   window.ui = SwaggerUIBundle({
     "url": "openapi.json",
     "dom_id": "#swagger-ui",
@@ -83,7 +83,7 @@ const SWAGGER_INITIALIZER: &str = r#"window.onload = function() {
     ]
   });
 };
-"#;
+"##;
 
 /// A vendored file: its content type and bytes, gzip-compressed or not.
 struct Asset {

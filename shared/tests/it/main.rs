@@ -1,6 +1,7 @@
 //! The integration tests of `shared`, one binary (one link of the SDK and
 //! the handlers instead of one per file): each module is one area.
 
+mod deployed_template;
 mod deployment;
 mod docs;
 mod events;
