@@ -441,7 +441,7 @@ async fn check_one(
     let (program, args) = match wrapper.split_first() {
         Some((program, args)) => (
             program.clone(),
-            [args, &[target.bootstrap.clone()]].concat(),
+            [args, std::slice::from_ref(&target.bootstrap)].concat(),
         ),
         None => (target.bootstrap.clone(), Vec::new()),
     };
