@@ -14,7 +14,7 @@
 # DEPLOY_CHECK_FUNCTIONS="get_task export_tasks": only those, built by
 # `cargo lambda build --release --arm64 --bin ...` instead of a whole
 # `sam build`, with the iteration profile (no LTO, 16 codegen units, in
-# target/sam-fast: SAM_BUILD_MODE=fast of scripts/sam-build.sh) unless
+# target/sam-fast: DEPLOY_BUILD=fast of scripts/sam-build.sh) unless
 # DEPLOY_CHECK_PROFILE=release. What `make test` runs (README, "Deploying").
 set -euo pipefail
 cd "$(dirname "$0")/.."

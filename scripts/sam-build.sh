@@ -15,19 +15,19 @@ ensure_arm64_target
 # host artifacts with the dev and bench builds, so in target/ this would
 # wait for `make dev` (and make it wait). A plain `sam build` uses target/.
 #
-# SAM_BUILD_MODE=fast: the iteration mode (README, "Deploying"): the same
+# DEPLOY_BUILD=fast: the iteration mode (README, "Deploying"): the same
 # build without LTO and with 16 codegen units, given to cargo (and so to
 # SAM's own cargo lambda runs) as CARGO_PROFILE_RELEASE_* variables, in a
 # target directory of its own (switching LTO mode rebuilds every
 # dependency). Minutes faster after a change, binaries ~35% larger (some
 # over the 6 MB target): for a dev stack, not for production.
-case "${SAM_BUILD_MODE:-release}" in
+case "${DEPLOY_BUILD:-release}" in
   release) default_target_dir="$PWD/target/sam" ;;
   fast)
     export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
     default_target_dir="$PWD/target/sam-fast"
     ;;
-  *) echo "SAM_BUILD_MODE: release or fast" >&2; exit 2 ;;
+  *) echo "DEPLOY_BUILD: release or fast" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$default_target_dir}"
 
