@@ -8,7 +8,7 @@ dev:
 	scripts/dev.sh
 
 ## make test: everything CI runs.
-test: lint unit template-check e2e deploy-check-ci
+test: lint unit e2e template-check deploy-check-ci
 
 lint:
 	cargo fmt --all --check
