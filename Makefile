@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev token test lint unit e2e openapi sam-build bench perf route unroute route-check
+.PHONY: dev token test lint unit e2e openapi sam-build deploy-check deploy-check-ci template-check bench perf route unroute route-check
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 ## make dev AUTH=token: callers named by bearer tokens from a local
@@ -20,7 +20,7 @@ token:
 	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
 
 ## make test: everything CI runs.
-test: lint unit route-check e2e
+test: lint unit template-check route-check e2e
 
 lint:
 	cargo fmt --all --check
@@ -48,6 +48,25 @@ openapi:
 ## build takes minutes (README, "Deploying").
 sam-build:
 	scripts/sam-build.sh
+
+## make deploy-check: `sam build` (as make sam-build), the template after
+## SAM's transform checked against the code, then every function's
+## .aws-sam/build/<Function>/bootstrap started as Lambda would (arm64 under
+## qemu, deployed configuration, local Runtime API and DynamoDB) with its
+## sample event, its answer checked. Minutes: not in `make test`.
+deploy-check:
+	scripts/deploy-check.sh
+
+## Not in `make test` (it builds the arm64 dependencies: minutes; README,
+## "Deploying"): the same emulated path for one storage function and one
+## streamed function, built alone with cargo lambda (README, "Deploying").
+deploy-check-ci:
+	DEPLOY_CHECK_FUNCTIONS="get_task export_tasks" scripts/deploy-check.sh
+
+## The template after SAM's transform (offline) against the code.
+template-check:
+	source scripts/lib.sh && ensure_sam && "$$TOOLS_VENV/bin/python" scripts/sam_translate.py target/deploy-check
+	DEPLOYED_TEMPLATE=$$PWD/target/deploy-check/template.json cargo test -p shared --test it deployed_template
 
 ## make bench: the warm path per route (criterion) with allocations.
 bench:

@@ -76,6 +76,29 @@ ensure_sam() {
   ensure_pip_package aws-sam-cli "$SAM_CLI_VERSION"
 }
 
+# The Rust target of the deploy build (sam build / cargo lambda --arm64).
+ensure_arm64_target() {
+  if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    echo "==> adding the Rust target aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
+}
+
+# Running the arm64 binaries here: qemu user-mode emulation and the arm64
+# glibc (Debian packages; needs root and apt, as on CI).
+ensure_arm64_emulation() {
+  if command -v qemu-aarch64-static > /dev/null && [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; then
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
+    echo "qemu-aarch64-static is missing: apt-get install qemu-user-static libc6-arm64-cross" >&2
+    return 1
+  fi
+  echo "==> installing qemu-user-static libc6-arm64-cross (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross > /dev/null
+}
+
 # sam, offline: a dummy region (nothing is deployed or called), no telemetry.
 sam_offline() {
   AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0 sam "$@"

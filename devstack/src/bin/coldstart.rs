@@ -8,6 +8,11 @@
 //! cargo run -p devstack --bin coldstart -- --export 1000 10000
 //! ```
 //!
+//! `--deploy-check FUNCTIONS_JSON [--wrapper CMD]`: each function of the
+//! template started from its `sam build` artifact (through `CMD`, e.g.
+//! qemu for arm64), in its deployed configuration, and its answer to its
+//! sample event checked (`make deploy-check`; see `deploy_check.rs`).
+//!
 //! `--export N...`: the streamed export instead, once per count, each in a
 //! fresh process on a caller with N tasks: bytes streamed, time, and peak
 //! RSS, which must not grow with N.
@@ -17,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use devstack::LocalDynamo;
 use devstack::runtime_api::RuntimeApi;
+
+#[path = "coldstart/deploy_check.rs"]
+mod deploy_check;
 
 struct Figures {
     function: String,
@@ -235,6 +243,8 @@ async fn run() -> Result<(), String> {
     let mut warm = 200;
     let mut only = Vec::new();
     let mut export_counts = Vec::new();
+    let mut deploy_check = None;
+    let mut wrapper = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -249,8 +259,22 @@ async fn run() -> Result<(), String> {
                     export_counts.push(n.parse().map_err(|_| "--export takes task counts")?);
                 }
             }
+            "--deploy-check" => {
+                deploy_check = Some(args.next().ok_or("--deploy-check needs functions.json")?)
+            }
+            "--wrapper" => {
+                wrapper = args
+                    .next()
+                    .ok_or("--wrapper needs a command")?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            }
             name => only.push(name.to_owned()),
         }
+    }
+    if let Some(path) = deploy_check {
+        return deploy_check::run(&path, &wrapper, &only).await;
     }
     let names = if only.is_empty() { functions() } else { only };
     let dynamo = LocalDynamo::in_memory("tasks").await?;

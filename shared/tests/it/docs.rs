@@ -127,3 +127,55 @@ async fn unknown_files_are_404_in_fastapis_words() {
         assert_eq!(text(&response), r#"{"detail":"Not Found"}"#, "{path}");
     }
 }
+
+/// The vendored files are stored gzip-compressed: sent as they are to a
+/// client that accepts gzip, decompressed for one that does not, the same
+/// bytes either way.
+#[tokio::test]
+async fn files_go_out_gzip_encoded_when_the_client_accepts_it() {
+    use std::io::Read;
+    for path in [
+        "/docs/swagger-ui-bundle.js",
+        "/redoc/redoc.standalone.js",
+        "/docs/swagger-ui.css",
+    ] {
+        let plain = fetch(path).await;
+        assert_eq!(plain.status(), StatusCode::OK, "{path}");
+        assert!(
+            plain.headers().get(header::CONTENT_ENCODING).is_none(),
+            "{path}"
+        );
+        let plain = text(&plain);
+        assert!(plain.len() > 10_000, "{path}");
+
+        for accept in ["gzip, deflate, br", "br;q=1.0, gzip;q=0.8", "*"] {
+            let mut request = get(path);
+            request
+                .headers_mut()
+                .insert(header::ACCEPT_ENCODING, accept.parse().expect("header"));
+            let response = respond(crate::support::app_with(&[], ()), docs::handle, request).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "{path} {accept}");
+            assert_eq!(headers[header::VARY], "accept-encoding", "{path}");
+            let Body::Binary(gzipped) = response.body() else {
+                panic!("{path}: a gzip body is binary")
+            };
+            let mut unzipped = String::new();
+            flate2::read::GzDecoder::new(&gzipped[..])
+                .read_to_string(&mut unzipped)
+                .expect("gzip");
+            assert_eq!(unzipped, plain, "{path}");
+        }
+        let mut refused = get(path);
+        refused.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            "gzip;q=0, identity".parse().expect("header"),
+        );
+        let response = respond(crate::support::app_with(&[], ()), docs::handle, refused).await;
+        assert!(
+            response.headers().get(header::CONTENT_ENCODING).is_none(),
+            "{path} q=0"
+        );
+    }
+}

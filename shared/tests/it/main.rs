@@ -2,6 +2,7 @@
 //! the handlers instead of one per file): each module is one area.
 
 mod client_config;
+mod deployed_template;
 mod deployment;
 mod docs;
 mod events;
