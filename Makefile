@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev token test lint unit e2e openapi sam-build deploy-check deploy-check-ci template-check bench perf route unroute route-check
+.PHONY: dev token test prefetch-tools lint unit e2e openapi sam-build deploy-check deploy-check-ci template-check bench perf route unroute route-check
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 ## make dev AUTH=token: callers named by bearer tokens from a local
@@ -20,7 +20,12 @@ token:
 	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
 
 ## make test: everything CI runs.
-test: lint unit template-check route-check e2e
+test: prefetch-tools lint unit template-check route-check e2e
+
+# The Python tools and Chromium install in the background while cargo
+# builds (scripts/lib.sh, prefetch_tools); each step waits for its own.
+prefetch-tools:
+	@source scripts/lib.sh && prefetch_tools
 
 lint:
 	cargo fmt --all --check

@@ -18,7 +18,22 @@ RUFF_VERSION="0.14.5"
 PLAYWRIGHT_VERSION="1.56.0"
 export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
 
+# Every install below holds .dev/tools.lock while it checks and installs,
+# so `make test` can install the tools in the background while cargo
+# builds (prefetch_tools) and a step that needs one simply waits for it.
+with_tools_lock() {
+  mkdir -p .dev
+  (
+    flock 9
+    "$@"
+  ) 9> .dev/tools.lock
+}
+
 ensure_tools() {
+  with_tools_lock ensure_tools_unlocked
+}
+
+ensure_tools_unlocked() {
   if [ ! -x "$TOOLS_VENV/bin/pip" ]; then
     echo "==> creating $TOOLS_VENV (Python tools for the local stack)"
     python3 -m venv "$TOOLS_VENV"
@@ -31,15 +46,16 @@ ensure_tools() {
 
 ensure_lint_tools() {
   ensure_tools
-  if ! "$TOOLS_VENV/bin/cfn-lint" --version 2>/dev/null | grep -q "$CFN_LINT_VERSION"; then
-    echo "==> installing cfn-lint $CFN_LINT_VERSION (PyPI)"
-    "$TOOLS_VENV/bin/pip" install --quiet "cfn-lint==$CFN_LINT_VERSION"
-  fi
+  ensure_pip_package cfn-lint "$CFN_LINT_VERSION"
   ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
 }
 
 # ensure_pip_package NAME VERSION: NAME==VERSION in the tools venv.
 ensure_pip_package() {
+  with_tools_lock ensure_pip_package_unlocked "$@"
+}
+
+ensure_pip_package_unlocked() {
   local name="$1" version="$2"
   if [ "$("$TOOLS_VENV/bin/python" -c "from importlib.metadata import version; print(version('$name'))" 2>/dev/null)" != "$version" ]; then
     echo "==> installing $name $version (PyPI)"
@@ -57,6 +73,10 @@ ensure_api_test_tools() {
   ensure_pip_package openapi-python-client "$OPENAPI_PYTHON_CLIENT_VERSION"
   ensure_pip_package ruff "$RUFF_VERSION"
   ensure_pip_package playwright "$PLAYWRIGHT_VERSION"
+  with_tools_lock ensure_chromium
+}
+
+ensure_chromium() {
   if ! command -v chromium > /dev/null; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
       echo "chromium is missing: install Debian's chromium package (apt-get install chromium)" >&2
@@ -283,3 +303,17 @@ stop_group() {
   done
   kill -KILL -- "-$pid" 2>/dev/null || true
 }
+
+# Every tool `make test` uses, installed in the background (each install
+# under the lock), while the first cargo build keeps the two cores busy:
+# the steps that need a tool wait for it. Output goes to .dev/tools.log.
+prefetch_tools() {
+  mkdir -p .dev
+  (ensure_sam && ensure_api_test_tools) > .dev/tools.log 2>&1 &
+}
+
+# The local binaries are built with shared's `test-support` feature, as
+# `cargo test` builds shared (its tests and devstack's need the in-memory
+# stores): one build of shared for both, not two. Deploy builds (sam
+# build, cargo lambda build --release) never enable it.
+LOCAL_BUILD_FEATURES=(--features shared/test-support)

@@ -307,6 +307,22 @@ async fn unknown_routes_and_methods() {
     let (status, _, response) = api.send(Method::DELETE, "/tasks", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(header(&response, "allow"), "POST, GET");
+    // Methods no route has anywhere: the contract's 405, not the local
+    // router's own 404 (as API Gateway's $default answers deployed).
+    for method in ["HEAD", "TRACE", "QUERY"] {
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = api
+            .request(method.clone(), "/health")
+            .send()
+            .await
+            .expect("the local stack answers");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+        assert_eq!(header(response.headers(), "allow"), "GET", "{method}");
+    }
     for path in ["/nothing-here", "/tasks/a/b", "/"] {
         let (status, body, _) = api.send(Method::GET, path, None).await;
         assert_eq!(

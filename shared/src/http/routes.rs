@@ -91,11 +91,19 @@ pub fn matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-/// The methods routed for `path`, in table order, each once (empty:
-/// unknown path).
+/// The methods of the resource at `path` (its most specific matching
+/// pattern), in table order, each once (empty: unknown path): a 405's
+/// `Allow`.
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    // The resource is the most specific pattern that matches: a static
+    // path (`/tasks/export`) is its own resource, not `/tasks/{task_id}`
+    // (whose routes still take other methods there, as API Gateway and
+    // FastAPI route them).
+    let matching: Vec<&Route> = ROUTES.iter().filter(|r| matches(r.path, path)).collect();
+    let params = |route: &Route| route.path.matches('{').count();
+    let fewest = matching.iter().map(|r| params(r)).min().unwrap_or(0);
     let mut methods: Vec<&'static str> = Vec::new();
-    for route in ROUTES.iter().filter(|r| matches(r.path, path)) {
+    for route in matching.into_iter().filter(|r| params(r) == fewest) {
         if !methods.contains(&route.method) {
             methods.push(route.method);
         }
@@ -160,10 +168,10 @@ mod tests {
         );
         assert!(allowed_methods("/nope").is_empty());
         assert_eq!(allowed_methods("/docs/index.css"), ["GET"]);
-        assert_eq!(
-            allowed_methods("/tasks/export"),
-            ["GET", "PUT", "PATCH", "DELETE"]
-        );
+        // A static path is its own resource (FastAPI's `Allow` too), even
+        // though PUT, PATCH and DELETE there reach `/tasks/{task_id}`.
+        assert_eq!(allowed_methods("/tasks/export"), ["GET"]);
+        assert_eq!(allowed_methods("/tasks/events/tickets"), ["POST"]);
     }
 
     #[test]
