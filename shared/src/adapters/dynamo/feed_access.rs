@@ -55,17 +55,7 @@ impl TicketStore for DynamoStore {
             (PK.to_owned(), string(ticket_pk(hash))),
             (SK.to_owned(), string(TICKET_SK)),
         ]);
-        let found = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", e))?
-            .item;
-        let Some(item) = found else {
+        let Some(item) = self.read(key).await? else {
             return Ok(None);
         };
         let stored: TicketItem = serde_dynamo::from_item(item)

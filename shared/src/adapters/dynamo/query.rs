@@ -1,4 +1,5 @@
-//! Reading a key range: the one Query loop of the stores.
+//! Reading: one item by its key, or a key range (the one Query loop of
+//! the stores). Reads on the table are consistent.
 
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 
@@ -64,5 +65,21 @@ impl DynamoStore {
             }
         }
         Ok((items, read_capacity))
+    }
+}
+
+impl DynamoStore {
+    /// The item with this key, read consistently, if it exists.
+    pub async fn read(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        Ok(output.item)
     }
 }

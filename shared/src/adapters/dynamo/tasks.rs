@@ -96,16 +96,8 @@ impl TaskStore for DynamoStore {
     }
 
     async fn get(&self, owner: &Caller, id: Uuid) -> Result<VersionedTask, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(owner, id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", e))?;
-        decode_task(output.item.ok_or(StoreError::TaskNotFound)?)
+        let item = self.read(key(owner, id)).await?;
+        decode_task(item.ok_or(StoreError::TaskNotFound)?)
     }
 
     async fn list(&self, owner: &Caller, query: &ListQuery) -> Result<StoredPage, StoreError> {
@@ -309,15 +301,7 @@ impl DynamoStore {
                     (PK.to_owned(), string(owner_pk(owner))),
                     (SK.to_owned(), string(idempotency_sk(&idempotency.key))),
                 ]);
-                self.client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| classify("GetItem", e))?
-                    .item
+                self.read(key).await?
             }
         };
         let Some(item) = item else {
