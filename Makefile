@@ -16,7 +16,7 @@ dev:
 KIND ?= valid
 token:
 	@source scripts/lib.sh && load_dotenv && \
-	  cargo build --quiet -p devstack --bin devstack && \
+	  cargo build --quiet --workspace --bin devstack && \
 	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
 
 ## make test: everything CI runs.
@@ -46,7 +46,7 @@ route-check:
 
 ## make openapi: regenerate the committed openapi.json from the code.
 openapi:
-	UPDATE_OPENAPI=1 cargo test -p shared --test it openapi::
+	UPDATE_OPENAPI=1 cargo test --workspace --test it openapi::
 
 ## make sam-build: the deploy build (`sam build`: cargo lambda, release,
 ## arm64) of every function, checked and timed. Not in `make test`: a cold
@@ -71,7 +71,7 @@ deploy-check-ci:
 ## The template after SAM's transform (offline) against the code.
 template-check:
 	source scripts/lib.sh && ensure_sam && "$$TOOLS_VENV/bin/python" scripts/sam_translate.py target/deploy-check
-	DEPLOYED_TEMPLATE=$$PWD/target/deploy-check/template.json cargo test -p shared --test it deployed_template -- --ignored
+	DEPLOYED_TEMPLATE=$$PWD/target/deploy-check/template.json cargo test --workspace --test it deployed_template -- --ignored
 
 ## make bench: the warm path per route (criterion) with allocations.
 bench:

@@ -47,7 +47,7 @@ fi
 
 echo "==> the template after SAM's transform"
 "$TOOLS_VENV/bin/python" scripts/sam_translate.py "$out" $bootstrap_dir
-DEPLOYED_TEMPLATE="$PWD/$out/template.json" cargo test --quiet -p shared --test it deployed_template -- --ignored
+DEPLOYED_TEMPLATE="$PWD/$out/template.json" cargo test --quiet --workspace --test it deployed_template -- --ignored
 
 echo "==> each function as Lambda starts it (arm64 under qemu, deployed configuration)"
 cargo run --quiet -p devstack --bin coldstart -- \

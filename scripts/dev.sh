@@ -34,7 +34,7 @@ fi
 ensure_tools
 
 echo "==> building the functions and the local DynamoDB"
-cargo build --workspace --bins "${LOCAL_BUILD_FEATURES[@]}"
+cargo build --workspace --bins
 
 if [ "${DYNAMODB:-local}" = aws ]; then
   echo "==> the API: http://localhost:$API_PORT on table $TABLE_NAME (AWS${AWS_PROFILE:+, profile $AWS_PROFILE})"

@@ -311,9 +311,3 @@ prefetch_tools() {
   mkdir -p .dev
   (ensure_sam && ensure_api_test_tools) > .dev/tools.log 2>&1 &
 }
-
-# The local binaries are built with shared's `test-support` feature, as
-# `cargo test` builds shared (its tests and devstack's need the in-memory
-# stores): one build of shared for both, not two. Deploy builds (sam
-# build, cargo lambda build --release) never enable it.
-LOCAL_BUILD_FEATURES=(--features shared/test-support)

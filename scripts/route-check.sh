@@ -123,9 +123,9 @@ check() {
 check "cargo fmt --all --check" cargo fmt --all --check
 check "clippy of shared and $NAME" nice -n 19 cargo clippy --quiet -p shared -p "$NAME" --lib --bins --tests -- -D warnings
 check "route table, least privilege, OpenAPI drift, deployment and layers tests" \
-  nice -n 19 cargo test --quiet -p shared --test it -- route_table:: least_privilege:: openapi:: deployment:: layers::
+  nice -n 19 cargo test --quiet --workspace --test it -- route_table:: least_privilege:: openapi:: deployment:: layers::
 check "$NAME answers its sample event (its handler's tests)" \
-  nice -n 19 cargo test --quiet -p shared --lib "handlers::$NAME::"
+  nice -n 19 cargo test --quiet --workspace --lib "handlers::$NAME::"
 check "cfn-lint template.yaml" cfn-lint template.yaml
 check "sam validate --lint" sam_offline validate --lint --template template.yaml
 
