@@ -20,10 +20,12 @@ token:
 	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
 
 ## make test: everything CI runs.
-test: prefetch-tools lint unit template-check route-check e2e
+test: prefetch-tools lint unit template-check route-check e2e deploy-check-ci
 
-# The Python tools and Chromium install in the background while cargo
-# builds (scripts/lib.sh, prefetch_tools); each step waits for its own.
+# The Python tools, Chromium and qemu install in the background while
+# cargo builds, and deploy-check-ci's arm64 build runs beside the other
+# steps at the lowest priority (scripts/lib.sh, prefetch_tools); each
+# step waits for its own.
 prefetch-tools:
 	@source scripts/lib.sh && prefetch_tools
 
@@ -62,11 +64,12 @@ sam-build:
 deploy-check:
 	scripts/deploy-check.sh
 
-## Not in `make test` (it builds the arm64 dependencies: minutes; README,
-## "Deploying"): the same emulated path for one storage function and one
-## streamed function, built alone with cargo lambda (README, "Deploying").
+## make deploy-check-ci (the last step of `make test`): the same emulated
+## path for one storage function and one streamed function, get_task and
+## export_tasks, built alone by cargo lambda with the release profile
+## unoptimised (README, "Deploying").
 deploy-check-ci:
-	DEPLOY_CHECK_FUNCTIONS="get_task export_tasks" scripts/deploy-check.sh
+	source scripts/lib.sh && "$${DEPLOY_CHECK_CI[@]}" scripts/deploy-check.sh
 
 ## The template after SAM's transform (offline) against the code.
 template-check:

@@ -307,7 +307,21 @@ stop_group() {
 # Every tool `make test` uses, installed in the background (each install
 # under the lock), while the first cargo build keeps the two cores busy:
 # the steps that need a tool wait for it. Output goes to .dev/tools.log.
+# Then, at the lowest priority, the arm64 build of make deploy-check-ci
+# (its own target directory), so it uses what the foreground steps leave
+# of the two cores (e2e mostly waits); its output goes to
+# .dev/deploy-check-build.log, and make deploy-check-ci at the end finds
+# the binaries built (or waits on cargo's lock for them).
 prefetch_tools() {
   mkdir -p .dev
-  (ensure_sam && ensure_api_test_tools) > .dev/tools.log 2>&1 &
+  (
+    ensure_sam && ensure_api_test_tools && with_tools_lock ensure_arm64_emulation
+  ) > .dev/tools.log 2>&1 &
+  (
+    "${DEPLOY_CHECK_CI[@]}" nice -n 19 scripts/deploy-check.sh --build-only
+  ) > .dev/deploy-check-build.log 2>&1 &
 }
+
+# make deploy-check-ci: one storage function and one streamed function,
+# the release profile unoptimised (scripts/deploy-check.sh).
+DEPLOY_CHECK_CI=(env DEPLOY_CHECK_FUNCTIONS="get_task export_tasks" DEPLOY_CHECK_PROFILE=ci)
