@@ -24,6 +24,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_sam
 started=$SECONDS
+# Every build below lints (scripts/lib.sh), as make test's.
+clippy_build_env
 
 TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 SCRATCH="$TARGET/route-check/repo"
@@ -121,11 +123,12 @@ check() {
   fi
 }
 check "cargo fmt --all --check" cargo fmt --all --check
-check "clippy of shared and $NAME" nice -n 19 cargo clippy --quiet -p shared -p "$NAME" --lib --bins --tests -- -D warnings
+# Clippy inside the build, as make lint runs it (clippy_build_env above).
+check "clippy of shared and $NAME" nice -n 19 cargo test --quiet -p shared -p "$NAME" --no-run
 check "route table, least privilege, OpenAPI drift, deployment and layers tests" \
-  nice -n 19 cargo test --quiet --workspace --test it -- route_table:: least_privilege:: openapi:: deployment:: layers::
+  nice -n 19 cargo test --quiet -p shared -p "$NAME" --test it -- route_table:: least_privilege:: openapi:: deployment:: layers::
 check "$NAME answers its sample event (its handler's tests)" \
-  nice -n 19 cargo test --quiet --workspace --lib "handlers::$NAME::"
+  nice -n 19 cargo test --quiet -p shared -p "$NAME" --lib "handlers::$NAME::"
 check "cfn-lint template.yaml" cfn-lint template.yaml
 check "sam validate --lint" sam_offline validate --lint --template template.yaml
 
