@@ -16,7 +16,7 @@ use crate::adapters::token::TokenVerifier;
 use crate::config::Config;
 use crate::http::cors::Cors;
 use crate::http::error::{ApiError, chain};
-use crate::http::identity::Authenticator;
+use crate::http::identity::{Authenticator, Identity};
 use crate::http::observability::{LoggedCaller, ObservabilityLayer, init_metrics};
 use crate::http::request::request_id;
 use crate::http::streaming::{StreamedBody, buffered};
@@ -40,6 +40,16 @@ pub struct App<S> {
 impl<S> App<S> {
     pub fn new(config: Config, store: S) -> Self {
         let tokens = config.token.clone().map(TokenVerifier::new);
+        Self::with_tokens(config, store, tokens)
+    }
+
+    /// For a public route's function ([`start_public`]): no bearer-token
+    /// check is built (nor linked into its binary).
+    fn public(config: Config, store: S) -> Self {
+        Self::with_tokens(config, store, None)
+    }
+
+    fn with_tokens(config: Config, store: S, tokens: Option<TokenVerifier>) -> Self {
         let authenticator = Authenticator::new(config.identity, tokens);
         let header_identity = config.identity == crate::config::IdentityMode::Header;
         let cors = Cors::new(config.cors_origins.clone(), header_identity);
@@ -63,30 +73,51 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    cold_start(connect, move |app| serve(app, handler))
+    cold_start(connect, App::new, move |app| {
+        serve(move |req| respond(app, handler, req))
+    })
 }
 
-/// [`start`] for a function that never touches storage (health, me, the
-/// fallback, docs): no DynamoDB client is built, and the AWS SDK is not
-/// even linked into its binary.
+/// [`start`] for a function that never touches storage (me, and routes
+/// made with `make route STORAGE=none`): no DynamoDB client is built, and
+/// the AWS SDK is not even linked into its binary.
 pub fn start_without_storage<H, Fut>(handler: H) -> ExitCode
 where
     H: Fn(&'static App<()>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    cold_start(|_| (), move |app| serve(app, handler))
+    cold_start(
+        |_| (),
+        App::new,
+        move |app| serve(move |req| respond(app, handler, req)),
+    )
 }
 
-/// The buffered HTTP serving loop of [`start`] and [`start_without_storage`].
-async fn serve<S, H, Fut>(app: &'static App<S>, handler: H) -> Result<(), lambda_runtime::Error>
+/// [`start_without_storage`] for a public route's function (health, docs,
+/// the fallback): it has no caller, so none is looked for: no bearer token
+/// is checked (the token check, its JWKS client and TLS stack are not
+/// linked into its binary) and its request log names no caller.
+pub fn start_public<H, Fut>(handler: H) -> ExitCode
 where
-    S: Send + Sync + 'static,
-    H: Fn(&'static App<S>, Request) -> Fut + Copy + Send + Sync + 'static,
+    H: Fn(&'static App<()>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    let service = service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(respond(app, handler, req).await)
-    });
+    cold_start(
+        |_| (),
+        App::public,
+        move |app| serve(move |req| respond_public(app, handler, req)),
+    )
+}
+
+/// The buffered HTTP serving loop of [`start`], [`start_without_storage`]
+/// and [`start_public`]: `respond` answers each request.
+async fn serve<R, Fut>(respond: R) -> Result<(), lambda_runtime::Error>
+where
+    R: Fn(Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    let service =
+        service_fn(move |req: Request| async move { Ok::<_, Infallible>(respond(req).await) });
     lambda_http::run(observability_layer().layer(service)).await
 }
 
@@ -106,7 +137,7 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = StreamedResult> + Send,
 {
-    cold_start(connect, |app| async move {
+    cold_start(connect, App::new, |app| async move {
         let layer = observability_layer();
         // A client that goes away mid-stream can break the connection to
         // the Runtime API under the runtime, and lambda_runtime then returns
@@ -161,7 +192,7 @@ where
     H: Fn(&'static App<DynamoStore>, E) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = R> + Send,
 {
-    cold_start(connect, |app| async move {
+    cold_start(connect, App::new, |app| async move {
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
                 Ok::<_, Infallible>(handler(app, event.payload).await)
@@ -172,7 +203,11 @@ where
 
 /// Once per cold start: configuration, logs, the async runtime and the
 /// store; then `serve` until the Lambda runtime stops.
-fn cold_start<S, F, Fut>(connect: impl FnOnce(&Config) -> S, serve: F) -> ExitCode
+fn cold_start<S, F, Fut>(
+    connect: impl FnOnce(&Config) -> S,
+    app: impl FnOnce(Config, S) -> App<S>,
+    serve: F,
+) -> ExitCode
 where
     S: Send + Sync + 'static,
     F: FnOnce(&'static App<S>) -> Fut,
@@ -200,7 +235,7 @@ where
     let served = runtime.block_on(async move {
         let store = connect(&config);
         // Lives as long as the process, as the SDK client must.
-        let app: &'static App<S> = Box::leak(Box::new(App::new(config, store)));
+        let app: &'static App<S> = Box::leak(Box::new(app(config, store)));
         serve(app).await
     });
     match served {
@@ -246,24 +281,58 @@ where
 pub async fn respond_with<'a, S, H, Fut, B>(
     app: &'a App<S>,
     handler: H,
-    mut req: Request,
+    req: Request,
     buffered: fn(Response<Body>) -> Response<B>,
 ) -> Response<B>
 where
     H: FnOnce(&'a App<S>, Request) -> Fut,
     Fut: Future<Output = Result<Response<B>, ApiError>>,
 {
-    let request_id = request_id(&req);
     // Local CORS (off unless CORS_ALLOWED_ORIGINS is set; deployed, API
     // Gateway answers CORS): a preflight never reaches the handler.
-    let cors = &app.cors;
-    if let Some(preflight) = cors.preflight(&req) {
+    if let Some(preflight) = app.cors.preflight(&req) {
         return buffered(preflight);
     }
-    let origin = cors.allowed_origin(req.headers());
     let identity = app.authenticator.identify(&req).await;
-    let logged = identity.caller().map(LoggedCaller::of);
-    req.extensions_mut().insert(identity);
+    answer(app, handler, req, buffered, Some(identity)).await
+}
+
+/// [`respond`] for a public route's function ([`start_public`]): no
+/// caller is looked for.
+async fn respond_public<'a, S, H, Fut>(app: &'a App<S>, handler: H, req: Request) -> Response<Body>
+where
+    H: FnOnce(&'a App<S>, Request) -> Fut,
+    Fut: Future<Output = HandlerResult>,
+{
+    if let Some(preflight) = app.cors.preflight(&req) {
+        return preflight;
+    }
+    answer(app, handler, req, |response| response, None).await
+}
+
+/// The rest of [`respond_with`], after the caller was identified (or, for
+/// a public route's function, with no caller: `None`).
+async fn answer<'a, S, H, Fut, B>(
+    app: &'a App<S>,
+    handler: H,
+    mut req: Request,
+    buffered: fn(Response<Body>) -> Response<B>,
+    identity: Option<Identity>,
+) -> Response<B>
+where
+    H: FnOnce(&'a App<S>, Request) -> Fut,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
+{
+    let request_id = request_id(&req);
+    let cors = &app.cors;
+    let origin = cors.allowed_origin(req.headers());
+    let logged = identity
+        .as_ref()
+        .and_then(Identity::caller)
+        .map(LoggedCaller::of);
+    if let Some(identity) = identity {
+        req.extensions_mut().insert(identity);
+    }
     let mut response = match handler(app, req).await {
         Ok(response) => response,
         Err(error) => {

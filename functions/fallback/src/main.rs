@@ -1,5 +1,5 @@
 //! Lambda entry point: see `shared::handlers::fallback`.
 
 fn main() -> std::process::ExitCode {
-    shared::runtime::start_without_storage(shared::handlers::fallback::handle)
+    shared::runtime::start_public(shared::handlers::fallback::handle)
 }

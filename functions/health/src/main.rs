@@ -1,5 +1,5 @@
 //! Lambda entry point: see `shared::handlers::health`.
 
 fn main() -> std::process::ExitCode {
-    shared::runtime::start_without_storage(shared::handlers::health::handle)
+    shared::runtime::start_public(shared::handlers::health::handle)
 }

@@ -758,3 +758,37 @@ fn template_table_is_the_table_layout() {
         "every function's TABLE_NAME must be `!Ref {table_id}`"
     );
 }
+
+/// The functions that look for no caller (`shared::runtime::start_public`:
+/// no bearer-token check built or linked) are exactly those of the routes
+/// that skip the authorizer: `/health`, the docs and the fallback. Any other
+/// function started that way would answer without its caller.
+#[test]
+fn only_public_routes_functions_start_public() {
+    let public: BTreeSet<&str> = public_routes()
+        .iter()
+        .map(|&(method, path)| {
+            if (method, path) == DEFAULT_ROUTE {
+                FALLBACK
+            } else {
+                route_for(method, path)
+                    .map(|route| route.function)
+                    .unwrap_or_else(|| panic!("{method} {path}: no route"))
+            }
+        })
+        .collect();
+    let started_public: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let main = read(&format!("functions/{name}/src/main.rs"));
+            main.contains("shared::runtime::start_public(")
+                .then_some(name)
+        })
+        .collect();
+    let started_public: BTreeSet<&str> = started_public.iter().map(String::as_str).collect();
+    assert_eq!(
+        started_public, public,
+        "functions/*/src/main.rs: start_public is for the public routes' functions only, and theirs"
+    );
+}
