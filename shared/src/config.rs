@@ -411,13 +411,13 @@ fn valid_table_name(name: &str) -> bool {
 /// (`localhost`, 127.0.0.0/8, `[::1]`): keys are never fetched in clear
 /// over a network.
 fn https_or_loopback_http(url: &str) -> bool {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
+    let Ok(parsed) = url.parse::<lambda_http::http::Uri>() else {
         return false;
     };
-    let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
+    let Some(host) = parsed.host().filter(|h| !h.is_empty()) else {
         return false;
     };
-    match parsed.scheme() {
+    match parsed.scheme_str().unwrap_or_default() {
         "https" => true,
         "http" => {
             host.eq_ignore_ascii_case("localhost")

@@ -36,9 +36,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use lambda_http::http::{StatusCode, Uri};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
@@ -105,7 +114,7 @@ struct VerifyingKey {
 #[derive(Default)]
 struct FetchState {
     /// Built on the first fetch, not at cold start.
-    client: Option<reqwest::Client>,
+    client: Option<JwksClient>,
     last_attempt: Option<Instant>,
     last_failed: bool,
 }
@@ -268,32 +277,41 @@ impl TokenVerifier {
 
     async fn fetch_keys(
         &self,
-        client: &mut Option<reqwest::Client>,
+        client: &mut Option<JwksClient>,
     ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
         let client = match client {
             Some(client) => client,
             None => client.insert(http_client(&self.settings.jwks_url)?),
         };
-        let mut response = client
-            .get(&self.settings.jwks_url)
-            .send()
-            .await
-            .map_err(|error| format!("JWKS request failed: {}", chain(&error)))?;
-        let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            return Err(format!("JWKS answered {status}"));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| format!("JWKS not read: {}", chain(&error)))?
-        {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(format!("JWKS larger than {MAX_JWKS_BYTES} bytes"));
+        let uri: Uri = self
+            .settings
+            .jwks_url
+            .parse()
+            .map_err(|error| format!("JWKS URL: {error}"))?;
+        let fetch = async {
+            let response = client
+                .get(uri)
+                .await
+                .map_err(|error| format!("JWKS request failed: {}", chain(&error)))?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                return Err(format!("JWKS answered {status}"));
             }
-            body.extend_from_slice(&chunk);
-        }
+            let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map_err(|error| {
+                    if error.is::<LengthLimitError>() {
+                        format!("JWKS larger than {MAX_JWKS_BYTES} bytes")
+                    } else {
+                        format!("JWKS not read: {error}")
+                    }
+                })?;
+            Ok(body.to_bytes())
+        };
+        let body = tokio::time::timeout(FETCH_TIMEOUT, fetch)
+            .await
+            .map_err(|_| format!("JWKS request timed out after {FETCH_TIMEOUT:?}"))??;
         parse_jwks(&body)
     }
 }
@@ -389,30 +407,51 @@ fn verifying_key(jwk: &Jwk) -> Option<(String, VerifyingKey)> {
     Some((kid, VerifyingKey { key }))
 }
 
-/// The JWKS client: a short timeout, no redirects. Cognito's endpoints
+/// The JWKS client: hyper's, over rustls with aws-lc (the TLS stack the
+/// DynamoDB client links already). It follows no redirects; the whole
+/// fetch is bounded by [`FETCH_TIMEOUT`]. Cognito's endpoints
 /// (`*.amazonaws.com`) are checked against the compiled-in Amazon roots,
 /// as DynamoDB's are (no system trust store to parse); any other issuer
 /// against the system's roots.
-fn http_client(jwks_url: &str) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(FETCH_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none());
-    if is_amazon_host(jwks_url) {
-        let roots =
-            reqwest::Certificate::from_pem_bundle(crate::adapters::tls::AMAZON_TRUST_SERVICES)
-                .map_err(|error| format!("Amazon roots not loaded: {}", chain(&error)))?;
-        builder = builder.tls_certs_only(roots);
+type JwksClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+fn http_client(jwks_url: &str) -> Result<JwksClient, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let connector = hyper_rustls::HttpsConnectorBuilder::new();
+    let connector = if is_amazon_host(jwks_url) {
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("TLS not set up: {error}"))?
+            .with_root_certificates(amazon_roots()?)
+            .with_no_client_auth();
+        connector.with_tls_config(config)
+    } else {
+        connector
+            .with_provider_and_native_roots(provider)
+            .map_err(|error| format!("system roots not loaded: {error}"))?
+    };
+    let connector = connector.https_or_http().enable_http1().build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// Amazon's roots ([`crate::adapters::tls::AMAZON_TRUST_SERVICES`]).
+fn amazon_roots() -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(crate::adapters::tls::AMAZON_TRUST_SERVICES) {
+        let certificate =
+            certificate.map_err(|error| format!("Amazon roots not loaded: {error}"))?;
+        roots
+            .add(certificate)
+            .map_err(|error| format!("Amazon roots not loaded: {error}"))?;
     }
-    builder
-        .build()
-        .map_err(|error| format!("JWKS client not built: {}", chain(&error)))
+    Ok(roots)
 }
 
 fn is_amazon_host(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|url| {
-        url.scheme() == "https"
-            && url
-                .host_str()
+    url.parse::<Uri>().is_ok_and(|uri| {
+        uri.scheme_str() == Some("https")
+            && uri
+                .host()
                 .is_some_and(|host| host == "amazonaws.com" || host.ends_with(".amazonaws.com"))
     })
 }
