@@ -123,12 +123,13 @@ check() {
   fi
 }
 check "cargo fmt --all --check" cargo fmt --all --check
-# Clippy inside the build, as make lint runs it (clippy_build_env above).
-check "clippy of shared and $NAME" nice -n 19 cargo test --quiet -p shared -p "$NAME" --no-run
+# Clippy inside the build, as make lint runs it (clippy_build_env above),
+# every build selecting the workspace as make test does (no recompiling).
+check "clippy of the workspace with $NAME" cargo test --quiet --workspace --no-run
 check "route table, least privilege, OpenAPI drift, deployment and layers tests" \
-  nice -n 19 cargo test --quiet -p shared -p "$NAME" --test it -- route_table:: least_privilege:: openapi:: deployment:: layers::
+  cargo test --quiet --workspace --test it -- route_table:: least_privilege:: openapi:: deployment:: layers::
 check "$NAME answers its sample event (its handler's tests)" \
-  nice -n 19 cargo test --quiet -p shared -p "$NAME" --lib "handlers::$NAME::"
+  cargo test --quiet --workspace --lib "handlers::$NAME::"
 check "cfn-lint template.yaml" cfn-lint template.yaml
 check "sam validate --lint" sam_offline validate --lint --template template.yaml
 
