@@ -56,14 +56,12 @@ wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
 
 # --ignore-changes: the functions were just built; an edit during the run
-# must not restart them under the tests. --concurrency 12: up to 12
-# instances of a function, as Lambda scales out: an open event stream
-# holds one, and the tests below run 8 at a time (mostly waiting on
-# streams), up to 10 feed streams at once.
+# must not restart them under the tests. --concurrency 4: up to 4 instances
+# of a function, as Lambda scales out (an open event stream holds one).
 # CARGO: cargo-lambda starts a function with "$CARGO run --bin <f>"
 # (cargo-lambda is run directly: `cargo lambda` would set CARGO itself).
 REAL_CARGO="$(command -v cargo)" CARGO="$PWD/scripts/cargo-run-built" \
-  setsid cargo-lambda lambda watch --disable-cors --ignore-changes --concurrency 12 --invoke-address 127.0.0.1 --invoke-port "$API_PORT" > "$LOG" 2>&1 &
+  setsid cargo-lambda lambda watch --disable-cors --ignore-changes --concurrency 4 --invoke-address 127.0.0.1 --invoke-port "$API_PORT" > "$LOG" 2>&1 &
 PIDS+=($!)
 if ! wait_for_http "http://127.0.0.1:$API_PORT/health" 120; then
   cat "$LOG" >&2
@@ -71,7 +69,7 @@ if ! wait_for_http "http://127.0.0.1:$API_PORT/health" 120; then
 fi
 
 echo "==> end-to-end tests against http://127.0.0.1:$API_PORT"
-if ! TASK_API_URL="http://127.0.0.1:$API_PORT" cargo test --workspace --test it e2e:: -- --ignored --nocapture --test-threads 8; then
+if ! TASK_API_URL="http://127.0.0.1:$API_PORT" cargo test --workspace --test it e2e:: -- --ignored --nocapture; then
   echo "--- cargo lambda watch log ($LOG) ---" >&2
   tail -n 80 "$LOG" >&2
   exit 1
