@@ -33,12 +33,15 @@ if [ "${1:-}" = "--print-env" ]; then
 fi
 ensure_tools
 
+# shared/local-authorizer: in token mode every function checks bearer
+# tokens, standing in for API Gateway's JWT authorizer (shared/Cargo.toml).
+LOCAL_FEATURES=(--features shared/local-authorizer)
 echo "==> building the functions and the local DynamoDB"
-cargo build --workspace --bins
+cargo build --workspace --bins "${LOCAL_FEATURES[@]}"
 
 if [ "${DYNAMODB:-local}" = aws ]; then
   echo "==> the API: http://localhost:$API_PORT on table $TABLE_NAME (AWS${AWS_PROFILE:+, profile $AWS_PROFILE})"
-  exec cargo lambda watch --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+  exec cargo lambda watch "${LOCAL_FEATURES[@]}" --disable-cors --concurrency 4 --invoke-port "$API_PORT"
 fi
 
 mkdir -p .dev
@@ -68,4 +71,4 @@ fi
 # --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
 # deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
 # CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
-cargo lambda watch --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+cargo lambda watch "${LOCAL_FEATURES[@]}" --disable-cors --concurrency 4 --invoke-port "$API_PORT"

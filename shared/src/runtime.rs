@@ -37,16 +37,55 @@ pub struct App<S> {
     pub cors: Cors,
 }
 
+/// Who checks a function's bearer tokens. It decides what the function's
+/// binary links: the token check (JWKS client, TLS, JWT parsing) is
+/// about 0.25 MB of a storage function and 1.6 MB of `me`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// The function itself, with `JWT_ISSUER` set: the streamed functions,
+    /// which Lambda Function URLs serve with no authorizer in front.
+    Own,
+    /// API Gateway's JWT authorizer, deployed. Locally (`cargo lambda
+    /// watch` has no authorizer), the function stands in for it in builds
+    /// with the `local-authorizer` feature; a deploy build leaves it out.
+    Authorizer,
+    /// Nobody: a public route's function, or one fed by an event source.
+    None,
+}
+
+/// Whether this build stands in for the JWT authorizer (see
+/// [`Guard::Authorizer`]): the tests' builds and `make dev` enable
+/// `local-authorizer`; `sam build` does not.
+const LOCAL_AUTHORIZER: bool = cfg!(feature = "local-authorizer");
+
+/// The cold start's refusal when `JWT_ISSUER` asks a function behind the
+/// authorizer to check tokens that its build cannot check: failing closed
+/// beats serving a caller nobody verified.
+pub fn authorizer_stand_in_missing(config: &Config, local_authorizer: bool) -> Option<String> {
+    (config.token.is_some() && !local_authorizer).then(|| {
+        "configuration error: JWT_ISSUER is set, but this function is deployed behind \
+         the API's JWT authorizer and was built without its local stand-in; build \
+         with `--features shared/local-authorizer` (as make dev does) for local token mode"
+            .to_string()
+    })
+}
+
 impl<S> App<S> {
+    /// An app that checks bearer tokens itself when `JWT_ISSUER` is set.
     pub fn new(config: Config, store: S) -> Self {
         let tokens = config.token.clone().map(TokenVerifier::new);
         Self::with_tokens(config, store, tokens)
     }
 
-    /// For a public route's function ([`start_public`]): no bearer-token
-    /// check is built (nor linked into its binary).
-    fn public(config: Config, store: S) -> Self {
-        Self::with_tokens(config, store, None)
+    /// The app of a function guarded as `guard` says; for
+    /// [`Guard::Authorizer`] in a build without the stand-in, no token
+    /// check is built (nor linked).
+    fn guarded(config: Config, store: S, guard: Guard) -> Self {
+        match guard {
+            Guard::Own => Self::new(config, store),
+            Guard::Authorizer if LOCAL_AUTHORIZER => Self::new(config, store),
+            Guard::Authorizer | Guard::None => Self::with_tokens(config, store, None),
+        }
     }
 
     fn with_tokens(config: Config, store: S, tokens: Option<TokenVerifier>) -> Self {
@@ -73,7 +112,7 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    cold_start(connect, App::new, move |app| {
+    cold_start(connect, Guard::Authorizer, move |app| {
         serve(move |req| respond(app, handler, req))
     })
 }
@@ -88,7 +127,7 @@ where
 {
     cold_start(
         |_| (),
-        App::new,
+        Guard::Authorizer,
         move |app| serve(move |req| respond(app, handler, req)),
     )
 }
@@ -104,7 +143,7 @@ where
 {
     cold_start(
         |_| (),
-        App::public,
+        Guard::None,
         move |app| serve(move |req| respond_public(app, handler, req)),
     )
 }
@@ -137,7 +176,7 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = StreamedResult> + Send,
 {
-    cold_start(connect, App::new, |app| async move {
+    cold_start(connect, Guard::Own, |app| async move {
         let layer = observability_layer();
         // A client that goes away mid-stream can break the connection to
         // the Runtime API under the runtime, and lambda_runtime then returns
@@ -192,7 +231,7 @@ where
     H: Fn(&'static App<DynamoStore>, E) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = R> + Send,
 {
-    cold_start(connect, App::new, |app| async move {
+    cold_start(connect, Guard::None, |app| async move {
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
                 Ok::<_, Infallible>(handler(app, event.payload).await)
@@ -203,11 +242,7 @@ where
 
 /// Once per cold start: configuration, logs, the async runtime and the
 /// store; then `serve` until the Lambda runtime stops.
-fn cold_start<S, F, Fut>(
-    connect: impl FnOnce(&Config) -> S,
-    app: impl FnOnce(Config, S) -> App<S>,
-    serve: F,
-) -> ExitCode
+fn cold_start<S, F, Fut>(connect: impl FnOnce(&Config) -> S, guard: Guard, serve: F) -> ExitCode
 where
     S: Send + Sync + 'static,
     F: FnOnce(&'static App<S>) -> Fut,
@@ -220,6 +255,12 @@ where
             return ExitCode::FAILURE;
         }
     };
+    if guard == Guard::Authorizer
+        && let Some(refusal) = authorizer_stand_in_missing(&config, LOCAL_AUTHORIZER)
+    {
+        eprintln!("{refusal}");
+        return ExitCode::FAILURE;
+    }
     init_tracing(config.log_level);
     // Lambda sends one request at a time to an instance: one thread is enough.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -235,7 +276,7 @@ where
     let served = runtime.block_on(async move {
         let store = connect(&config);
         // Lives as long as the process, as the SDK client must.
-        let app: &'static App<S> = Box::leak(Box::new(app(config, store)));
+        let app: &'static App<S> = Box::leak(Box::new(App::guarded(config, store, guard)));
         serve(app).await
     });
     match served {
@@ -273,7 +314,18 @@ where
     H: FnOnce(&'a App<S>, Request) -> Fut,
     Fut: Future<Output = HandlerResult>,
 {
-    respond_with(app, handler, req, |response| response).await
+    if let Some(preflight) = app.cors.preflight(&req) {
+        return preflight;
+    }
+    // The functions answering this way are behind the JWT authorizer
+    // (Guard::Authorizer): only a build with its local stand-in checks
+    // tokens here, and only such a build links the check.
+    let identity = if LOCAL_AUTHORIZER {
+        app.authenticator.identify(&req).await
+    } else {
+        app.authenticator.identify_by_authorizer(&req)
+    };
+    answer(app, handler, req, |response| response, Some(identity)).await
 }
 
 /// [`respond`] for any response body: `buffered` turns the buffered

@@ -3,7 +3,10 @@
 //! - With `JWT_ISSUER` set, only a bearer token checked by the function
 //!   itself ([`TokenVerifier`], the JWT authorizer's rules) names the
 //!   caller: deployed, the two streamed functions behind Function URLs;
-//!   locally, every function in token mode. The authorizer's claims in an
+//!   locally, every function in token mode (standing in for the JWT
+//!   authorizer: the `local-authorizer` feature, without which a function
+//!   behind the authorizer neither links the check nor starts with
+//!   `JWT_ISSUER` set; see `runtime::Guard`). The authorizer's claims in an
 //!   event and the `X-User-Id` header count for nothing then: behind a
 //!   Function URL anybody could have written them.
 //! - Otherwise the API Gateway JWT authorizer's `sub` claim
@@ -74,6 +77,13 @@ impl Authenticator {
                     }),
             );
         }
+        self.identify_by_authorizer(req)
+    }
+
+    /// The caller by the authorizer's claims, or (configured locally) the
+    /// `X-User-Id` header: [`identify`](Self::identify) when no token is
+    /// checked here. Never links the token check.
+    pub(crate) fn identify_by_authorizer(&self, req: &Request) -> Identity {
         let caller = authorizer_subject(req).or_else(|| match self.mode {
             IdentityMode::Header => req
                 .headers()

@@ -665,3 +665,24 @@ async fn task_history_is_the_callers_only_and_checks_its_input() {
         [json!(["query", "limit"]), json!(["query", "cursor"])]
     );
 }
+
+#[test]
+fn a_deploy_build_behind_the_authorizer_refuses_token_mode() {
+    use shared::runtime::authorizer_stand_in_missing;
+    let tokens = crate::support::config(&[
+        ("JWT_ISSUER", "https://issuer.example.com"),
+        ("JWT_AUDIENCE", "client"),
+    ]);
+    // Built without the stand-in (sam build): no token check is linked, so
+    // a JWT_ISSUER asking for one stops the cold start, naming the fix.
+    let refusal = authorizer_stand_in_missing(&tokens, false).expect("refused");
+    assert!(refusal.contains("JWT_ISSUER"), "{refusal}");
+    assert!(
+        refusal.contains("--features shared/local-authorizer"),
+        "{refusal}"
+    );
+    // With the stand-in (tests, make dev), or with no JWT_ISSUER (deployed).
+    assert_eq!(authorizer_stand_in_missing(&tokens, true), None);
+    let deployed = crate::support::config(&[]);
+    assert_eq!(authorizer_stand_in_missing(&deployed, false), None);
+}

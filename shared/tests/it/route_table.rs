@@ -792,3 +792,26 @@ fn only_public_routes_functions_start_public() {
         "functions/*/src/main.rs: start_public is for the public routes' functions only, and theirs"
     );
 }
+
+/// Which functions check bearer tokens in a deploy build: exactly the
+/// streamed ones (no authorizer in front of a Function URL), by starting
+/// with `start_streaming`; every other function with a caller starts with
+/// `start` or `start_without_storage`, behind the API's JWT authorizer.
+#[test]
+fn only_the_streamed_functions_check_tokens_in_a_deploy_build() {
+    let own_check: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let main = read(&format!("functions/{name}/src/main.rs"));
+            main.contains("shared::runtime::start_streaming(")
+                .then_some(name)
+        })
+        .collect();
+    let own_check: BTreeSet<&str> = own_check.iter().map(String::as_str).collect();
+    let streamed: BTreeSet<&str> = shared::http::routes::STREAMED.iter().copied().collect();
+    assert_eq!(
+        own_check, streamed,
+        "functions/*/src/main.rs: start_streaming (the token check in every build) is for the streamed functions only"
+    );
+}
