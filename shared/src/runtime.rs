@@ -37,30 +37,15 @@ pub struct App<S> {
     pub cors: Cors,
 }
 
-/// Who checks a function's bearer tokens. It decides what the function's
-/// binary links: the token check (JWKS client, TLS, JWT parsing) is
-/// about 0.25 MB of a storage function and 1.6 MB of `me`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Guard {
-    /// The function itself, with `JWT_ISSUER` set: the streamed functions,
-    /// which Lambda Function URLs serve with no authorizer in front.
-    Own,
-    /// API Gateway's JWT authorizer, deployed. Locally (`cargo lambda
-    /// watch` has no authorizer), the function stands in for it in builds
-    /// with the `local-authorizer` feature; a deploy build leaves it out.
-    Authorizer,
-    /// Nobody: a public route's function, or one fed by an event source.
-    None,
-}
-
-/// Whether this build stands in for the JWT authorizer (see
-/// [`Guard::Authorizer`]): the tests' builds and `make dev` enable
-/// `local-authorizer`; `sam build` does not.
+/// Whether this build stands in for API Gateway's JWT authorizer: the
+/// functions deployed behind it then check bearer tokens themselves when
+/// `JWT_ISSUER` is set, as `cargo lambda watch` has no authorizer. The
+/// tests' builds and `make dev` enable the `local-authorizer` feature;
+/// `sam build` does not, so those binaries do not link the token check
+/// (JWKS client, TLS, JWT parsing: about 0.25 MB of a storage function
+/// and 1.6 MB of `me`).
 const LOCAL_AUTHORIZER: bool = cfg!(feature = "local-authorizer");
 
-/// The cold start's refusal when `JWT_ISSUER` asks a function behind the
-/// authorizer to check tokens that its build cannot check: failing closed
-/// beats serving a caller nobody verified.
 pub fn authorizer_stand_in_missing(config: &Config, local_authorizer: bool) -> Option<String> {
     (config.token.is_some() && !local_authorizer).then(|| {
         "configuration error: JWT_ISSUER is set, but this function is deployed behind \
@@ -77,15 +62,30 @@ impl<S> App<S> {
         Self::with_tokens(config, store, tokens)
     }
 
-    /// The app of a function guarded as `guard` says; for
-    /// [`Guard::Authorizer`] in a build without the stand-in, no token
-    /// check is built (nor linked).
-    fn guarded(config: Config, store: S, guard: Guard) -> Self {
-        match guard {
-            Guard::Own => Self::new(config, store),
-            Guard::Authorizer if LOCAL_AUTHORIZER => Self::new(config, store),
-            Guard::Authorizer | Guard::None => Self::with_tokens(config, store, None),
+    /// The app of a function deployed behind the JWT authorizer: it checks
+    /// tokens only in a build with the authorizer's local stand-in
+    /// ([`LOCAL_AUTHORIZER`]); otherwise no token check is built (nor
+    /// linked), and `JWT_ISSUER` stops the cold start.
+    fn behind_authorizer(config: Config, store: S) -> Result<Self, String> {
+        if LOCAL_AUTHORIZER {
+            return Ok(Self::new(config, store));
         }
+        match authorizer_stand_in_missing(&config, LOCAL_AUTHORIZER) {
+            Some(refusal) => Err(refusal),
+            None => Ok(Self::with_tokens(config, store, None)),
+        }
+    }
+
+    /// For a function with no caller (a public route's, or one fed by an
+    /// event source): no bearer-token check is built (nor linked).
+    fn public(config: Config, store: S) -> Result<Self, String> {
+        Ok(Self::with_tokens(config, store, None))
+    }
+
+    /// For the streamed functions, behind Function URLs with no
+    /// authorizer in front: they check tokens in every build.
+    fn checking_tokens(config: Config, store: S) -> Result<Self, String> {
+        Ok(Self::new(config, store))
     }
 
     fn with_tokens(config: Config, store: S, tokens: Option<TokenVerifier>) -> Self {
@@ -112,7 +112,7 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send,
 {
-    cold_start(connect, Guard::Authorizer, move |app| {
+    cold_start(connect, App::behind_authorizer, move |app| {
         serve(move |req| respond(app, handler, req))
     })
 }
@@ -127,7 +127,7 @@ where
 {
     cold_start(
         |_| (),
-        Guard::Authorizer,
+        App::behind_authorizer,
         move |app| serve(move |req| respond(app, handler, req)),
     )
 }
@@ -143,7 +143,7 @@ where
 {
     cold_start(
         |_| (),
-        Guard::None,
+        App::public,
         move |app| serve(move |req| respond_public(app, handler, req)),
     )
 }
@@ -176,7 +176,7 @@ where
     H: Fn(&'static App<DynamoStore>, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = StreamedResult> + Send,
 {
-    cold_start(connect, Guard::Own, |app| async move {
+    cold_start(connect, App::checking_tokens, |app| async move {
         let layer = observability_layer();
         // A client that goes away mid-stream can break the connection to
         // the Runtime API under the runtime, and lambda_runtime then returns
@@ -231,7 +231,7 @@ where
     H: Fn(&'static App<DynamoStore>, E) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = R> + Send,
 {
-    cold_start(connect, Guard::None, |app| async move {
+    cold_start(connect, App::public, |app| async move {
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
                 Ok::<_, Infallible>(handler(app, event.payload).await)
@@ -242,7 +242,11 @@ where
 
 /// Once per cold start: configuration, logs, the async runtime and the
 /// store; then `serve` until the Lambda runtime stops.
-fn cold_start<S, F, Fut>(connect: impl FnOnce(&Config) -> S, guard: Guard, serve: F) -> ExitCode
+fn cold_start<S, F, Fut>(
+    connect: impl FnOnce(&Config) -> S,
+    app: impl FnOnce(Config, S) -> Result<App<S>, String>,
+    serve: F,
+) -> ExitCode
 where
     S: Send + Sync + 'static,
     F: FnOnce(&'static App<S>) -> Fut,
@@ -255,12 +259,6 @@ where
             return ExitCode::FAILURE;
         }
     };
-    if guard == Guard::Authorizer
-        && let Some(refusal) = authorizer_stand_in_missing(&config, LOCAL_AUTHORIZER)
-    {
-        eprintln!("{refusal}");
-        return ExitCode::FAILURE;
-    }
     init_tracing(config.log_level);
     // Lambda sends one request at a time to an instance: one thread is enough.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -275,16 +273,22 @@ where
     };
     let served = runtime.block_on(async move {
         let store = connect(&config);
-        // Lives as long as the process, as the SDK client must.
-        let app: &'static App<S> = Box::leak(Box::new(App::guarded(config, store, guard)));
-        serve(app).await
+        match app(config, store) {
+            // Lives as long as the process, as the SDK client must.
+            Ok(app) => serve(Box::leak(Box::new(app))).await.map_err(Some),
+            Err(refusal) => {
+                eprintln!("{refusal}");
+                Err(None)
+            }
+        }
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(Some(error)) => {
             tracing::error!(%error, "runtime stopped");
             ExitCode::FAILURE
         }
+        Err(None) => ExitCode::FAILURE,
     }
 }
 
@@ -318,13 +322,14 @@ where
         return preflight;
     }
     // The functions answering this way are behind the JWT authorizer
-    // (Guard::Authorizer): only a build with its local stand-in checks
-    // tokens here, and only such a build links the check.
-    let identity = if LOCAL_AUTHORIZER {
-        app.authenticator.identify(&req).await
-    } else {
-        app.authenticator.identify_by_authorizer(&req)
-    };
+    // (App::behind_authorizer): only a build with its local stand-in checks
+    // tokens here, and only such a build links the check. (A `cfg`, not an
+    // `if LOCAL_AUTHORIZER`: an await left in a dead branch still keeps its
+    // future, and the whole token check, in the binary.)
+    #[cfg(feature = "local-authorizer")]
+    let identity = app.authenticator.identify(&req).await;
+    #[cfg(not(feature = "local-authorizer"))]
+    let identity = app.authenticator.identify_by_authorizer(&req);
     answer(app, handler, req, |response| response, Some(identity)).await
 }
 

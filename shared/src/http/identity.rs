@@ -6,7 +6,7 @@
 //!   locally, every function in token mode (standing in for the JWT
 //!   authorizer: the `local-authorizer` feature, without which a function
 //!   behind the authorizer neither links the check nor starts with
-//!   `JWT_ISSUER` set; see `runtime::Guard`). The authorizer's claims in an
+//!   `JWT_ISSUER` set; see `shared::runtime`). The authorizer's claims in an
 //!   event and the `X-User-Id` header count for nothing then: behind a
 //!   Function URL anybody could have written them.
 //! - Otherwise the API Gateway JWT authorizer's `sub` claim

@@ -405,6 +405,23 @@ pub async fn run(path: &str, wrapper: &[String], only: &[String]) -> Result<(), 
             }
         }
     }
+    // One function behind the authorizer is enough: they all start alike
+    // (shared::runtime::start, start_without_storage).
+    if let Some(target) = targets
+        .iter()
+        .find(|t| ["get_task", "me"].contains(&t.function.as_str()))
+    {
+        match check_refuses_token_mode(target, wrapper, &dynamo, &issuer, jwks_port).await {
+            Ok(()) => println!(
+                "{}: refused to start with JWT_ISSUER set (no token check in a deploy build)  ok",
+                target.function
+            ),
+            Err(error) => {
+                println!("{}: FAIL: {error}", target.function);
+                failed.push(format!("{} (JWT_ISSUER)", target.function));
+            }
+        }
+    }
     jwks.abort();
     dynamo.stop().await?;
     if failed.is_empty() {
@@ -419,25 +436,17 @@ pub async fn run(path: &str, wrapper: &[String], only: &[String]) -> Result<(), 
     }
 }
 
-async fn check_one(
+/// The command Lambda would run for `target`: its bootstrap (through
+/// `wrapper`), the environment Lambda sets for a provided.al2023 function
+/// and the template's, with the local DynamoDB.
+fn lambda_command(
     target: &Target,
     wrapper: &[String],
+    runtime_api: std::net::SocketAddr,
     dynamo: &LocalDynamo,
-    issuer: &str,
     jwks_port: u16,
-    task_id: &str,
-) -> Result<String, (String, String)> {
+) -> (String, tokio::process::Command) {
     let name = &target.function;
-    let fail = |e: String| {
-        (
-            format!("{name:<14} {:>8} {:>9} {:>8} {:>7}", "-", "-", "-", "-"),
-            e,
-        )
-    };
-    let authorization = bearer(issuer, &target.jwt_audience).map_err(fail)?;
-    let event = event_for(target, task_id, &authorization).map_err(fail)?;
-    let api = RuntimeApi::start().await.map_err(|e| fail(e.to_string()))?;
-
     let (program, args) = match wrapper.split_first() {
         Some((program, args)) => (
             program.clone(),
@@ -451,7 +460,7 @@ async fn check_one(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         // What Lambda sets for a provided.al2023 function.
-        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", name)
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", target.memory.to_string())
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -476,6 +485,67 @@ async fn check_one(
         };
         command.env(key, value);
     }
+    (program, command)
+}
+
+/// A function deployed behind the JWT authorizer is built without the
+/// token check (shared's `local-authorizer` feature is off in a deploy
+/// build): given `JWT_ISSUER` anyway, it must refuse to start (exit
+/// before asking for an event, naming the variable) rather than serve
+/// callers nobody verified.
+async fn check_refuses_token_mode(
+    target: &Target,
+    wrapper: &[String],
+    dynamo: &LocalDynamo,
+    issuer: &str,
+    jwks_port: u16,
+) -> Result<(), String> {
+    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let (program, mut command) = lambda_command(target, wrapper, api.addr, dynamo, jwks_port);
+    command
+        .env("JWT_ISSUER", issuer)
+        .env("JWT_AUDIENCE", "deploy-check")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("{program} {}: {e}", target.bootstrap))?;
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| "still running 60 s after start with JWT_ISSUER set".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || api.first_poll().is_some() || !stderr.contains("JWT_ISSUER") {
+        return Err(format!(
+            "with JWT_ISSUER set: {} (asked for an event: {}); stderr: {stderr:.600}",
+            output.status,
+            api.first_poll().is_some()
+        ));
+    }
+    Ok(())
+}
+
+async fn check_one(
+    target: &Target,
+    wrapper: &[String],
+    dynamo: &LocalDynamo,
+    issuer: &str,
+    jwks_port: u16,
+    task_id: &str,
+) -> Result<String, (String, String)> {
+    let name = &target.function;
+    let fail = |e: String| {
+        (
+            format!("{name:<14} {:>8} {:>9} {:>8} {:>7}", "-", "-", "-", "-"),
+            e,
+        )
+    };
+    let authorization = bearer(issuer, &target.jwt_audience).map_err(fail)?;
+    let event = event_for(target, task_id, &authorization).map_err(fail)?;
+    let api = RuntimeApi::start().await.map_err(|e| fail(e.to_string()))?;
+
+    let (program, mut command) = lambda_command(target, wrapper, api.addr, dynamo, jwks_port);
     let started = Instant::now();
     let mut child = command
         .stdout(Stdio::null())
