@@ -48,7 +48,9 @@ if [ "${SAM_BUILD_PREBUILD:-1}" = 1 ]; then
 fi
 echo "==> sam build (cargo lambda, release, arm64) in $CARGO_TARGET_DIR"
 sam_started=$SECONDS
-nice -n "${SAM_BUILD_NICE:-0}" env AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0 sam build "$@"
+# --parallel: SAM's fifteen `cargo lambda build` runs only find their
+# binary fresh and copy it; side by side they take 8 s instead of 12.
+nice -n "${SAM_BUILD_NICE:-0}" env AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0 sam build --parallel "$@"
 echo "==> sam build: $((SECONDS - sam_started)) s (total $((SECONDS - started)) s)"
 
 # One aarch64 ELF bootstrap per AWS::Serverless::Function.
