@@ -777,15 +777,7 @@ fn only_public_routes_functions_start_public() {
             }
         })
         .collect();
-    let started_public: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
-        .expect("functions/")
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let main = read(&format!("functions/{name}/src/main.rs"));
-            main.contains("shared::runtime::start_public(")
-                .then_some(name)
-        })
-        .collect();
+    let started_public = functions_started_with("shared::runtime::start_public(");
     let started_public: BTreeSet<&str> = started_public.iter().map(String::as_str).collect();
     assert_eq!(
         started_public, public,
@@ -799,19 +791,23 @@ fn only_public_routes_functions_start_public() {
 /// `start` or `start_without_storage`, behind the API's JWT authorizer.
 #[test]
 fn only_the_streamed_functions_check_tokens_in_a_deploy_build() {
-    let own_check: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
-        .expect("functions/")
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let main = read(&format!("functions/{name}/src/main.rs"));
-            main.contains("shared::runtime::start_streaming(")
-                .then_some(name)
-        })
-        .collect();
+    let own_check = functions_started_with("shared::runtime::start_streaming(");
     let own_check: BTreeSet<&str> = own_check.iter().map(String::as_str).collect();
     let streamed: BTreeSet<&str> = shared::http::routes::STREAMED.iter().copied().collect();
     assert_eq!(
         own_check, streamed,
         "functions/*/src/main.rs: start_streaming (the token check in every build) is for the streamed functions only"
     );
+}
+
+/// The crates under `functions/` whose `main.rs` calls `start`.
+fn functions_started_with(start: &str) -> BTreeSet<String> {
+    std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let main = read(&format!("functions/{name}/src/main.rs"));
+            main.contains(start).then_some(name)
+        })
+        .collect()
 }
