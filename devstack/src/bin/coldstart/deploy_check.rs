@@ -31,13 +31,17 @@ const KEY_ID: &str = "key-a";
 const CALLER: &str = "alice";
 /// The task id the sample events name, replaced by a task that exists.
 const SAMPLE_TASK_ID: &str = "0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d";
-/// Run order: the delete last, the task it deletes is the others' task.
+/// Every function this check knows (`check` has an arm for each), in run
+/// order: the delete last, the task it deletes is the others' task. A
+/// function of the template missing here is refused before anything
+/// starts, so even a run of two (`make deploy-check-ci`) notices it.
 const ORDER: &[&str] = &[
     "health",
     "me",
     "docs",
     "fallback",
     "create_task",
+    "create_ticket",
     "list_tasks",
     "get_task",
     "replace_task",
@@ -292,6 +296,28 @@ fn check(function: &str, a: &Answer, task_id: &str) -> Result<(), String> {
             }
             Ok(())
         }
+        "create_ticket" => {
+            expect_status(a, 201)?;
+            let body = json_body(a)?;
+            let ticket = body["ticket"].as_str().unwrap_or_default();
+            let url = body["url"].as_str().unwrap_or_default();
+            // Deployed, the feed function's own URL (EVENTS_URL).
+            if ticket.len() < 32
+                || !url.starts_with("http")
+                || !url.ends_with(&format!("?ticket={ticket}"))
+            {
+                return Err(format!("ticket {ticket:?} with url {url:?}"));
+            }
+            let expires_at = body["expires_at"].as_str().unwrap_or_default();
+            let expires_at = chrono::DateTime::parse_from_rfc3339(expires_at)
+                .map_err(|e| format!("expires_at {expires_at:?}: {e}"))?;
+            let left = expires_at.signed_duration_since(chrono::Utc::now());
+            let lifetime = shared::http::identity::TICKET_LIFETIME_SECONDS;
+            if !(lifetime - 120..=lifetime).contains(&left.num_seconds()) {
+                return Err(format!("the ticket expires in {left}, want {lifetime} s"));
+            }
+            Ok(())
+        }
         "task_history" => {
             expect_status(a, 200)?;
             json_body(a)?
@@ -373,12 +399,17 @@ async fn check_docs_assets(api: &RuntimeApi, event: &Value) -> Result<(), String
 
 pub async fn run(path: &str, wrapper: &[String], only: &[String]) -> Result<(), String> {
     let mut targets = targets(path)?;
-    targets.sort_by_key(|t| {
-        ORDER
-            .iter()
-            .position(|f| *f == t.function)
-            .unwrap_or(ORDER.len())
-    });
+    let unknown: Vec<&str> = targets
+        .iter()
+        .map(|t| t.function.as_str())
+        .filter(|f| !ORDER.contains(f))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "no check for {unknown:?} (deploy_check.rs: ORDER and check)"
+        ));
+    }
+    targets.sort_by_key(|t| ORDER.iter().position(|f| *f == t.function));
     if !only.is_empty() {
         targets.retain(|t| only.contains(&t.function));
         if targets.len() != only.len() {
