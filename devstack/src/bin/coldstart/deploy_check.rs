@@ -301,10 +301,11 @@ fn check(function: &str, a: &Answer, task_id: &str) -> Result<(), String> {
             let body = json_body(a)?;
             let ticket = body["ticket"].as_str().unwrap_or_default();
             let url = body["url"].as_str().unwrap_or_default();
-            // Deployed, the feed function's own URL (EVENTS_URL).
+            // Deployed, the feed's path on the feed function's own URL
+            // (EVENTS_URL, a bare origin).
             if ticket.len() < 32
                 || !url.starts_with("http")
-                || !url.ends_with(&format!("?ticket={ticket}"))
+                || !url.ends_with(&format!("/tasks/events?ticket={ticket}"))
             {
                 return Err(format!("ticket {ticket:?} with url {url:?}"));
             }
