@@ -15,6 +15,11 @@ pub enum IdentityMode {
     Header,
 }
 
+/// The live feed's path on the API (`GET /tasks/events`; the route table
+/// test checks it names the feed's route): a ticket's URL without
+/// `EVENTS_URL`, and its path on a bare `EVENTS_URL` origin.
+pub const FEED_PATH: &str = "/tasks/events";
+
 /// Days a change is kept unless `CHANGE_RETENTION_DAYS` says otherwise.
 pub const DEFAULT_CHANGE_RETENTION_DAYS: u32 = 90;
 
@@ -44,9 +49,15 @@ pub struct Config {
     /// `MAX_FEED_STREAMS_PER_CALLER` (default 3): open `GET /tasks/events`
     /// streams one caller may hold at once, across every instance.
     pub max_feed_streams: u32,
-    /// `EVENTS_URL`: where a feed ticket's `url` points (deployed, the feed
-    /// function's URL, absolute); unset, the API's own `/tasks/events`.
-    pub events_url: Option<String>,
+    /// `EVENTS_URL`: the feed's URL, where a feed ticket's `url` points.
+    /// Unset: the API's own [`FEED_PATH`]. Deployed it is the feed
+    /// function's Function URL, a bare origin
+    /// (`https://<id>.lambda-url.<region>.on.aws/`) where any path reaches
+    /// the function: [`FEED_PATH`] goes on it, as the stack's
+    /// `TaskEventsUrl` output tells clients, so the feed's request log and
+    /// metrics name its route rather than `$default`. A URL that names a
+    /// path (a custom domain's mapping) is kept as it is.
+    pub events_url: String,
     pub aws: AwsSettings,
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_JWKS_URL`: bearer tokens checked
     /// by the function itself (see [`crate::adapters::token`]); `None` when
@@ -226,16 +237,16 @@ impl Config {
         let max_feed_streams = u32::try_from(positive("MAX_FEED_STREAMS_PER_CALLER", 3)?)
             .map_err(|_| invalid("MAX_FEED_STREAMS_PER_CALLER", "is too large"))?;
         let events_url = match get("EVENTS_URL") {
-            None => None,
+            None => FEED_PATH.to_owned(),
             Some(url) => {
-                let url = url.trim().to_owned();
+                let url = url.trim().trim_end_matches('?').to_owned();
                 if !https_or_loopback_http(&url) {
                     return Err(invalid(
                         "EVENTS_URL",
                         format!("must be an https URL, or http on a loopback host (got {url:?})"),
                     ));
                 }
-                Some(url)
+                feed_on(url)
             }
         };
         let endpoint_url = match get("AWS_ENDPOINT_URL_DYNAMODB") {
@@ -410,6 +421,17 @@ fn valid_table_name(name: &str) -> bool {
 /// An https URL with a host, or an http one whose host is loopback
 /// (`localhost`, 127.0.0.0/8, `[::1]`): keys are never fetched in clear
 /// over a network.
+/// `EVENTS_URL` with [`FEED_PATH`] on a bare origin (see
+/// [`Config::events_url`]).
+fn feed_on(url: String) -> String {
+    match url.parse::<lambda_http::http::Uri>() {
+        Ok(uri) if matches!(uri.path(), "" | "/") && uri.query().is_none() => {
+            format!("{}{FEED_PATH}", url.trim_end_matches('/'))
+        }
+        _ => url,
+    }
+}
+
 fn https_or_loopback_http(url: &str) -> bool {
     let Ok(parsed) = url.parse::<lambda_http::http::Uri>() else {
         return false;
@@ -462,6 +484,35 @@ mod tests {
         assert_eq!(config.aws.endpoint_url, None);
         assert!(config.cors_origins.is_empty());
         assert_eq!(config.token, None);
+    }
+
+    #[test]
+    fn events_url_is_the_feeds_url() {
+        let events_url = |value: Option<&str>| {
+            let pairs: Vec<(&str, &str)> = value.map(|v| ("EVENTS_URL", v)).into_iter().collect();
+            Config::from_lookup(lookup(&pairs)).map(|c| c.events_url)
+        };
+        assert_eq!(events_url(None).expect("valid"), FEED_PATH);
+        // Deployed: the feed function's URL, a bare origin, with or
+        // without its slash (or a stray `?`), gets the feed's path.
+        let origin = "https://abc123.lambda-url.eu-west-1.on.aws";
+        for value in [
+            format!("{origin}/"),
+            origin.to_owned(),
+            format!("{origin}/?"),
+        ] {
+            assert_eq!(
+                events_url(Some(&value)).expect("valid"),
+                format!("{origin}/tasks/events"),
+                "{value}"
+            );
+        }
+        // A URL that names a path is the feed's URL as it is.
+        assert_eq!(
+            events_url(Some("https://feed.example.com/live")).expect("valid"),
+            "https://feed.example.com/live"
+        );
+        assert!(events_url(Some("http://feed.example.com/")).is_err());
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct App<S> {
 /// and 1.6 MB of `me`).
 const LOCAL_AUTHORIZER: bool = cfg!(feature = "local-authorizer");
 
+/// The refusal of a function behind the JWT authorizer that is given
+/// `JWT_ISSUER` (local token mode) but built without the authorizer's
+/// stand-in (`local_authorizer`): it would serve callers nobody verified.
 pub fn authorizer_stand_in_missing(config: &Config, local_authorizer: bool) -> Option<String> {
     (config.token.is_some() && !local_authorizer).then(|| {
         "configuration error: JWT_ISSUER is set, but this function is deployed behind \
@@ -67,13 +70,14 @@ impl<S> App<S> {
     /// ([`LOCAL_AUTHORIZER`]); otherwise no token check is built (nor
     /// linked), and `JWT_ISSUER` stops the cold start.
     fn behind_authorizer(config: Config, store: S) -> Result<Self, String> {
-        if LOCAL_AUTHORIZER {
-            return Ok(Self::new(config, store));
+        if let Some(refusal) = authorizer_stand_in_missing(&config, LOCAL_AUTHORIZER) {
+            return Err(refusal);
         }
-        match authorizer_stand_in_missing(&config, LOCAL_AUTHORIZER) {
-            Some(refusal) => Err(refusal),
-            None => Ok(Self::with_tokens(config, store, None)),
-        }
+        Ok(if LOCAL_AUTHORIZER {
+            Self::new(config, store)
+        } else {
+            Self::with_tokens(config, store, None)
+        })
     }
 
     /// For a function with no caller (a public route's, or one fed by an

@@ -148,19 +148,12 @@ async fn measure(
             .ok_or_else(|| format!("{function}: runtime API closed"))?;
         warm_times.push(invocation.answered.duration_since(invocation.handed_out));
     }
-    warm_times.sort();
-    let pick = |q: f64| {
-        warm_times
-            .get(((warm_times.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
     let figures = Figures {
         function: function.to_owned(),
         init,
         first: first.answered.duration_since(first.handed_out),
-        warm_median: pick(0.5),
-        warm_p99: pick(0.99),
+        warm_median: quantile(&mut warm_times, 0.5),
+        warm_p99: quantile(&mut warm_times, 0.99),
         peak_rss_kb: peak_rss_kb(pid),
         status,
     };
@@ -227,10 +220,14 @@ async fn export(dynamo: &LocalDynamo, counts: &[usize]) -> Result<(), String> {
     Ok(())
 }
 
-/// The middle value (the upper one of an even count).
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
+/// The sample at quantile `q` (0.5: the middle one, the upper of an even
+/// count); zero for no samples.
+fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort_unstable();
+    samples
+        .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
 }
 
 fn functions() -> Vec<String> {
@@ -319,8 +316,8 @@ async fn run() -> Result<(), String> {
             "| {} | {} | {:.2} | {:.2} | {} | {} | {:.1} |",
             f.function,
             f.status,
-            median(&mut inits).as_secs_f64() * 1000.0,
-            median(&mut firsts).as_secs_f64() * 1000.0,
+            quantile(&mut inits, 0.5).as_secs_f64() * 1000.0,
+            quantile(&mut firsts, 0.5).as_secs_f64() * 1000.0,
             f.warm_median.as_micros(),
             f.warm_p99.as_micros(),
             f.peak_rss_kb as f64 / 1024.0,

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use lambda_http::Request;
-use lambda_http::http::{StatusCode, Uri};
+use lambda_http::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,7 +12,6 @@ use super::DynamoDbAccess;
 use crate::domain::task::rfc3339;
 use crate::http::identity::{TICKET_LIFETIME_SECONDS, caller, new_ticket, ticket_hash};
 use crate::http::response;
-use crate::http::routes::ROUTES;
 use crate::http::schemas::{ServiceUnavailable, Unauthorized};
 use crate::ports::{Ticket, TicketStore};
 use crate::runtime::{App, HandlerResult};
@@ -60,33 +59,9 @@ pub async fn handle<S: TicketStore>(app: &App<S>, req: Request) -> HandlerResult
         .issue(&ticket_hash(&ticket), &Ticket { owner, expires_at })
         .await?;
     let body = FeedTicket {
-        url: feed_url(app.config.events_url.as_deref(), &ticket),
+        url: format!("{}?ticket={ticket}", app.config.events_url),
         ticket,
         expires_at,
     };
     Ok(response::json(StatusCode::CREATED, &body))
-}
-
-/// The feed's URL with `ticket` in its query. `EVENTS_URL` unset (local):
-/// the API's own feed path. Deployed it is the feed function's Function
-/// URL, a bare origin (`https://<id>.lambda-url.<region>.on.aws/`) where
-/// any path reaches the function: the feed's own path goes on it, as the
-/// stack's `TaskEventsUrl` output tells clients, so the feed's request
-/// log and metrics name its route rather than `$default`. A URL that
-/// names a path (a custom domain's mapping) is kept as it is.
-fn feed_url(events_url: Option<&str>, ticket: &str) -> String {
-    let feed_path = ROUTES
-        .iter()
-        .find(|r| r.function == "task_events")
-        .map_or("/tasks/events", |r| r.path);
-    let base = match events_url.map(|url| url.trim_end_matches('?')) {
-        None => feed_path.to_owned(),
-        Some(url) => match url.parse::<Uri>() {
-            Ok(uri) if matches!(uri.path(), "" | "/") && uri.query().is_none() => {
-                format!("{}{feed_path}", url.trim_end_matches('/'))
-            }
-            _ => url.to_owned(),
-        },
-    };
-    format!("{base}?ticket={ticket}")
 }

@@ -811,3 +811,14 @@ fn functions_started_with(start: &str) -> BTreeSet<String> {
         })
         .collect()
 }
+
+/// The feed's path that tickets point to (`shared::config::FEED_PATH`,
+/// read at cold start, below the route table's layer) is the feed's route.
+#[test]
+fn a_tickets_feed_path_is_the_feeds_route() {
+    let feed = shared::http::routes::ROUTES
+        .iter()
+        .find(|r| r.function == "task_events")
+        .expect("the feed's route");
+    assert_eq!((feed.method, feed.path), ("GET", shared::config::FEED_PATH));
+}

@@ -305,7 +305,7 @@ fn check(function: &str, a: &Answer, task_id: &str) -> Result<(), String> {
             // (EVENTS_URL, a bare origin).
             if ticket.len() < 32
                 || !url.starts_with("http")
-                || !url.ends_with(&format!("/tasks/events?ticket={ticket}"))
+                || !url.ends_with(&format!("{}?ticket={ticket}", shared::config::FEED_PATH))
             {
                 return Err(format!("ticket {ticket:?} with url {url:?}"));
             }
