@@ -57,7 +57,7 @@ fn seeded() -> App<MemoryStore> {
         TaskCreate {
             title: "bench".into(),
             description: "the task the events name".into(),
-            done: false,
+            ..TaskCreate::default()
         },
         now(),
     )];
@@ -66,7 +66,7 @@ fn seeded() -> App<MemoryStore> {
         let input = TaskCreate {
             title: format!("task {i}"),
             description: "x".repeat(100),
-            done: false,
+            ..TaskCreate::default()
         };
         tasks.push(Task::new(input, now()));
     }

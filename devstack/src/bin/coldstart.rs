@@ -175,10 +175,13 @@ async fn seed(dynamo: &LocalDynamo, caller: &str, n: usize) -> Result<(), String
         }
         let (store, owner) = (store.clone(), owner.clone());
         running.spawn(async move {
+            // `..default()` keeps this compiling when a field is added.
+            #[allow(clippy::needless_update)]
             let input = TaskCreate {
                 title: format!("exported task {i}"),
                 description: "x".repeat(100),
                 done: i % 2 == 0,
+                ..TaskCreate::default()
             };
             let rules = CreateRules {
                 max_tasks: u32::MAX,

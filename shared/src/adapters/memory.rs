@@ -154,10 +154,7 @@ impl TaskStore for MemoryStore {
     ) -> Result<VersionedTask, StoreError> {
         self.with_tasks(owner, |tasks| {
             let stored = Self::checked(tasks, id, precondition)?;
-            stored.task.title = input.title;
-            stored.task.description = input.description;
-            stored.task.done = input.done;
-            stored.task.updated_at = now;
+            stored.task = Task::with(id, input, stored.task.created_at, now);
             stored.version += 1;
             Ok(stored.clone())
         })?
@@ -173,15 +170,7 @@ impl TaskStore for MemoryStore {
     ) -> Result<VersionedTask, StoreError> {
         self.with_tasks(owner, |tasks| {
             let stored = Self::checked(tasks, id, precondition)?;
-            if let Some(title) = patch.title {
-                stored.task.title = title;
-            }
-            if let Some(description) = patch.description {
-                stored.task.description = description;
-            }
-            if let Some(done) = patch.done {
-                stored.task.done = done;
-            }
+            patch.apply(&mut stored.task);
             stored.task.updated_at = now;
             stored.version += 1;
             Ok(stored.clone())

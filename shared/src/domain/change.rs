@@ -7,12 +7,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::caller::Caller;
-use super::task::Task;
+use super::task::{FIELDS, Task};
 
 /// What happened to the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -39,7 +39,7 @@ impl Action {
 /// One changed field: `from` is `null` on create, `to` is `null` on delete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
-    /// `title`, `description` or `done`.
+    /// One of the task's declared fields (`title`, `done`, ...).
     pub field: String,
     /// The value before the change.
     #[schema(required = true)]
@@ -48,10 +48,6 @@ pub struct FieldChange {
     #[schema(required = true)]
     pub to: Option<Value>,
 }
-
-/// The fields an entry reports; keys, GSI keys, `version` and timestamps
-/// are bookkeeping, not changes.
-pub const AUDITED_FIELDS: [&str; 3] = ["title", "description", "done"];
 
 /// A stream record's sequence number, left-padded with zeros to DynamoDB's
 /// maximum of 40 digits so that string order is stream order (sort keys
@@ -110,20 +106,23 @@ pub struct Change {
 }
 
 impl Change {
-    /// The audited fields that differ between a task before and after a
-    /// change (`None`: it did not exist before, or no longer exists).
+    /// The declared fields ([`FIELDS`]) that differ between a task before
+    /// and after a change (`None`: it did not exist before, or no longer
+    /// exists). Keys, `version` and timestamps are bookkeeping, not changes.
     pub fn diff(old: Option<&Task>, new: Option<&Task>) -> Vec<FieldChange> {
-        let values = |task: &Task| [json!(task.title), json!(task.description), json!(task.done)];
+        let values = |task: &Task| match serde_json::to_value(task) {
+            Ok(Value::Object(object)) => object,
+            _ => Map::new(),
+        };
         let old = old.map(values);
         let new = new.map(values);
-        AUDITED_FIELDS
+        FIELDS
             .iter()
-            .enumerate()
-            .filter_map(|(i, field)| {
-                let from = old.as_ref().map(|f| f[i].clone());
-                let to = new.as_ref().map(|f| f[i].clone());
+            .filter_map(|field| {
+                let from = old.as_ref().and_then(|o| o.get(field.name).cloned());
+                let to = new.as_ref().and_then(|n| n.get(field.name).cloned());
                 (from != to).then(|| FieldChange {
-                    field: (*field).to_owned(),
+                    field: field.name.to_owned(),
                     from,
                     to,
                 })

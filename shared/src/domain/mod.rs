@@ -2,12 +2,13 @@
 //! else in the crate depends on it; it depends on nothing else in the crate.
 //!
 //! - [`task`]: tasks, the write models and the list query.
-//! - [`rules`]: the field rules (lengths), declared once.
+//! - [`fields`]: how the task's fields are declared (once, in [`task`])
+//!   and what is derived from the declaration.
 //! - [`caller`]: who owns what.
 //! - [`change`]: one recorded change of a task (the audit trail, the
 //!   history and the live feed are all made of them).
 
 pub mod caller;
 pub mod change;
-pub mod rules;
+pub mod fields;
 pub mod task;

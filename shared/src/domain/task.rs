@@ -1,26 +1,35 @@
 //! Tasks as clients see them, the write models and the list query. Storage
 //! keys, owner and version never appear in a body; they live in the store
-//! and in headers. Reading a body into these models (pydantic's rules) is
-//! the HTTP edge's ([`crate::http::body`]); their field rules are
-//! [`super::rules`].
+//! and in headers. The fields are declared once, below ([`super::fields`]
+//! says what is derived from the declaration); reading a body into these
+//! models (pydantic's rules) is the HTTP edge's ([`crate::http::body`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize, Serializer};
-use utoipa::ToSchema;
+use serde::Serializer;
 use uuid::Uuid;
 
-/// A task as every response shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Task {
-    /// UUIDv7: time-ordered, so "oldest first" is key order.
-    pub id: Uuid,
-    pub title: String,
-    pub description: String,
-    pub done: bool,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "rfc3339")]
-    pub updated_at: DateTime<Utc>,
+pub use super::fields::{Field, Kind};
+
+// The task's fields, declared once (`super::fields` says what is derived
+// from this block). Adding a field: README, "Adding a field".
+crate::task_fields! {
+    /// What is to be done.
+    title: String {
+        kind: Kind::Text { min: 1, max: 200 },
+        example: "Write the README",
+    },
+    /// Anything more to say about it.
+    description: String {
+        kind: Kind::Text { min: 0, max: 2000 },
+        default: String::new(),
+        example: "Sections: Layout, Local development, Tests.",
+    },
+    /// Whether it is finished.
+    done: bool {
+        kind: Kind::Bool,
+        default: false,
+        example: false,
+    },
 }
 
 /// RFC 3339, UTC, with `Z` and microseconds (what FastAPI clients parse).
@@ -35,15 +44,22 @@ pub fn format_time(at: &DateTime<Utc>) -> String {
 impl Task {
     /// A new task from a validated create request, stamped `now`.
     pub fn new(input: TaskCreate, now: DateTime<Utc>) -> Self {
-        Task {
-            id: Uuid::now_v7(),
-            title: input.title,
-            description: input.description,
-            done: input.done,
-            created_at: now,
-            updated_at: now,
+        Task::with(Uuid::now_v7(), input, now, now)
+    }
+
+    /// The field named `name` (one of [`FIELDS`]) as JSON, as a response
+    /// shows it.
+    pub fn field(&self, name: &str) -> Option<serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut object)) => object.remove(name),
+            _ => None,
         }
     }
+}
+
+/// The declared field named `name`.
+pub fn field(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|field| field.name == name)
 }
 
 /// A stored task and its version: the version is the ETag, bumped by every
@@ -58,39 +74,6 @@ impl VersionedTask {
     /// The `ETag` header value: the version as a quoted string.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)
-    }
-}
-
-/// POST and PUT bodies: a whole task with create's defaults.
-// Length bounds: super::rules (the OpenAPI schema gets them from there).
-#[derive(Debug, Clone, PartialEq, ToSchema)]
-pub struct TaskCreate {
-    /// 1 to 200 characters (Unicode code points).
-    pub title: String,
-    #[schema(default = "", required = false)]
-    pub description: String,
-    /// Also accepts pydantic's lax forms: `0`/`1` and the strings `true`,
-    /// `false`, `yes`, `no`, `on`, `off`, `1`, `0`, `t`, `f`, `y`, `n` in any case.
-    #[schema(default = false, required = false)]
-    pub done: bool,
-}
-
-/// PATCH bodies: only the fields sent change; `{}` is a valid no-op.
-/// An explicit `null` is a 422, never "unchanged".
-#[derive(Debug, Clone, PartialEq, Default, ToSchema)]
-pub struct TaskPatch {
-    #[schema(value_type = String, required = false)]
-    pub title: Option<String>,
-    #[schema(value_type = String, required = false)]
-    pub description: Option<String>,
-    /// Lax booleans, as in `TaskCreate`.
-    #[schema(value_type = bool, required = false)]
-    pub done: Option<bool>,
-}
-
-impl TaskPatch {
-    pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.description.is_none() && self.done.is_none()
     }
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::DynamoDbAccess;
 use crate::domain::caller::Caller;
 use crate::domain::task::format_time;
-use crate::domain::task::{ListQuery, Task};
+use crate::domain::task::{FIELDS, ListQuery, Task};
 use crate::http::error::ApiError;
 use crate::http::identity::caller;
 use crate::http::request::{Format, export_format};
@@ -17,6 +17,7 @@ use crate::http::schemas::{ExportParams, ServiceUnavailable, Unauthorized, Valid
 use crate::http::streaming;
 use crate::ports::{StoredPage, TaskStore};
 use crate::runtime::{App, StreamedResult};
+use serde_json::Value;
 
 /// The DynamoDB actions [`handle`] calls (`DynamoStore::list`, page after
 /// page), which its function's policy in `template.yaml` grants: `Query`
@@ -61,21 +62,10 @@ impl Format {
                     .has_headers(false)
                     .from_writer(Vec::with_capacity(tasks.len() * 256));
                 if first {
-                    writer.write_record(CSV_COLUMNS).map_err(failed)?;
+                    writer.write_record(csv_columns()).map_err(failed)?;
                 }
                 for task in tasks {
-                    let id = task.id.hyphenated().to_string();
-                    let done = if task.done { "true" } else { "false" };
-                    writer
-                        .write_record([
-                            id.as_str(),
-                            &csv_cell(&task.title),
-                            &csv_cell(&task.description),
-                            done,
-                            &format_time(&task.created_at),
-                            &format_time(&task.updated_at),
-                        ])
-                        .map_err(failed)?;
+                    writer.write_record(csv_row(task)?).map_err(failed)?;
                 }
                 writer
                     .into_inner()
@@ -98,15 +88,31 @@ pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The CSV header row: [`Task`]'s fields, in order.
-pub const CSV_COLUMNS: [&str; 6] = [
-    "id",
-    "title",
-    "description",
-    "done",
-    "created_at",
-    "updated_at",
-];
+/// The CSV header row: [`Task`]'s fields as a response shows them, in
+/// order (`id`, the declared fields, the times).
+pub fn csv_columns() -> Vec<&'static str> {
+    let mut columns = vec!["id"];
+    columns.extend(FIELDS.iter().map(|field| field.name));
+    columns.extend(["created_at", "updated_at"]);
+    columns
+}
+
+/// A task as a CSV row, in [`csv_columns`]' order: text as its cell
+/// ([`csv_cell`]), booleans `true`/`false`, numbers as JSON writes them.
+fn csv_row(task: &Task) -> Result<Vec<String>, ApiError> {
+    let Value::Object(mut fields) = serde_json::to_value(task).map_err(ApiError::internal)? else {
+        return Err(ApiError::internal("a task is not a JSON object"));
+    };
+    let cell = |value: Option<Value>| match value {
+        Some(Value::String(text)) => csv_cell(&text).into_owned(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let mut row = vec![task.id.hyphenated().to_string()];
+    row.extend(FIELDS.iter().map(|field| cell(fields.remove(field.name))));
+    row.extend([format_time(&task.created_at), format_time(&task.updated_at)]);
+    Ok(row)
+}
 
 /// Export tasks
 ///

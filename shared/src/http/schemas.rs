@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{
-    AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, OneOfBuilder, Ref, RefOr, example::ExampleBuilder,
@@ -23,7 +24,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::validation::FieldError;
 use crate::domain::change::{Action, Change, FieldChange};
-use crate::domain::task::{Task, TaskCreate, rfc3339};
+use crate::domain::task::{FIELDS, Field, Kind, Task, TaskCreate, TaskPatch, rfc3339};
 
 // ---------------------------------------------------------- response bodies
 
@@ -81,6 +82,147 @@ pub struct History {
     /// Pass it back as `cursor` for the next (older) page; `null` when nothing is left.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
+}
+
+// ------------------------------------------------------------- task models
+
+/// A declared field's schema, from its declaration: its kind's type and
+/// rule (with `rules`: request bodies), its description, and its example.
+fn field_schema(field: &Field, rules: bool) -> ObjectBuilder {
+    let doc = field.doc.trim();
+    let (schema, rule) = match field.kind {
+        Kind::Text { min, max } => {
+            let schema = ObjectBuilder::new().schema_type(Type::String);
+            let schema = if rules {
+                schema
+                    .min_length((min > 0).then_some(min as usize))
+                    .max_length(Some(max as usize))
+            } else {
+                schema
+            };
+            let rule = match min {
+                0 => format!("At most {max} characters (Unicode code points)."),
+                _ => format!("{min} to {max} characters (Unicode code points)."),
+            };
+            (schema, rule)
+        }
+        Kind::Bool => (
+            ObjectBuilder::new().schema_type(Type::Boolean),
+            "Also accepts pydantic's lax forms: `0`/`1` and the strings `true`, `false`, \
+             `yes`, `no`, `on`, `off`, `1`, `0`, `t`, `f`, `y`, `n` in any case."
+                .to_owned(),
+        ),
+        Kind::Integer { min, max } => {
+            let schema = ObjectBuilder::new().schema_type(Type::Integer);
+            let schema = if rules {
+                schema.minimum(Some(min)).maximum(Some(max))
+            } else {
+                schema
+            };
+            (
+                schema,
+                format!(
+                    "{min} to {max}. Also accepts pydantic's lax forms: a whole number as \
+                     a float (`3.0`) or a string (`\"3\"`), and `true`/`false` (1/0)."
+                ),
+            )
+        }
+    };
+    let description = if rules {
+        format!("{doc} {rule}")
+    } else {
+        doc.to_owned()
+    };
+    schema
+        .description(Some(description.trim()))
+        .examples([field.example_value()])
+}
+
+/// A task as every response shows it: `id`, the declared fields, the times.
+impl PartialSchema for Task {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A task as every response shows it."))
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .description(Some(
+                        "UUIDv7: time-ordered, so \"oldest first\" is key order.",
+                    )),
+            )
+            .required("id");
+        for field in FIELDS {
+            object = object
+                .property(field.name, field_schema(field, false))
+                .required(field.name);
+        }
+        for time in ["created_at", "updated_at"] {
+            let schema = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+            object = object.property(time, schema).required(time);
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for Task {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Task")
+    }
+}
+
+/// POST and PUT bodies: every declared field, the required ones required,
+/// the others with their defaults; nothing else (`extra_forbidden`).
+impl PartialSchema for TaskCreate {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "POST and PUT bodies: a whole task with create's defaults.",
+            ))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for field in FIELDS {
+            let schema = field_schema(field, true).default(field.default_value());
+            object = object.property(field.name, schema);
+            if field.required() {
+                object = object.required(field.name);
+            }
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for TaskCreate {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("TaskCreate")
+    }
+}
+
+/// PATCH bodies: any of the declared fields, none required, no `null`.
+impl PartialSchema for TaskPatch {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "PATCH bodies: only the fields sent change; `{}` is a valid no-op.\n\
+                 An explicit `null` is a 422, never \"unchanged\".",
+            ))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for field in FIELDS {
+            object = object.property(field.name, field_schema(field, true));
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for TaskPatch {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("TaskPatch")
+    }
 }
 
 // ------------------------------------------------------------ error bodies

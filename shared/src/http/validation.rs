@@ -1,15 +1,16 @@
 //! Pydantic v2's validation vocabulary, so a FastAPI client sees the same 422
 //! bodies: each failure is a [`FieldError`] with `type`, `loc`, `msg`,
-//! `input` and, where pydantic has one, `ctx`. Field *rules* (lengths) are
-//! declared once in [`crate::domain::rules`]; this module is the one place
-//! that words a broken rule as pydantic does, with the lax-mode coercions
-//! and the helpers that collect every failure of a request instead of
-//! stopping at the first.
+//! `input` and, where pydantic has one, `ctx`. A task field's rule is
+//! declared once, with the field ([`crate::domain::task`]); this module is
+//! the one place that reads a value by its [`Kind`] as pydantic's lax mode
+//! does ([`read_field`]) and words a broken rule as pydantic does, with the
+//! helpers that collect every failure of a request instead of stopping at
+//! the first.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::domain::rules::{LENGTHS, LengthViolation};
+use crate::domain::fields::{Field, Kind};
 
 /// One validation failure, serialised exactly as FastAPI does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,31 +134,53 @@ impl FieldError {
         .with_ctx(json!({ "error": error.to_string() }))
     }
 
-    pub fn int_parsing(loc: Vec<Value>, input: &str) -> Self {
+    pub fn int_parsing(loc: Vec<Value>, input: impl Into<Value>) -> Self {
         Self::new(
             "int_parsing",
             loc,
             "Input should be a valid integer, unable to parse string as an integer",
-            Value::from(input),
+            input.into(),
         )
     }
 
-    pub fn greater_than_equal(loc: Vec<Value>, input: &str, ge: i64) -> Self {
+    pub fn int_type(loc: Vec<Value>, input: Value) -> Self {
+        Self::new("int_type", loc, "Input should be a valid integer", input)
+    }
+
+    pub fn int_from_float(loc: Vec<Value>, input: Value) -> Self {
+        Self::new(
+            "int_from_float",
+            loc,
+            "Input should be a valid integer, got a number with a fractional part",
+            input,
+        )
+    }
+
+    pub fn int_parsing_size(loc: Vec<Value>, input: Value) -> Self {
+        Self::new(
+            "int_parsing_size",
+            loc,
+            "Unable to parse input string as an integer, exceeded maximum size",
+            input,
+        )
+    }
+
+    pub fn greater_than_equal(loc: Vec<Value>, input: impl Into<Value>, ge: i64) -> Self {
         Self::new(
             "greater_than_equal",
             loc,
             format!("Input should be greater than or equal to {ge}"),
-            Value::from(input),
+            input.into(),
         )
         .with_ctx(json!({ "ge": ge }))
     }
 
-    pub fn less_than_equal(loc: Vec<Value>, input: &str, le: i64) -> Self {
+    pub fn less_than_equal(loc: Vec<Value>, input: impl Into<Value>, le: i64) -> Self {
         Self::new(
             "less_than_equal",
             loc,
             format!("Input should be less than or equal to {le}"),
-            Value::from(input),
+            input.into(),
         )
         .with_ctx(json!({ "le": le }))
     }
@@ -291,59 +314,73 @@ pub fn parse_int_str(s: &str) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
-/// A string field: `Ok(None)` when absent, an error when not a string
-/// (`null` included: an explicit null is never "unchanged").
-pub fn optional_string(
-    object: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, FieldError> {
-    match object.get(field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(FieldError::string_type(
-            loc(&["body", field]),
-            other.clone(),
-        )),
+/// pydantic v2 lax-mode integer from a JSON value: an integer, a whole
+/// float (`3.0`), a boolean (`true` is 1) or an integer string (Python's
+/// `int()` syntax, [`parse_int_str`]). A fractional float is
+/// `int_from_float`, a whole one beyond `i64` `int_parsing_size` (pydantic
+/// says the same of `1e300`; an integer literal beyond `i64` is a float to
+/// serde_json, so it gets this answer too where pydantic would check its
+/// range); anything else `int_type`.
+pub fn coerce_int(value: &Value, at: Vec<Value>) -> Result<i64, FieldError> {
+    const MIN: f64 = i64::MIN as f64;
+    const MAX: f64 = i64::MAX as f64;
+    match value {
+        Value::Bool(b) => Ok(i64::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Ok(i),
+            (None, Some(_), _) => Ok(i64::MAX),
+            (None, None, Some(f)) if f.fract() != 0.0 => {
+                Err(FieldError::int_from_float(at, value.clone()))
+            }
+            (None, None, Some(f)) if MIN < f && f < MAX => Ok(f as i64),
+            _ => Err(FieldError::int_parsing_size(at, value.clone())),
+        },
+        Value::String(s) => {
+            parse_int_str(s).ok_or_else(|| FieldError::int_parsing(at, value.clone()))
+        }
+        _ => Err(FieldError::int_type(at, value.clone())),
     }
 }
 
-/// A boolean field with lax coercion: `Ok(None)` when absent.
-pub fn optional_bool(object: &Map<String, Value>, field: &str) -> Result<Option<bool>, FieldError> {
-    object
-        .get(field)
-        .map(|v| coerce_bool(v, loc(&["body", field])))
-        .transpose()
+/// A task field's value read as pydantic's lax mode reads it, by its
+/// declared [`Kind`], and checked against the kind's rule: the normalised
+/// JSON value (`"yes"` becomes `true`, `"3"` becomes `3`), or the one error
+/// pydantic reports for the field (a type error before a rule's).
+pub fn read_field(field: &Field, value: &Value) -> Result<Value, FieldError> {
+    let at = loc(&["body", field.name]);
+    match field.kind {
+        Kind::Text { min, max } => {
+            let Value::String(text) = value else {
+                return Err(FieldError::string_type(at, value.clone()));
+            };
+            let length = text.chars().count() as u64;
+            if length < min {
+                Err(FieldError::string_too_short(at, value.clone(), min))
+            } else if length > max {
+                Err(FieldError::string_too_long(at, value.clone(), max))
+            } else {
+                Ok(value.clone())
+            }
+        }
+        Kind::Bool => coerce_bool(value, at).map(Value::Bool),
+        Kind::Integer { min, max } => {
+            let number = coerce_int(value, at.clone())?;
+            if number < min {
+                Err(FieldError::greater_than_equal(at, value.clone(), min))
+            } else if number > max {
+                Err(FieldError::less_than_equal(at, value.clone(), max))
+            } else {
+                Ok(Value::from(number))
+            }
+        }
+    }
 }
 
 /// `extra_forbidden` for every key that is not a model field, in input order.
-pub fn forbid_extra(object: &Map<String, Value>, fields: &[&str]) -> Vec<FieldError> {
+pub fn forbid_extra(object: &Map<String, Value>, fields: &[Field]) -> Vec<FieldError> {
     object
         .iter()
-        .filter(|(key, _)| !fields.contains(&key.as_str()))
+        .filter(|(key, _)| !fields.iter().any(|field| field.name == key.as_str()))
         .map(|(key, value)| FieldError::extra_forbidden(loc(&["body", key]), value.clone()))
-        .collect()
-}
-
-/// Every broken length rule of a body ([`LENGTHS`]) as pydantic's
-/// `string_too_short` / `string_too_long`, in the model's field order.
-/// Fields absent, or that already failed their type check, are skipped:
-/// pydantic reports one error per field.
-pub fn length_errors(object: &Map<String, Value>, already_failed: &[&str]) -> Vec<FieldError> {
-    LENGTHS
-        .iter()
-        .filter(|rule| !already_failed.contains(&rule.field))
-        .filter_map(|rule| {
-            let input = object.get(rule.field)?;
-            let violation = rule.check(input.as_str()?).err()?;
-            let at = loc(&["body", rule.field]);
-            Some(match violation {
-                LengthViolation::TooShort { min } => {
-                    FieldError::string_too_short(at, input.clone(), min)
-                }
-                LengthViolation::TooLong { max } => {
-                    FieldError::string_too_long(at, input.clone(), max)
-                }
-            })
-        })
         .collect()
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, derived from the code: the models' schemas
-//! (`ToSchema` on [`crate::domain::task`], bounds from
-//! [`crate::domain::rules`]), each route's operation (`#[utoipa::path]`
+//! (the task models' from their field declarations, in
+//! [`crate::http::schemas`]), each route's operation (`#[utoipa::path]`
 //! on its handler, its doc comment giving the summary and description), and
 //! the error responses of [`crate::http::schemas`], whose examples are what
 //! `ApiError` really answers. Every function is its own Lambda, so the document is assembled
@@ -13,12 +13,9 @@
 
 pub mod docs;
 
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::domain::rules::LENGTHS;
 use crate::handlers;
 use crate::http::schemas::*;
 use crate::http::validation::FieldError;
@@ -102,7 +99,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
             ServiceUnavailable,
         ),
     ),
-    modifiers(&SecuritySchemes, &ClosedBodies, &FieldRules),
+    modifiers(&SecuritySchemes),
     security(("jwt" = []), ("x_user_id" = [])),
     tags(
         (name = "tasks", description = "The caller's tasks: create, list, read, replace, update, delete."),
@@ -139,47 +136,5 @@ impl Modify for SecuritySchemes {
                  The deployed API ignores it.",
             ))),
         );
-    }
-}
-
-/// Task bodies reject unknown fields (`extra_forbidden`), which utoipa can
-/// only read from serde attributes; the models are validated by hand.
-struct ClosedBodies;
-
-impl Modify for ClosedBodies {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Some(components) = openapi.components.as_mut() else {
-            return;
-        };
-        for name in ["TaskCreate", "TaskPatch"] {
-            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
-                object.additional_properties =
-                    Some(Box::new(AdditionalProperties::FreeForm(false)));
-            }
-        }
-    }
-}
-
-/// The length bounds of the task bodies' text fields, from the one
-/// declaration of the rules that validation applies too.
-struct FieldRules;
-
-impl Modify for FieldRules {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Some(components) = openapi.components.as_mut() else {
-            return;
-        };
-        for name in ["TaskCreate", "TaskPatch"] {
-            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
-                continue;
-            };
-            for rule in LENGTHS {
-                if let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(rule.field)
-                {
-                    field.min_length = (rule.min > 0).then_some(rule.min as usize);
-                    field.max_length = Some(rule.max as usize);
-                }
-            }
-        }
     }
 }

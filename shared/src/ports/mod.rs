@@ -137,7 +137,16 @@ impl Idempotency {
     pub fn new(key: String, input: &TaskCreate) -> Self {
         use base64::Engine;
         use sha2::Digest;
-        let canonical = serde_json::json!([input.title, input.description, input.done]);
+        // The declared fields' values in declaration order.
+        let canonical = match serde_json::to_value(input) {
+            Ok(serde_json::Value::Object(mut fields)) => serde_json::Value::Array(
+                crate::domain::task::FIELDS
+                    .iter()
+                    .map(|field| fields.remove(field.name).unwrap_or_default())
+                    .collect(),
+            ),
+            _ => serde_json::Value::Null,
+        };
         let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
         Idempotency {
             key,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use shared::adapters::memory::MemoryStore;
 use shared::domain::caller::Caller;
 use shared::domain::change::{Action, Change, Sequence};
-use shared::domain::task::Task;
+use shared::domain::task::{Task, TaskCreate};
 use shared::handlers::task_events::handle;
 use shared::http::streaming::{StreamedBody, buffered};
 use shared::ports::AuditStore;
@@ -45,13 +45,12 @@ fn change(owner: &str, sequence: u64, action: Action, task: u128) -> Change {
         at,
         fields: Vec::new(),
         version: 1,
-        task: (action != Action::Deleted).then(|| Task {
-            id,
-            title: format!("task {task}"),
-            description: String::new(),
-            done: false,
-            created_at: at,
-            updated_at: at,
+        task: (action != Action::Deleted).then(|| {
+            let input = TaskCreate {
+                title: format!("task {task}"),
+                ..TaskCreate::default()
+            };
+            Task::with(id, input, at, at)
         }),
         sequence: Sequence::parse(&format!(
             "{}",

@@ -10,8 +10,8 @@ use lambda_http::{Request, Response};
 use serde_json::{Value, json};
 use shared::adapters::memory::MemoryStore;
 use shared::domain::caller::Caller;
-use shared::domain::task::Task;
-use shared::handlers::export_tasks::{CSV_COLUMNS, EXPORT_PAGE, handle};
+use shared::domain::task::{Task, TaskCreate};
+use shared::handlers::export_tasks::{EXPORT_PAGE, csv_columns, handle};
 use shared::http::streaming::{StreamedBody, buffered};
 use shared::ports::{CreateRules, TaskStore};
 use shared::runtime::{App, respond_with};
@@ -37,18 +37,21 @@ async fn seed(app: &App<MemoryStore>, owner: &str, n: usize) -> Vec<Task> {
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let at = start + Duration::seconds(i as i64);
-        let task = Task {
-            id: Uuid::now_v7(),
-            title: format!("task {i}, \"quoted\""),
-            description: if i % 2 == 0 {
-                "line one\nline two".into()
-            } else {
-                String::new()
+        let task = Task::with(
+            Uuid::now_v7(),
+            TaskCreate {
+                title: format!("task {i}, \"quoted\""),
+                description: if i % 2 == 0 {
+                    "line one\nline two".into()
+                } else {
+                    String::new()
+                },
+                done: i % 3 == 0,
+                ..TaskCreate::default()
             },
-            done: i % 3 == 0,
-            created_at: at,
-            updated_at: at,
-        };
+            at,
+            at,
+        );
         app.store
             .create(&owner, task.clone(), rules)
             .await
@@ -120,14 +123,18 @@ async fn csv_has_a_header_and_quotes_what_needs_it() {
         .iter()
         .map(str::to_owned)
         .collect();
-    assert_eq!(headers, CSV_COLUMNS);
+    assert_eq!(headers, csv_columns());
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
     assert_eq!(rows.len(), tasks.len());
-    assert_eq!(&rows[0][0], tasks[0].id.to_string());
-    assert_eq!(&rows[0][1], "task 0, \"quoted\"");
-    assert_eq!(&rows[0][2], "line one\nline two");
-    assert_eq!(&rows[0][3], "true");
-    assert_eq!(&rows[0][4], "2026-11-25T09:00:00.000000Z");
+    let cell = |column: &str| {
+        let at = headers.iter().position(|h| h == column).expect(column);
+        rows[0][at].to_owned()
+    };
+    assert_eq!(cell("id"), tasks[0].id.to_string());
+    assert_eq!(cell("title"), "task 0, \"quoted\"");
+    assert_eq!(cell("description"), "line one\nline two");
+    assert_eq!(cell("done"), "true");
+    assert_eq!(cell("created_at"), "2026-11-25T09:00:00.000000Z");
 }
 
 #[tokio::test]
@@ -136,7 +143,7 @@ async fn an_empty_export_is_a_header_or_nothing() {
     let csv = chunks(call(app, request("format=csv")).await)
         .await
         .concat();
-    assert_eq!(csv, format!("{}\n", CSV_COLUMNS.join(",")).into_bytes());
+    assert_eq!(csv, format!("{}\n", csv_columns().join(",")).into_bytes());
     let ndjson = chunks(call(app, request("format=ndjson")).await)
         .await
         .concat();
@@ -281,6 +288,7 @@ async fn csv_cells_never_run_as_formulas_and_ndjson_is_unchanged() {
             title: (*title).to_owned(),
             description: if i == 0 { "=1+1".into() } else { String::new() },
             done: false,
+            ..TaskCreate::default()
         };
         let task = Task::new(input, Utc::now());
         let rules = CreateRules {

@@ -252,17 +252,22 @@ impl Reply {
             chrono::DateTime::parse_from_rfc3339(at)
                 .unwrap_or_else(|e| panic!("{at:?} is not RFC 3339: {e}"));
         }
-        self.assert(
-            status,
-            &json!({
-                "id": id,
-                "title": title,
-                "description": description,
-                "done": done,
-                "created_at": created_at,
-                "updated_at": updated_at,
-            }),
-        );
+        // Key order as served: `id`, the declared fields (one added after
+        // these tests were written at its default), the times.
+        let given = json!({"title": title, "description": description, "done": done});
+        let mut want = serde_json::Map::new();
+        want.insert("id".into(), json!(id));
+        for field in shared::domain::task::FIELDS {
+            let value = given.get(field.name).cloned();
+            want.insert(
+                field.name.into(),
+                value.or(field.default_value()).unwrap_or_default(),
+            );
+        }
+        want.insert("created_at".into(), json!(created_at));
+        want.insert("updated_at".into(), json!(updated_at));
+        let want = Value::Object(want);
+        self.assert(status, &want);
         id
     }
 }

@@ -11,6 +11,7 @@ use super::Item;
 use super::errors::build_error;
 use super::table::{COUNT_ATTRIBUTE, COUNT_SK, PK, SK, owner_pk, task_sk};
 use crate::domain::caller::Caller;
+use crate::domain::task::FIELDS;
 use crate::ports::{Precondition, StoreError};
 
 pub fn counter_key(owner: &Caller) -> Item {
@@ -97,6 +98,20 @@ pub struct Update {
 }
 
 impl Update {
+    /// A SET clause for every declared field that `fields` (a
+    /// `TaskCreate`, or a `TaskPatch`, which leaves out the fields not
+    /// sent) carries, encoded as a task item encodes them.
+    pub fn set_fields<T: Serialize>(&mut self, fields: &T) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(fields)
+            .map_err(|e| StoreError::internal("encoding task fields", e))?;
+        for field in FIELDS {
+            if let Some(value) = item.remove(field.name) {
+                self.set(field.name, value);
+            }
+        }
+        Ok(())
+    }
+
     pub fn set(&mut self, field: &str, value: AttributeValue) {
         self.sets.push(format!("#{field} = :{field}"));
         self.names.insert(format!("#{field}"), field.to_owned());

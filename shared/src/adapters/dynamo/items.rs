@@ -12,46 +12,11 @@ use crate::domain::change::{Action, Change, FieldChange, Sequence};
 use crate::domain::task::{Task, VersionedTask};
 use crate::ports::{IDEMPOTENCY_TTL_SECONDS, Idempotency, StoreError};
 
-/// A task's own fields as stored: the one encoding of a task in the
-/// table, the same in a task item, in the copy an idempotency key keeps of
-/// the task it created, and in a change (the task after it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskFields {
-    id: Uuid,
-    title: String,
-    description: String,
-    done: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<&Task> for TaskFields {
-    fn from(task: &Task) -> Self {
-        TaskFields {
-            id: task.id,
-            title: task.title.clone(),
-            description: task.description.clone(),
-            done: task.done,
-            created_at: task.created_at,
-            updated_at: task.updated_at,
-        }
-    }
-}
-
-impl From<TaskFields> for Task {
-    fn from(fields: TaskFields) -> Self {
-        Task {
-            id: fields.id,
-            title: fields.title,
-            description: fields.description,
-            done: fields.done,
-            created_at: fields.created_at,
-            updated_at: fields.updated_at,
-        }
-    }
-}
-
-/// A task as stored: the task's fields plus its keys and version.
+/// A task as stored: the task (its declared fields, as [`Task`]'s serde
+/// writes them: one encoding of a task in the table, the same in a task
+/// item, in the copy an idempotency key keeps of the task it created, and
+/// in a change) plus its keys and version. A declared field that an item
+/// lacks (written before the field existed) reads as its default.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TaskItem {
     pk: String,
@@ -60,7 +25,7 @@ pub struct TaskItem {
     gsi1sk: String,
     version: u64,
     #[serde(flatten)]
-    fields: TaskFields,
+    task: Task,
 }
 
 impl TaskItem {
@@ -71,14 +36,14 @@ impl TaskItem {
             gsi1pk: done_pk(owner, task.done),
             gsi1sk: task_sk(task.id),
             version,
-            fields: task.into(),
+            task: task.clone(),
         }
     }
 
     pub fn into_versioned(self) -> VersionedTask {
         VersionedTask {
             version: self.version,
-            task: self.fields.into(),
+            task: self.task,
         }
     }
 }
@@ -93,7 +58,7 @@ pub struct IdempotencyItem {
     pub fingerprint: String,
     pub expires_at: i64,
     #[serde(flatten)]
-    task: TaskFields,
+    task: Task,
 }
 
 impl IdempotencyItem {
@@ -103,7 +68,7 @@ impl IdempotencyItem {
             sk: idempotency_sk(&idempotency.key),
             fingerprint: idempotency.fingerprint.clone(),
             expires_at: task.created_at.timestamp() + IDEMPOTENCY_TTL_SECONDS,
-            task: task.into(),
+            task: task.clone(),
         }
     }
 
@@ -114,7 +79,7 @@ impl IdempotencyItem {
         }
         Ok(VersionedTask {
             version: 1,
-            task: self.task.into(),
+            task: self.task,
         })
     }
 }
@@ -142,7 +107,7 @@ pub struct ChangeItem {
     changes: Vec<FieldChange>,
     version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    task: Option<TaskFields>,
+    task: Option<Task>,
     sequence: String,
     event_id: String,
     /// Epoch seconds after which DynamoDB's TTL may delete the change.
@@ -163,7 +128,7 @@ impl ChangeItem {
             at: change.at,
             changes: change.fields.clone(),
             version: change.version,
-            task: change.task.as_ref().map(TaskFields::from),
+            task: change.task.clone(),
             sequence: change.sequence.as_str().to_owned(),
             event_id: change.event_id.clone(),
             expires_at: Some((change.at + retention).timestamp()),
@@ -184,7 +149,7 @@ impl ChangeItem {
             at: stored.at,
             fields: stored.changes,
             version: stored.version,
-            task: stored.task.map(Task::from),
+            task: stored.task,
             sequence,
             event_id: stored.event_id,
         })

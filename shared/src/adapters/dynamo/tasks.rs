@@ -147,9 +147,7 @@ impl TaskStore for DynamoStore {
         precondition: &Precondition,
     ) -> Result<VersionedTask, StoreError> {
         let mut update = Update::default();
-        update.set("title", string(input.title));
-        update.set("description", string(input.description));
-        update.set("done", AttributeValue::Bool(input.done));
+        update.set_fields(&input)?;
         update.set(GSI1_PK, string(done_pk(owner, input.done)));
         self.apply(owner, id, update, now, precondition).await
     }
@@ -163,14 +161,8 @@ impl TaskStore for DynamoStore {
         precondition: &Precondition,
     ) -> Result<VersionedTask, StoreError> {
         let mut update = Update::default();
-        if let Some(title) = patch.title {
-            update.set("title", string(title));
-        }
-        if let Some(description) = patch.description {
-            update.set("description", string(description));
-        }
+        update.set_fields(&patch)?;
         if let Some(done) = patch.done {
-            update.set("done", AttributeValue::Bool(done));
             update.set(GSI1_PK, string(done_pk(owner, done)));
         }
         self.apply(owner, id, update, now, precondition).await
