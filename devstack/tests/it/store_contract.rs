@@ -15,7 +15,9 @@ use shared::domain::caller::Caller;
 use shared::domain::change::{Action, Change, Sequence};
 use shared::domain::task::{FIELDS, ListQuery, Task, TaskCreate, TaskPatch, now};
 use shared::ports::StoreError;
-use shared::ports::{AuditStore, CreateRules, HistoryQuery, Precondition, Recorded, TaskStore};
+use shared::ports::{
+    AuditStore, CreateRules, HistoryQuery, Idempotency, Precondition, Recorded, TaskStore,
+};
 use uuid::Uuid;
 
 const TABLE: &str = "tasks";
@@ -104,10 +106,10 @@ async fn a_caller_cannot_reach_another_callers_task(store: &impl TaskStore) {
         ..TaskPatch::default()
     };
     let updated = store
-        .update(&bob, task.id, patch, now(), &Precondition::None)
+        .update(&bob, task.id, patch, now(), &Precondition::None, None)
         .await;
     assert!(matches!(updated, Err(StoreError::TaskNotFound)));
-    let deleted = store.delete(&bob, task.id, &Precondition::None).await;
+    let deleted = store.delete(&bob, task.id, &Precondition::None, None).await;
     assert!(matches!(deleted, Err(StoreError::TaskNotFound)));
     assert!(
         store
@@ -172,7 +174,7 @@ async fn update_changes_only_the_fields_sent_and_moves_between_filters(store: &i
         ..TaskPatch::default()
     };
     let updated = store
-        .update(&alice, task.id, patch, later, &Precondition::None)
+        .update(&alice, task.id, patch, later, &Precondition::None, None)
         .await
         .expect("update");
     assert_eq!(updated.version, 2);
@@ -202,6 +204,7 @@ async fn replace_keeps_id_and_creation_time(store: &impl TaskStore) {
             input("new", false),
             now(),
             &Precondition::None,
+            None,
         )
         .await
         .expect("replace");
@@ -222,14 +225,16 @@ async fn delete_removes_the_task_once(store: &impl TaskStore) {
     let alice = caller("alice");
     let task = create(store, &alice, "bye", false).await;
     store
-        .delete(&alice, task.id, &Precondition::None)
+        .delete(&alice, task.id, &Precondition::None, None)
         .await
         .expect("delete");
     assert!(matches!(
         store.get(&alice, task.id).await,
         Err(StoreError::TaskNotFound)
     ));
-    let again = store.delete(&alice, task.id, &Precondition::None).await;
+    let again = store
+        .delete(&alice, task.id, &Precondition::None, None)
+        .await;
     assert!(matches!(again, Err(StoreError::TaskNotFound)));
 }
 
@@ -247,6 +252,7 @@ async fn if_match_is_checked_in_the_write(store: &impl TaskStore) {
             rename("v2"),
             now(),
             &Precondition::VersionIn(vec![1]),
+            None,
         )
         .await
         .expect("matching version");
@@ -258,19 +264,22 @@ async fn if_match_is_checked_in_the_write(store: &impl TaskStore) {
             rename("lost"),
             now(),
             &Precondition::VersionIn(vec![1]),
+            None,
         )
         .await;
     assert!(
         matches!(stale, Err(StoreError::PreconditionFailed)),
         "{stale:?}"
     );
-    let never = store.delete(&alice, task.id, &Precondition::Never).await;
+    let never = store
+        .delete(&alice, task.id, &Precondition::Never, None)
+        .await;
     assert!(
         matches!(never, Err(StoreError::PreconditionFailed)),
         "{never:?}"
     );
     let stale_delete = store
-        .delete(&alice, task.id, &Precondition::VersionIn(vec![1]))
+        .delete(&alice, task.id, &Precondition::VersionIn(vec![1]), None)
         .await;
     assert!(matches!(stale_delete, Err(StoreError::PreconditionFailed)));
     assert_eq!(
@@ -279,7 +288,7 @@ async fn if_match_is_checked_in_the_write(store: &impl TaskStore) {
     );
     // `*` matches any existing task, and a missing task stays a 404.
     store
-        .delete(&alice, task.id, &Precondition::Exists)
+        .delete(&alice, task.id, &Precondition::Exists, None)
         .await
         .expect("delete *");
     let missing = store
@@ -289,6 +298,7 @@ async fn if_match_is_checked_in_the_write(store: &impl TaskStore) {
             input("x", false),
             now(),
             &Precondition::Exists,
+            None,
         )
         .await;
     assert!(matches!(missing, Err(StoreError::TaskNotFound)));
@@ -310,9 +320,16 @@ async fn concurrent_patches_of_different_fields_lose_nothing(store: &impl TaskSt
         ..TaskPatch::default()
     };
     let (a, b, c) = tokio::join!(
-        store.update(&alice, task.id, title, now(), &Precondition::None),
-        store.update(&alice, task.id, description, now(), &Precondition::None),
-        store.update(&alice, task.id, done, now(), &Precondition::None),
+        store.update(&alice, task.id, title, now(), &Precondition::None, None),
+        store.update(
+            &alice,
+            task.id,
+            description,
+            now(),
+            &Precondition::None,
+            None
+        ),
+        store.update(&alice, task.id, done, now(), &Precondition::None, None),
     );
     let mut versions = vec![
         a.expect("a").version,
@@ -368,7 +385,7 @@ async fn every_declared_field_is_stored_patched_and_replaced(store: &impl TaskSt
             serde_json::from_value(serde_json::json!({ name: field.example_value() }))
                 .expect("patch");
         let patched = store
-            .update(&alice, id, patch, now(), &Precondition::None)
+            .update(&alice, id, patch, now(), &Precondition::None, None)
             .await
             .expect("update");
         assert_eq!(
@@ -391,6 +408,7 @@ async fn every_declared_field_is_stored_patched_and_replaced(store: &impl TaskSt
                 input_with(name, other.clone()),
                 now(),
                 &Precondition::None,
+                None,
             )
             .await
             .expect("replace");
@@ -403,6 +421,204 @@ async fn every_declared_field_is_stored_patched_and_replaced(store: &impl TaskSt
         assert_eq!(read.task.field(name), Some(other), "{name}: PUT stored");
         assert_eq!(read.task, replaced.task, "{name}");
     }
+}
+
+/// A write's key, as the handlers make it.
+fn write_key(
+    key: &str,
+    method: &str,
+    id: Uuid,
+    precondition: &Precondition,
+    body: serde_json::Value,
+) -> Idempotency {
+    Idempotency::for_write(key.to_owned(), method, id, precondition, body)
+}
+
+/// `Idempotency-Key` on PUT, PATCH and DELETE: a retry gets the first
+/// answer (even after later writes, or after the task is gone) and writes
+/// nothing; the key with another request is refused.
+async fn keyed_writes_replay_the_first_answer_and_apply_once(store: &impl TaskStore) {
+    let alice = caller("alice");
+    let task = create(store, &alice, "keyed", false).await;
+    let id = task.id;
+
+    // PUT with If-Match "1" and a key, then its retry.
+    let if_one = Precondition::VersionIn(vec![1]);
+    let put = input("replaced", true);
+    let put_key = write_key(
+        "put-1",
+        "PUT",
+        id,
+        &if_one,
+        serde_json::to_value(&put).expect("json"),
+    );
+    let first = store
+        .replace(&alice, id, put.clone(), now(), &if_one, Some(&put_key))
+        .await
+        .expect("PUT");
+    assert_eq!(first.version, 2);
+    let retry = store
+        .replace(&alice, id, put.clone(), now(), &if_one, Some(&put_key))
+        .await
+        .expect("the retry of an applied PUT is its success, not a 412");
+    assert_eq!(retry, first, "the first answer, exactly");
+    assert_eq!(
+        store.get(&alice, id).await.expect("get").version,
+        2,
+        "applied once"
+    );
+
+    // Another writer changes the task; the PUT's retry still hears its own answer.
+    let other = TaskPatch {
+        title: Some("someone else".into()),
+        ..TaskPatch::default()
+    };
+    store
+        .update(&alice, id, other, now(), &Precondition::None, None)
+        .await
+        .expect("unkeyed PATCH");
+    let late = store
+        .replace(&alice, id, put.clone(), now(), &if_one, Some(&put_key))
+        .await
+        .expect("a late retry");
+    assert_eq!(late, first);
+    assert_eq!(
+        store.get(&alice, id).await.expect("get").version,
+        3,
+        "nothing applied again"
+    );
+
+    // The same key with another body, or another method: refused, nothing written.
+    let reused = write_key(
+        "put-1",
+        "PUT",
+        id,
+        &if_one,
+        serde_json::to_value(input("other", true)).expect("json"),
+    );
+    let refused = store
+        .replace(
+            &alice,
+            id,
+            input("other", true),
+            now(),
+            &if_one,
+            Some(&reused),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::IdempotencyKeyReused)),
+        "{refused:?}"
+    );
+    let patch = TaskPatch {
+        done: Some(false),
+        ..TaskPatch::default()
+    };
+    let as_patch = write_key(
+        "put-1",
+        "PATCH",
+        id,
+        &Precondition::None,
+        serde_json::to_value(&patch).expect("json"),
+    );
+    let refused = store
+        .update(
+            &alice,
+            id,
+            patch.clone(),
+            now(),
+            &Precondition::None,
+            Some(&as_patch),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::IdempotencyKeyReused)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get(&alice, id).await.expect("get").version,
+        3,
+        "nothing written"
+    );
+
+    // PATCH with a key, then its retry.
+    let patch_key = write_key(
+        "patch-1",
+        "PATCH",
+        id,
+        &Precondition::None,
+        serde_json::to_value(&patch).expect("json"),
+    );
+    let patched = store
+        .update(
+            &alice,
+            id,
+            patch.clone(),
+            now(),
+            &Precondition::None,
+            Some(&patch_key),
+        )
+        .await
+        .expect("PATCH");
+    assert_eq!(patched.version, 4);
+    let again = store
+        .update(
+            &alice,
+            id,
+            patch.clone(),
+            now(),
+            &Precondition::None,
+            Some(&patch_key),
+        )
+        .await
+        .expect("PATCH retry");
+    assert_eq!(again, patched);
+    assert_eq!(store.get(&alice, id).await.expect("get").version, 4);
+
+    // DELETE with a key: its retry is 204 again, not 404; the PUT's key
+    // still answers after the task is gone.
+    let delete_key = write_key(
+        "delete-1",
+        "DELETE",
+        id,
+        &Precondition::None,
+        serde_json::Value::Null,
+    );
+    store
+        .delete(&alice, id, &Precondition::None, Some(&delete_key))
+        .await
+        .expect("DELETE");
+    store
+        .delete(&alice, id, &Precondition::None, Some(&delete_key))
+        .await
+        .expect("the retry of an applied DELETE is its success, not a 404");
+    let after = store
+        .replace(&alice, id, put.clone(), now(), &if_one, Some(&put_key))
+        .await
+        .expect("the PUT's retry after the delete");
+    assert_eq!(after, first);
+    assert!(matches!(
+        store.get(&alice, id).await,
+        Err(StoreError::TaskNotFound)
+    ));
+    // Without a key, the same DELETE is a 404: the README says why a key matters.
+    assert!(matches!(
+        store.delete(&alice, id, &Precondition::None, None).await,
+        Err(StoreError::TaskNotFound)
+    ));
+    // The count freed one place, once: a task can be created again up to the limit.
+    let limited = CreateRules {
+        max_tasks: 1,
+        idempotency: None,
+    };
+    store
+        .create(
+            &alice,
+            Task::new(input("room for one", false), now()),
+            limited,
+        )
+        .await
+        .expect("the deleted task's room, freed once");
 }
 
 /// Each case twice: on dynoxide and in memory.
@@ -431,6 +647,7 @@ macro_rules! contract {
 contract!(
     create_then_get_round_trips_every_field,
     every_declared_field_is_stored_patched_and_replaced,
+    keyed_writes_replay_the_first_answer_and_apply_once,
     a_caller_cannot_reach_another_callers_task,
     list_pages_oldest_first_and_ends_with_no_cursor,
     done_filter_returns_full_pages,

@@ -134,11 +134,11 @@ async fn three_changes(store: &DynamoStore) -> Uuid {
         ..TaskPatch::default()
     };
     store
-        .update(&alice(), task.id, patch, now(), &Precondition::None)
+        .update(&alice(), task.id, patch, now(), &Precondition::None, None)
         .await
         .expect("patch");
     store
-        .delete(&alice(), task.id, &Precondition::None)
+        .delete(&alice(), task.id, &Precondition::None, None)
         .await
         .expect("delete");
     task.id

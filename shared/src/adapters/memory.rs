@@ -17,18 +17,21 @@ use crate::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask}
 use crate::ports::page;
 use crate::ports::{
     AuditStore, ChangeBatch, CreateRules, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL_SECONDS,
-    Lease, LeaseStore, Precondition, Recorded, StoreError, StoredPage, TaskStore, Ticket,
-    TicketStore,
+    Idempotency, Lease, LeaseStore, Precondition, Recorded, StoreError, StoredPage, TaskStore,
+    Ticket, TicketStore,
 };
 
 type Tasks = BTreeMap<Uuid, VersionedTask>;
 
-/// What a caller owns: tasks, and the idempotency keys it used
-/// (key → fingerprint, first result, expiry).
+/// An idempotency key: the first request's fingerprint, its answer (the
+/// task, or `None` for a delete) and its expiry.
+type Key = (String, Option<VersionedTask>, DateTime<Utc>);
+
+/// What a caller owns: tasks, and the idempotency keys it used.
 #[derive(Debug, Default)]
 struct Owned {
     tasks: Tasks,
-    keys: HashMap<String, (String, VersionedTask, DateTime<Utc>)>,
+    keys: HashMap<String, Key>,
     /// Changes by stream sequence: the change feed, in order.
     changes: BTreeMap<Sequence, Change>,
     /// Feed stream places: slot → (lease id, expiry).
@@ -65,6 +68,64 @@ impl MemoryStore {
         self.with_owned(owner, |owned| f(&mut owned.tasks))
     }
 
+    /// The first answer of a live key (`Some`), or `None`: a new key.
+    fn replay(
+        owned: &Owned,
+        idempotency: Option<&Idempotency>,
+        now: DateTime<Utc>,
+    ) -> Option<Result<Option<VersionedTask>, StoreError>> {
+        let idempotency = idempotency?;
+        let (fingerprint, first, expires) = owned.keys.get(&idempotency.key)?;
+        (*expires > now).then(|| {
+            if *fingerprint == idempotency.fingerprint {
+                Ok(first.clone())
+            } else {
+                Err(StoreError::IdempotencyKeyReused)
+            }
+        })
+    }
+
+    /// Remembers a key with its answer.
+    fn remember(
+        owned: &mut Owned,
+        idempotency: Option<&Idempotency>,
+        answer: Option<VersionedTask>,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(idempotency) = idempotency {
+            let expires = now + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECONDS);
+            owned.keys.insert(
+                idempotency.key.clone(),
+                (idempotency.fingerprint.clone(), answer, expires),
+            );
+        }
+    }
+
+    /// A write to an existing task: replayed for a known key, else `change`
+    /// applied if the precondition holds, bumping the version.
+    fn write(
+        &self,
+        owner: &Caller,
+        id: Uuid,
+        now: DateTime<Utc>,
+        precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
+        change: impl FnOnce(&mut Task),
+    ) -> Result<VersionedTask, StoreError> {
+        self.with_owned(owner, |owned| {
+            if let Some(first) = Self::replay(owned, idempotency, now) {
+                return first?.ok_or(StoreError::IdempotencyKeyReused);
+            }
+            let stored = Self::checked(&mut owned.tasks, id, precondition)?;
+            change(&mut stored.task);
+            stored.task.updated_at = now;
+            stored.version += 1;
+            let answer = stored.clone();
+            Self::remember(owned, idempotency, Some(answer.clone()), now);
+            Ok(answer)
+        })?
+    }
+
     /// The stored task if the precondition holds.
     fn checked<'a>(
         tasks: &'a mut Tasks,
@@ -90,29 +151,14 @@ impl TaskStore for MemoryStore {
         let now = task.created_at;
         let stored = VersionedTask { task, version: 1 };
         self.with_owned(owner, |owned| {
-            if let Some(idempotency) = rules.idempotency {
-                match owned.keys.get(&idempotency.key) {
-                    Some((fingerprint, first, expires)) if *expires > now => {
-                        return if *fingerprint == idempotency.fingerprint {
-                            Ok(first.clone())
-                        } else {
-                            Err(StoreError::IdempotencyKeyReused)
-                        };
-                    }
-                    _ => {}
-                }
+            if let Some(first) = Self::replay(owned, rules.idempotency, now) {
+                return first?.ok_or(StoreError::IdempotencyKeyReused);
             }
             if owned.tasks.len() >= rules.max_tasks as usize {
                 return Err(StoreError::TaskLimitReached(rules.max_tasks));
             }
             owned.tasks.insert(stored.task.id, stored.clone());
-            if let Some(idempotency) = rules.idempotency {
-                let expires = now + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECONDS);
-                owned.keys.insert(
-                    idempotency.key.clone(),
-                    (idempotency.fingerprint.clone(), stored.clone(), expires),
-                );
-            }
+            Self::remember(owned, rules.idempotency, Some(stored.clone()), now);
             Ok(stored)
         })?
     }
@@ -151,13 +197,11 @@ impl TaskStore for MemoryStore {
         input: TaskCreate,
         now: DateTime<Utc>,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> Result<VersionedTask, StoreError> {
-        self.with_tasks(owner, |tasks| {
-            let stored = Self::checked(tasks, id, precondition)?;
-            stored.task = Task::with(id, input, stored.task.created_at, now);
-            stored.version += 1;
-            Ok(stored.clone())
-        })?
+        self.write(owner, id, now, precondition, idempotency, |task| {
+            *task = Task::with(task.id, input, task.created_at, task.updated_at);
+        })
     }
 
     async fn update(
@@ -167,14 +211,11 @@ impl TaskStore for MemoryStore {
         patch: TaskPatch,
         now: DateTime<Utc>,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> Result<VersionedTask, StoreError> {
-        self.with_tasks(owner, |tasks| {
-            let stored = Self::checked(tasks, id, precondition)?;
-            patch.apply(&mut stored.task);
-            stored.task.updated_at = now;
-            stored.version += 1;
-            Ok(stored.clone())
-        })?
+        self.write(owner, id, now, precondition, idempotency, |task| {
+            patch.apply(task)
+        })
     }
 
     async fn delete(
@@ -182,10 +223,19 @@ impl TaskStore for MemoryStore {
         owner: &Caller,
         id: Uuid,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> Result<(), StoreError> {
-        self.with_tasks(owner, |tasks| {
-            Self::checked(tasks, id, precondition)?;
-            tasks.remove(&id);
+        let now = Utc::now();
+        self.with_owned(owner, |owned| {
+            if let Some(first) = Self::replay(owned, idempotency, now) {
+                return match first? {
+                    None => Ok(()),
+                    Some(_) => Err(StoreError::IdempotencyKeyReused),
+                };
+            }
+            Self::checked(&mut owned.tasks, id, precondition)?;
+            owned.tasks.remove(&id);
+            Self::remember(owned, idempotency, None, now);
             Ok(())
         })?
     }

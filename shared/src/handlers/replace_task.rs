@@ -4,29 +4,37 @@ use lambda_http::http::StatusCode;
 use super::DynamoDbAccess;
 use crate::domain::task::{Task, TaskCreate, now};
 use crate::http::identity::caller;
-use crate::http::request::{if_match, json_object, task_id};
+use crate::http::request::{idempotency_key, if_match, json_object, task_id};
 use crate::http::response;
 use crate::http::schemas::{
     BadRequest, IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
     TaskNotFound, Unauthorized, ValidationFailed,
 };
 use crate::http::validation::zip;
-use crate::ports::TaskStore;
+use crate::ports::{Idempotency, TaskStore};
 use crate::runtime::{App, HandlerResult};
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::replace`: one
-/// conditional `UpdateItem`), which its function's policy in `template.yaml`
+/// conditional `UpdateItem`; with an `Idempotency-Key`, a consistent
+/// `GetItem` of the task, then one `TransactWriteItems` of two `PutItem`s,
+/// the task and the key, and a `GetItem` of the key when a refused write
+/// may be a retry's), which its function's policy in `template.yaml`
 /// grants, on the table only.
-pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:UpdateItem"]);
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
+    "dynamodb:UpdateItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+]);
 
 /// Replace a task
 ///
 /// Replaces every field of the caller's task, with create's defaults for the
 /// fields not sent (`description` `""`, `done` `false`). With `If-Match`,
-/// only if the task is still at that version.
+/// only if the task is still at that version. With an `Idempotency-Key`, a
+/// retry gets the first answer and writes nothing again.
 #[utoipa::path(
     put, path = "/tasks/{task_id}", operation_id = "replace_task", tag = "tasks",
-    params(TaskIdPath, IfMatchHeader),
+    params(TaskIdPath, IfMatchHeader, crate::http::schemas::IdempotencyKeyHeader),
     request_body = TaskCreate,
     responses(
         (status = 200, description = "The task, as stored.", body = Task, headers(
@@ -35,6 +43,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:UpdateIte
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = TaskNotFound),
+        (status = 409, response = crate::http::schemas::IdempotencyKeyInFlight),
         (status = 412, response = PreconditionFailed),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = ValidationFailed),
@@ -44,10 +53,22 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:UpdateIte
 pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req)?;
     let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));
-    let (id, input) = zip(task_id(&req), body)?;
+    let ((id, key), input) = zip(zip(task_id(&req), idempotency_key(&req)), body)?;
+    let precondition = if_match(&req)?;
+    let idempotency = key.map(|key| {
+        let body = serde_json::to_value(&input).unwrap_or_default();
+        Idempotency::for_write(key, "PUT", id, &precondition, body)
+    });
     let stored = app
         .store
-        .replace(&owner, id, input, now(), &if_match(&req)?)
+        .replace(
+            &owner,
+            id,
+            input,
+            now(),
+            &precondition,
+            idempotency.as_ref(),
+        )
         .await?;
     Ok(response::task(StatusCode::OK, &stored))
 }

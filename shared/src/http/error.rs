@@ -61,6 +61,10 @@ pub enum ApiError {
     /// An `Idempotency-Key` was reused with another body.
     #[error("idempotency key reused with a different body")]
     IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being
+    /// processed: retry after a moment (`Retry-After`).
+    #[error("a request with this idempotency key is in progress")]
+    IdempotencyKeyInFlight,
     /// The caller already holds its `MAX_FEED_STREAMS_PER_CALLER` open
     /// feed streams; one ends within `retry_after` seconds.
     #[error("too many open feed streams ({max})")]
@@ -108,6 +112,7 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed => ApiError::PreconditionFailed,
             StoreError::TaskLimitReached(max) => ApiError::TaskLimitReached(max),
             StoreError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            StoreError::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
             error @ StoreError::Unavailable { .. } => ApiError::Unavailable(Box::new(error)),
             error @ StoreError::Internal { .. } => ApiError::Internal(Box::new(error)),
         }
@@ -138,7 +143,9 @@ impl ApiError {
             | ApiError::RouteNotFound
             | ApiError::StreamedElsewhere { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TaskLimitReached(_) => StatusCode::CONFLICT,
+            ApiError::TaskLimitReached(_) | ApiError::IdempotencyKeyInFlight => {
+                StatusCode::CONFLICT
+            }
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnreadableBody
@@ -183,7 +190,7 @@ impl ApiError {
                     headers.insert(header::ALLOW, value);
                 }
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::IdempotencyKeyInFlight => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             ApiError::TooManyStreams { retry_after, .. } => {

@@ -392,8 +392,13 @@ error_responses! {
         Every documented path answers it for the methods it does not list.",
         http_error(), ApiError::MethodNotAllowed { allow: vec!["GET", "POST"] }, [ALLOW];
     /// 409 of `POST /tasks`.
-    TaskLimitReached = "The caller already owns `MAX_TASKS` tasks (1000 by default).",
+    TaskLimitReached = "The caller already owns `MAX_TASKS` tasks (1000 by default); or the \
+        first request with this `Idempotency-Key` is still being processed (`Retry-After`).",
         http_error(), ApiError::TaskLimitReached(1000), [];
+    /// 409 of PUT, PATCH and DELETE.
+    IdempotencyKeyInFlight = "The first request with this `Idempotency-Key` is still being \
+        processed: retry after `Retry-After` seconds to get its answer.",
+        http_error(), ApiError::IdempotencyKeyInFlight, [RETRY_AFTER];
     /// 412 of the writes.
     PreconditionFailed = "`If-Match` does not match the task's current `ETag`.",
         http_error(), ApiError::PreconditionFailed, [];
@@ -556,9 +561,12 @@ pub struct IfMatchHeader {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyKeyHeader {
-    /// Makes a create safe to retry: the same key with the same body returns
-    /// the task created first (201, same id) and creates nothing, for 24
-    /// hours. The same key with another body is a 422.
+    /// Makes a write safe to retry: the same caller, key, method, path and
+    /// body within 24 hours gets the first request's answer (status, body,
+    /// `ETag`, `Location`) and applies nothing again, whatever DynamoDB
+    /// answered the first time (a 503 included). The same key with another
+    /// request is a 422; while the first request with the key is still
+    /// being processed, a 409 with `Retry-After`.
     #[param(
         rename = "Idempotency-Key",
         value_type = String,

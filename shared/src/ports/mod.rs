@@ -48,6 +48,10 @@ pub enum StoreError {
     /// An idempotency key came back with another request.
     #[error("idempotency key reused with a different body")]
     IdempotencyKeyReused,
+    /// The first request with this idempotency key is still being written
+    /// (its transaction and this one collided on the key).
+    #[error("a request with this idempotency key is in progress")]
+    IdempotencyKeyInFlight,
     /// Throttled, timed out, unreachable, or conflicts that persisted:
     /// retrying later may well succeed.
     #[error("storage unavailable: {context}")]
@@ -123,7 +127,7 @@ impl Precondition {
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request it was first
-/// used with. Kept for [`IDEMPOTENCY_TTL_SECONDS`].
+/// used with. Kept for [`IDEMPOTENCY_TTL_SECONDS`], with the first answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     pub key: String,
@@ -131,12 +135,11 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    /// The fingerprint is a SHA-256 of the validated request (not of its
-    /// bytes), so a retry that spells the same task differently (key order,
-    /// whitespace, `"done": "no"` for `false`) is still the same request.
+    /// A create's key. The fingerprint is a SHA-256 of the validated
+    /// request (not of its bytes), so a retry that spells the same task
+    /// differently (key order, whitespace, `"done": "no"` for `false`) is
+    /// still the same request.
     pub fn new(key: String, input: &TaskCreate) -> Self {
-        use base64::Engine;
-        use sha2::Digest;
         // The declared fields' values in declaration order.
         let canonical = match serde_json::to_value(input) {
             Ok(serde_json::Value::Object(mut fields)) => serde_json::Value::Array(
@@ -147,6 +150,33 @@ impl Idempotency {
             ),
             _ => serde_json::Value::Null,
         };
+        Self::hashed(key, &canonical)
+    }
+
+    /// The key of a write to an existing task (PUT, PATCH, DELETE): the
+    /// fingerprint covers the method, the task, the `If-Match` and the
+    /// validated body (`body`: the fields sent, `null` for a DELETE), so
+    /// the same key on another task, method or body is another request
+    /// (a 422), never a replay.
+    pub fn for_write(
+        key: String,
+        method: &str,
+        id: Uuid,
+        precondition: &Precondition,
+        body: serde_json::Value,
+    ) -> Self {
+        let canonical = serde_json::json!([
+            method,
+            format!("/tasks/{}", id.hyphenated()),
+            format!("{precondition:?}"),
+            body
+        ]);
+        Self::hashed(key, &canonical)
+    }
+
+    fn hashed(key: String, canonical: &serde_json::Value) -> Self {
+        use base64::Engine;
+        use sha2::Digest;
         let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
         Idempotency {
             key,
@@ -209,7 +239,11 @@ pub trait TaskStore: Send + Sync {
         query: &ListQuery,
     ) -> impl Future<Output = Result<StoredPage, StoreError>> + Send;
 
-    /// Replaces every field but `id` and `created_at`.
+    /// Replaces every field but `id` and `created_at`. With an
+    /// idempotency key, the write and the key (with the answer) are stored
+    /// atomically; a retry with the key gets the first answer and writes
+    /// nothing (`IdempotencyKeyReused` for another request with the key,
+    /// `IdempotencyKeyInFlight` while the first is being written).
     fn replace(
         &self,
         owner: &Caller,
@@ -217,11 +251,12 @@ pub trait TaskStore: Send + Sync {
         input: TaskCreate,
         now: DateTime<Utc>,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> impl Future<Output = Result<VersionedTask, StoreError>> + Send;
 
     /// Changes only the fields present in `patch`, bumping `updated_at` and
     /// the version. (Handlers answer an empty patch with a read instead: it
-    /// is a no-op, not a write.)
+    /// is a no-op, not a write.) An idempotency key as in [`Self::replace`].
     fn update(
         &self,
         owner: &Caller,
@@ -229,14 +264,17 @@ pub trait TaskStore: Send + Sync {
         patch: TaskPatch,
         now: DateTime<Utc>,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> impl Future<Output = Result<VersionedTask, StoreError>> + Send;
 
-    /// Deletes the task and frees its room under `MAX_TASKS`, atomically.
+    /// Deletes the task and frees its room under `MAX_TASKS`, atomically
+    /// (with the idempotency key, if any, as in [`Self::replace`]).
     fn delete(
         &self,
         owner: &Caller,
         id: Uuid,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

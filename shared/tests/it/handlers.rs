@@ -10,7 +10,7 @@ use shared::adapters::memory::MemoryStore;
 use shared::domain::caller::Caller;
 use shared::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 use shared::handlers;
-use shared::ports::{CreateRules, Precondition, StoreError, StoredPage, TaskStore};
+use shared::ports::{CreateRules, Idempotency, Precondition, StoreError, StoredPage, TaskStore};
 use shared::runtime::{App, respond};
 use uuid::Uuid;
 
@@ -473,6 +473,7 @@ impl TaskStore for FailingStore {
         _: TaskCreate,
         _: chrono::DateTime<Utc>,
         _: &Precondition,
+        _: Option<&Idempotency>,
     ) -> Result<VersionedTask, StoreError> {
         Err((self.0)())
     }
@@ -483,10 +484,17 @@ impl TaskStore for FailingStore {
         _: TaskPatch,
         _: chrono::DateTime<Utc>,
         _: &Precondition,
+        _: Option<&Idempotency>,
     ) -> Result<VersionedTask, StoreError> {
         Err((self.0)())
     }
-    async fn delete(&self, _: &Caller, _: Uuid, _: &Precondition) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        _: &Caller,
+        _: Uuid,
+        _: &Precondition,
+        _: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
         Err((self.0)())
     }
 }

@@ -48,8 +48,9 @@ impl TaskItem {
     }
 }
 
-/// An idempotency key: the fingerprint of the first request and a copy of
-/// the task it created, replayed to retries. No GSI keys: it never shows
+/// An idempotency key: the fingerprint of the first request and its
+/// answer, replayed to retries: the task it created, replaced or updated
+/// and its version, or nothing for a delete. No GSI keys: it never shows
 /// in a listing.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IdempotencyItem {
@@ -57,30 +58,45 @@ pub struct IdempotencyItem {
     sk: String,
     pub fingerprint: String,
     pub expires_at: i64,
+    /// The answer's version (its `ETag`). Keys written before writes other
+    /// than creates took keys have none: a create's is 1.
+    #[serde(default = "first_version")]
+    version: u64,
+    /// The answer's task, in a task item's encoding; none after a delete.
     #[serde(flatten)]
-    task: Task,
+    task: Option<Task>,
+}
+
+fn first_version() -> u64 {
+    1
 }
 
 impl IdempotencyItem {
-    pub fn new(owner: &Caller, idempotency: &Idempotency, task: &Task) -> Self {
+    pub fn new(
+        owner: &Caller,
+        idempotency: &Idempotency,
+        answer: Option<&VersionedTask>,
+        now: DateTime<Utc>,
+    ) -> Self {
         IdempotencyItem {
             pk: owner_pk(owner),
             sk: idempotency_sk(&idempotency.key),
             fingerprint: idempotency.fingerprint.clone(),
-            expires_at: task.created_at.timestamp() + IDEMPOTENCY_TTL_SECONDS,
-            task: task.clone(),
+            expires_at: now.timestamp() + IDEMPOTENCY_TTL_SECONDS,
+            version: answer.map_or(0, |answer| answer.version),
+            task: answer.map(|answer| answer.task.clone()),
         }
     }
 
-    /// The first result, if this retry carries the same request.
-    pub fn replay(self, idempotency: &Idempotency) -> Result<VersionedTask, StoreError> {
+    /// The first answer, if this retry carries the same request.
+    pub fn replay(self, idempotency: &Idempotency) -> Result<Option<VersionedTask>, StoreError> {
         if self.fingerprint != idempotency.fingerprint {
             return Err(StoreError::IdempotencyKeyReused);
         }
-        Ok(VersionedTask {
-            version: 1,
-            task: self.task,
-        })
+        Ok(self.task.map(|task| VersionedTask {
+            version: self.version,
+            task,
+        }))
     }
 }
 

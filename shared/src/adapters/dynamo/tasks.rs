@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::errors::{
-    CONDITION_FAILED, build_error, cancellation_reasons, classify, code, condition_failed,
-    conflict_or_fail,
+    CONDITION_FAILED, CONFLICT, build_error, cancellation_reasons, classify, code,
+    condition_failed, conflict_or_fail,
 };
 use super::expressions::{Update, attr, count_update, existing_condition, key, string};
 use super::items::{IdempotencyItem, TaskItem, decode_task};
@@ -27,6 +27,38 @@ use crate::domain::caller::Caller;
 use crate::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
 use crate::ports::page;
 use crate::ports::{CreateRules, Idempotency, Precondition, StoreError, StoredPage, TaskStore};
+
+/// The attribute holding the token of the last UpdateItem that wrote a
+/// task (`DynamoStore::apply`).
+const WRITE_TOKEN: &str = "write_token";
+
+/// Whether `item` was last written with `token`.
+fn carries(item: &Item, token: &str) -> bool {
+    matches!(item.get(WRITE_TOKEN), Some(AttributeValue::S(stored)) if stored == token)
+}
+
+/// How an UpdateItem ended that did not answer normally.
+enum Outcome {
+    /// Its condition failed on the item its own earlier attempt wrote.
+    Applied(Item),
+    Failed(StoreError),
+}
+use Outcome::{Applied, Failed};
+
+/// What a keyed transaction learned of its key.
+enum KeyOutcome {
+    /// The key is new: the cancellation has another cause.
+    New,
+    /// The key was there, expired and gone by the time it was read: try again.
+    Expired,
+    /// The first request's answer (`None`: a delete's), or why not.
+    Replay(Result<Option<VersionedTask>, StoreError>),
+}
+
+/// A replayed answer of a write that answers with a task.
+fn answered(first: Result<Option<VersionedTask>, StoreError>) -> Result<VersionedTask, StoreError> {
+    first?.ok_or(StoreError::IdempotencyKeyReused)
+}
 
 impl TaskStore for DynamoStore {
     async fn create(
@@ -50,22 +82,11 @@ impl TaskStore for DynamoStore {
             TransactWriteItem::builder().put(put_task).build(),
         ];
         if let Some(idempotency) = rules.idempotency {
-            let key_item: Item =
-                serde_dynamo::to_item(IdempotencyItem::new(owner, idempotency, &task))
-                    .map_err(|e| StoreError::internal("encoding an idempotency key", e))?;
-            let now = AttributeValue::N(task.created_at.timestamp().to_string());
-            let put_key = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(key_item))
-                .condition_expression(format!("attribute_not_exists({PK}) OR #expires < :now"))
-                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-                .expression_attribute_values(":now", now)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(build_error)?;
-            items.push(TransactWriteItem::builder().put(put_key).build());
+            let answer = VersionedTask {
+                task: task.clone(),
+                version: 1,
+            };
+            items.push(self.put_key(owner, idempotency, Some(&answer), task.created_at)?);
         }
         let items = &items;
         let task = &task;
@@ -78,14 +99,12 @@ impl TaskStore for DynamoStore {
             };
             let reasons = reasons.as_slice();
             // A known key wins over the limit: a retry is never a 409.
-            if let Some(idempotency) = rules.idempotency
-                && code(reasons, 2) == Some(CONDITION_FAILED)
-            {
-                let returned = reasons.get(2).and_then(CancellationReason::item).cloned();
-                return match self.idempotency_item(owner, idempotency, returned).await? {
-                    Some(first) => first.replay(idempotency).map(Some),
-                    None => Ok(None), // expired or gone meanwhile: write again
-                };
+            if let Some(idempotency) = rules.idempotency {
+                match self.key_outcome(owner, idempotency, reasons, 2).await? {
+                    KeyOutcome::Replay(first) => return answered(first).map(Some),
+                    KeyOutcome::Expired => return Ok(None), // gone meanwhile: write again
+                    KeyOutcome::New => {}
+                }
             }
             if code(reasons, 0) == Some(CONDITION_FAILED) {
                 return Err(StoreError::TaskLimitReached(rules.max_tasks));
@@ -145,7 +164,16 @@ impl TaskStore for DynamoStore {
         input: TaskCreate,
         now: DateTime<Utc>,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> Result<VersionedTask, StoreError> {
+        if let Some(idempotency) = idempotency {
+            let change = |task: &mut Task| {
+                *task = Task::with(task.id, input.clone(), task.created_at, task.updated_at);
+            };
+            return self
+                .write_keyed(owner, id, now, precondition, idempotency, &change)
+                .await;
+        }
         let mut update = Update::default();
         update.set_fields(&input)?;
         update.set(GSI1_PK, string(done_pk(owner, input.done)));
@@ -159,7 +187,14 @@ impl TaskStore for DynamoStore {
         patch: TaskPatch,
         now: DateTime<Utc>,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> Result<VersionedTask, StoreError> {
+        if let Some(idempotency) = idempotency {
+            let change = |task: &mut Task| patch.clone().apply(task);
+            return self
+                .write_keyed(owner, id, now, precondition, idempotency, &change)
+                .await;
+        }
         let mut update = Update::default();
         update.set_fields(&patch)?;
         if let Some(done) = patch.done {
@@ -173,6 +208,7 @@ impl TaskStore for DynamoStore {
         owner: &Caller,
         id: Uuid,
         precondition: &Precondition,
+        idempotency: Option<&Idempotency>,
     ) -> Result<(), StoreError> {
         // One transaction: the task goes (if it exists and matches
         // `If-Match`) and the caller's count drops by one.
@@ -187,18 +223,35 @@ impl TaskStore for DynamoStore {
                 .expression_attribute_names("#version", "version")
                 .set_expression_attribute_values(Some(values));
         }
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder()
                 .delete(delete.build().map_err(build_error)?)
                 .build(),
             count_update(&self.table, owner, -1, None)?,
         ];
+        if let Some(idempotency) = idempotency {
+            items.push(self.put_key(owner, idempotency, None, Utc::now())?);
+        }
         let items = &items;
         retry::on_conflict(|| async move {
             let Some(reasons) = self.transact(items).await? else {
                 return Ok(Some(()));
             };
             let reasons = reasons.as_slice();
+            // The key first: a retry of an applied delete finds its task
+            // gone, and must hear its own success, not a 404.
+            if let Some(idempotency) = idempotency {
+                match self.key_outcome(owner, idempotency, reasons, 2).await? {
+                    KeyOutcome::Replay(first) => {
+                        return match first? {
+                            None => Ok(Some(())),
+                            Some(_) => Err(StoreError::IdempotencyKeyReused),
+                        };
+                    }
+                    KeyOutcome::Expired => return Ok(None),
+                    KeyOutcome::New => {}
+                }
+            }
             if code(reasons, 0) == Some(CONDITION_FAILED) {
                 let old = reasons.first().and_then(CancellationReason::item);
                 return Err(condition_failed(old));
@@ -212,6 +265,16 @@ impl TaskStore for DynamoStore {
 impl DynamoStore {
     /// One conditional UpdateItem: the stored item changes only if it
     /// exists and satisfies `precondition`; the new item comes back.
+    ///
+    /// The item also gets this call's write token ([`WRITE_TOKEN`]), and the
+    /// condition refuses an item that already carries it. The SDK resends
+    /// the same request when an attempt times out or gets a 500, though
+    /// DynamoDB may have applied it: that retry then fails its condition,
+    /// and the item DynamoDB returns with the failure
+    /// (`ReturnValuesOnConditionCheckFailure`) carries the token, so it is
+    /// recognised as this call's own write and answered as its success,
+    /// never as a 412 or a second version bump. No extra read, no extra
+    /// capacity.
     async fn apply(
         &self,
         owner: &Caller,
@@ -221,7 +284,12 @@ impl DynamoStore {
         precondition: &Precondition,
     ) -> Result<VersionedTask, StoreError> {
         update.set("updated_at", attr(now)?);
+        let token = Uuid::now_v7().to_string();
+        update.set(WRITE_TOKEN, string(token.clone()));
         let (condition, condition_values) = existing_condition(precondition);
+        let condition = format!(
+            "({condition}) AND (attribute_not_exists(#{WRITE_TOKEN}) OR #{WRITE_TOKEN} <> :{WRITE_TOKEN})"
+        );
         update.values.extend(condition_values);
         update
             .values
@@ -245,14 +313,151 @@ impl DynamoStore {
             .await
             .map_err(|e| match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    condition_failed(c.item())
+                    match c.item().filter(|item| carries(item, &token)) {
+                        // This call's own write, applied by an earlier attempt.
+                        Some(item) => Applied(item.clone()),
+                        None => Failed(condition_failed(c.item())),
+                    }
                 }
-                _ => classify("UpdateItem", e),
-            })?;
-        let item = output
-            .attributes
-            .ok_or_else(|| StoreError::internal_because("UpdateItem returned no attributes"))?;
+                _ => Failed(classify("UpdateItem", e)),
+            });
+        let item = match output {
+            Ok(output) => output.attributes,
+            Err(Applied(item)) => Some(item),
+            Err(Failed(error)) => return Err(error),
+        };
+        let item =
+            item.ok_or_else(|| StoreError::internal_because("UpdateItem returned no attributes"))?;
         decode_task(item)
+    }
+
+    /// A write to an existing task with an idempotency key: the task as
+    /// read, changed by `change`, stored at the next version together with
+    /// the key and the answer, in one transaction (so a retry of an applied
+    /// write finds the key and hears the first answer, whatever happened
+    /// to the task since). One consistent read more than a write without a
+    /// key, which DynamoDB cannot avoid: a transaction returns no item, and
+    /// the key must keep the answer.
+    async fn write_keyed(
+        &self,
+        owner: &Caller,
+        id: Uuid,
+        now: DateTime<Utc>,
+        precondition: &Precondition,
+        idempotency: &Idempotency,
+        change: &(dyn Fn(&mut Task) + Sync),
+    ) -> Result<VersionedTask, StoreError> {
+        retry::on_conflict(|| async move {
+            let read = self.read(key(owner, id)).await?;
+            let current = match read.map(decode_task).transpose()? {
+                Some(current) if precondition.allows(current.version) => current,
+                // Not there, or another version: unless this is a retry of
+                // a write already applied, which the key remembers.
+                found => {
+                    let refusal = match found {
+                        Some(_) => StoreError::PreconditionFailed,
+                        None => StoreError::TaskNotFound,
+                    };
+                    return match self.idempotency_item(owner, idempotency, None).await? {
+                        Some(first) => answered(first.replay(idempotency)).map(Some),
+                        None => Err(refusal),
+                    };
+                }
+            };
+            let mut task = current.task.clone();
+            change(&mut task);
+            task.updated_at = now;
+            let answer = VersionedTask {
+                task,
+                version: current.version + 1,
+            };
+            let item: Item =
+                serde_dynamo::to_item(TaskItem::new(owner, &answer.task, answer.version))
+                    .map_err(|e| StoreError::internal("encoding a task", e))?;
+            let put_task = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("#version = :read")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(
+                    ":read",
+                    AttributeValue::N(current.version.to_string()),
+                )
+                .build()
+                .map_err(build_error)?;
+            let items = [
+                TransactWriteItem::builder().put(put_task).build(),
+                self.put_key(owner, idempotency, Some(&answer), now)?,
+            ];
+            let Some(reasons) = self.transact(&items).await? else {
+                return Ok(Some(answer));
+            };
+            let reasons = reasons.as_slice();
+            match self.key_outcome(owner, idempotency, reasons, 1).await? {
+                KeyOutcome::Replay(first) => return answered(first).map(Some),
+                KeyOutcome::Expired => return Ok(None),
+                KeyOutcome::New => {}
+            }
+            if code(reasons, 0) == Some(CONDITION_FAILED) {
+                return Ok(None); // written by another since the read: read again
+            }
+            conflict_or_fail(reasons).map(|()| None)
+        })
+        .await
+    }
+
+    /// The transaction item that stores an idempotency key with its
+    /// answer, unless a live key of that name exists (then the cancelled
+    /// transaction returns it: [`Self::key_outcome`]).
+    fn put_key(
+        &self,
+        owner: &Caller,
+        idempotency: &Idempotency,
+        answer: Option<&VersionedTask>,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let key_item: Item =
+            serde_dynamo::to_item(IdempotencyItem::new(owner, idempotency, answer, now))
+                .map_err(|e| StoreError::internal("encoding an idempotency key", e))?;
+        let put_key = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(key_item))
+            .condition_expression(format!("attribute_not_exists({PK}) OR #expires < :now"))
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put_key).build())
+    }
+
+    /// What a cancelled keyed transaction says of its key (the `index`-th
+    /// item): new (the cancellation is about something else), held by a
+    /// first request in flight (409), or known: the first answer (or 422
+    /// for another request).
+    async fn key_outcome(
+        &self,
+        owner: &Caller,
+        idempotency: &Idempotency,
+        reasons: &[CancellationReason],
+        index: usize,
+    ) -> Result<KeyOutcome, StoreError> {
+        match code(reasons, index) {
+            Some(CONDITION_FAILED) => {
+                let returned = reasons
+                    .get(index)
+                    .and_then(CancellationReason::item)
+                    .cloned();
+                Ok(
+                    match self.idempotency_item(owner, idempotency, returned).await? {
+                        Some(first) => KeyOutcome::Replay(first.replay(idempotency)),
+                        None => KeyOutcome::Expired,
+                    },
+                )
+            }
+            Some(CONFLICT) => Err(StoreError::IdempotencyKeyInFlight),
+            _ => Ok(KeyOutcome::New),
+        }
     }
 
     /// Sends one transaction: `None` once written, or why each item was
