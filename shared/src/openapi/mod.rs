@@ -87,6 +87,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
             RouteNotFound,
             MethodNotAllowed,
             TaskLimitReached,
+            IdempotencyKeyInFlight,
             PreconditionFailed,
             PayloadTooLarge,
             UnreadableBody,

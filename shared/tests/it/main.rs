@@ -8,6 +8,7 @@
 mod client_config;
 mod deployed_template;
 mod deployment;
+mod doc_links;
 mod docs;
 mod events;
 mod export;
