@@ -6,7 +6,7 @@ SHELL := /bin/bash
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 ## make dev AUTH=token: callers named by bearer tokens from a local
 ## OpenID issuer (as deployed), instead of the X-User-Id header.
-## Settings may also come from a .env file (README, Local development).
+## Settings may also come from a .env file (docs/development.md, Local development).
 dev:
 	scripts/dev.sh
 
@@ -64,7 +64,7 @@ openapi:
 
 ## make sam-build: the deploy build (`sam build`: cargo lambda, release,
 ## arm64) of every function, checked and timed. Not in `make test`: a cold
-## build takes minutes (README, "Deploying").
+## build takes minutes (docs/operations.md, "Deploying").
 sam-build:
 	scripts/sam-build.sh
 
@@ -79,7 +79,7 @@ deploy-check:
 ## make deploy-check-ci (the last step of `make test`): the same emulated
 ## path for one storage function and one streamed function, get_task and
 ## export_tasks, built alone by cargo lambda with the release profile
-## unoptimised (README, "Deploying").
+## unoptimised (docs/operations.md, "Deploying").
 deploy-check-ci:
 	source scripts/lib.sh && "$${DEPLOY_CHECK_CI[@]}" scripts/deploy-check.sh
 
@@ -99,7 +99,7 @@ perf:
 	cargo run -p devstack --bin coldstart
 
 ## make route NAME=<snake_name> METHOD=<GET|POST|PUT|PATCH|DELETE> PATH=<path> [STORAGE=none|read|write]:
-## a new endpoint, everywhere it must be declared (README, "Adding an
+## a new endpoint, everywhere it must be declared (docs/architecture.md, "Adding an
 ## endpoint"). make unroute NAME=<snake_name> removes it again.
 ## `PATH=` on make's command line replaces PATH in the recipes' environment
 ## too, so they take the real one back from make's own environment.

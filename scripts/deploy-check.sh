@@ -22,7 +22,7 @@
 #            profile unoptimised (opt-level 0, no LTO, 256 codegen units;
 #            target/deploy-check-ci): the same cross-compilation, linker,
 #            TLS, runtime and deployed configuration, for the least
-#            build time (README, "Deploying");
+#            build time (docs/operations.md, "Deploying");
 #   release  the production profile (target/sam).
 # --build-only: the build step alone (make test starts it in the
 # background at its beginning, scripts/lib.sh prefetch_tools; the check

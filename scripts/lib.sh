@@ -145,7 +145,7 @@ LOCAL_AUDIENCE="task-api-local"
 #   `aws sso login`, assume-role, credential_process) and exported as
 #   temporary keys into this process's environment only: nothing is
 #   written anywhere. The functions build their client from the
-#   environment (README, "AWS credentials"), so they never refresh: when
+#   environment (docs/development.md, "AWS credentials"), so they never refresh: when
 #   the keys expire (AWS_CREDENTIAL_EXPIRATION), restart `make dev`.
 #   Region: AWS_REGION, else the profile's. No endpoint.
 #

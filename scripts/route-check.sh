@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`'s check of `make route` / `make unroute` (README, "Adding an
+# `make test`'s check of `make route` / `make unroute` (docs/architecture.md, "Adding an
 # endpoint"), in a scratch copy of the work tree (its tracked and untracked,
 # not ignored, files; a git repository of its own) so this tree is never
 # touched:

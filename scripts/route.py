@@ -5,7 +5,7 @@
     scripts/route.py remove NAME
     scripts/route.py router                           (print the watch router block)
 
-`add` writes every place a route lives (README, "Adding an endpoint"):
+`add` writes every place a route lives (docs/architecture.md, "Adding an endpoint"):
 functions/NAME/ (a one-line main.rs), shared/src/handlers/NAME.rs (the
 handler: its #[utoipa::path], the caller check, a 200 answer with the caller
 and the path's parameters, its DYNAMODB declaration and a test),
@@ -724,7 +724,7 @@ def handler_rs(name, method, path, params, storage):
         head = f'    {method_lower},\n    path = "{path}",\n    operation_id = "{name}",\n    tag = "{tag}",\n'
     return f"""//! `{method} {path}`, added by `make route`: it checks the caller and
 //! answers who called with the path's parameters. Replace that answer with
-//! the route's work, keeping [`DYNAMODB`] to what it calls (README, "Adding
+//! the route's work, keeping [`DYNAMODB`] to what it calls (docs/architecture.md, "Adding
 //! an endpoint").
 
 {chr(10).join(uses)}

@@ -3,7 +3,7 @@
 # function cross-compiled by cargo lambda (release, arm64) into
 # .aws-sam/build/<Function>/bootstrap. Checks there is one aarch64 binary
 # per function of template.yaml and prints the time and the sizes.
-# Not part of `make test`: a cold build takes minutes (see README).
+# Not part of `make test`: a cold build takes minutes (see docs/operations.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -15,7 +15,7 @@ ensure_arm64_target
 # host artifacts with the dev and bench builds, so in target/ this would
 # wait for `make dev` (and make it wait). A plain `sam build` uses target/.
 #
-# DEPLOY_BUILD=fast: the iteration mode (README, "Deploying"): the same
+# DEPLOY_BUILD=fast: the iteration mode (docs/operations.md, "Deploying"): the same
 # build without LTO and with 16 codegen units, given to cargo (and so to
 # SAM's own cargo lambda runs) as CARGO_PROFILE_RELEASE_* variables, in a
 # target directory of its own (switching LTO mode rebuilds every

@@ -2,7 +2,7 @@
 //! stream delivery, the end-to-end client), one binary.
 
 // Struct literals end in `..TaskCreate::default()` so that they compile
-// unchanged when a field is declared (README, "Adding a field").
+// unchanged when a field is declared (docs/architecture.md, "Adding a field").
 #![allow(clippy::needless_update)]
 
 mod audit;

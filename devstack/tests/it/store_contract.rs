@@ -601,7 +601,7 @@ async fn keyed_writes_replay_the_first_answer_and_apply_once(store: &impl TaskSt
         store.get(&alice, id).await,
         Err(StoreError::TaskNotFound)
     ));
-    // Without a key, the same DELETE is a 404: the README says why a key matters.
+    // Without a key, the same DELETE is a 404: docs/api.md says why a key matters.
     assert!(matches!(
         store.delete(&alice, id, &Precondition::None, None).await,
         Err(StoreError::TaskNotFound)

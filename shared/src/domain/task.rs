@@ -11,7 +11,7 @@ use uuid::Uuid;
 pub use super::fields::{Field, Kind};
 
 // The task's fields, declared once (`super::fields` says what is derived
-// from this block). Adding a field: README, "Adding a field".
+// from this block). Adding a field: docs/architecture.md, "Adding a field".
 crate::task_fields! {
     /// What is to be done.
     title: String {

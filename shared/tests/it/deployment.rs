@@ -469,7 +469,7 @@ fn streamed_functions_reserve_concurrency_from_parameters() {
         assert_eq!(
             positive_number_parameter(&template, name),
             default,
-            "{name}: Default (README, Operating in production, says what it is sized for)"
+            "{name}: Default (docs/operations.md, Operating in production, says what it is sized for)"
         );
     }
     for (id, binary, function) in functions(&template) {

@@ -578,6 +578,162 @@ async fn idempotency_keys_are_validated_like_headers() {
     );
 }
 
+/// `event` with an `Idempotency-Key`.
+fn keyed(name: &str, key: &'static str) -> Request {
+    let mut req = crate::support::event(name);
+    req.headers_mut()
+        .insert("idempotency-key", HeaderValue::from_static(key));
+    req
+}
+
+#[tokio::test]
+async fn put_patch_and_delete_replay_their_first_answer_with_the_same_key() {
+    let app = crate::support::app(&[]);
+    let seeded = seed_event_task(app).await;
+
+    let first = respond(
+        app,
+        handlers::replace_task::handle,
+        keyed("replace_task", "put-1"),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let again = respond(
+        app,
+        handlers::replace_task::handle,
+        keyed("replace_task", "put-1"),
+    )
+    .await;
+    assert_eq!(
+        (
+            again.status(),
+            body_json(&again),
+            header_of(&again, header::ETAG)
+        ),
+        (
+            StatusCode::OK,
+            body_json(&first),
+            header_of(&first, header::ETAG)
+        ),
+        "a PUT's retry: the first answer, ETag included"
+    );
+    let stored = app.store.get(&alice(), seeded.task.id).await.expect("get");
+    assert_eq!(stored.version, seeded.version + 1, "applied once");
+
+    // The same key on another method is another request: 422, nothing applied.
+    let reused = respond(
+        app,
+        handlers::update_task::handle,
+        keyed("update_task", "put-1"),
+    )
+    .await;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body_json(&reused),
+        json!({"detail": "idempotency key reused with a different body"})
+    );
+
+    let patched = respond(
+        app,
+        handlers::update_task::handle,
+        keyed("update_task", "patch-1"),
+    )
+    .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let again = respond(
+        app,
+        handlers::update_task::handle,
+        keyed("update_task", "patch-1"),
+    )
+    .await;
+    assert_eq!(body_json(&again), body_json(&patched));
+    assert_eq!(
+        header_of(&again, header::ETAG),
+        header_of(&patched, header::ETAG)
+    );
+
+    let deleted = respond(
+        app,
+        handlers::delete_task::handle,
+        keyed("delete_task", "delete-1"),
+    )
+    .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let again = respond(
+        app,
+        handlers::delete_task::handle,
+        keyed("delete_task", "delete-1"),
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::NO_CONTENT,
+        "a DELETE's retry is 204, not 404"
+    );
+    let unkeyed = respond(
+        app,
+        handlers::delete_task::handle,
+        crate::support::event("delete_task"),
+    )
+    .await;
+    assert_eq!(unkeyed.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_key_whose_first_request_is_in_flight_is_409_with_retry_after() {
+    let app = crate::support::app_with(&[], FailingStore(|| StoreError::IdempotencyKeyInFlight));
+    for (name, response) in [
+        (
+            "replace_task",
+            respond(
+                app,
+                handlers::replace_task::handle,
+                keyed("replace_task", "k"),
+            )
+            .await,
+        ),
+        (
+            "update_task",
+            respond(
+                app,
+                handlers::update_task::handle,
+                keyed("update_task", "k"),
+            )
+            .await,
+        ),
+        (
+            "delete_task",
+            respond(
+                app,
+                handlers::delete_task::handle,
+                keyed("delete_task", "k"),
+            )
+            .await,
+        ),
+        (
+            "create_task",
+            respond(
+                app,
+                handlers::create_task::handle,
+                keyed("create_task", "k"),
+            )
+            .await,
+        ),
+    ] {
+        assert_eq!(response.status(), StatusCode::CONFLICT, "{name}");
+        assert_eq!(
+            header_of(&response, header::RETRY_AFTER),
+            Some("1"),
+            "{name}"
+        );
+        assert_eq!(
+            body_json(&response),
+            json!({"detail": "a request with this idempotency key is in progress"}),
+            "{name}"
+        );
+    }
+}
+
 /// The sample stream batch (`events/audit.json`: the event task created,
 /// updated, deleted) audited into the store, as the audit function does.
 async fn audit_sample_batch(app: &App<MemoryStore>) {
