@@ -41,7 +41,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
         (status = 401, response = crate::http::schemas::Unauthorized),
         (status = 409, response = crate::http::schemas::TaskLimitReached),
         (status = 413, response = crate::http::schemas::PayloadTooLarge),
-        (status = 422, response = crate::http::schemas::CreateTaskUnprocessable),
+        (status = 422, response = crate::http::schemas::WriteUnprocessable),
         (status = 503, response = crate::http::schemas::ServiceUnavailable),
     ),
 )]

@@ -41,7 +41,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
         (status = 404, response = crate::http::schemas::TaskNotFound),
         (status = 409, response = crate::http::schemas::IdempotencyKeyInFlight),
         (status = 412, response = crate::http::schemas::PreconditionFailed),
-        (status = 422, response = crate::http::schemas::ValidationFailed),
+        (status = 422, response = crate::http::schemas::WriteUnprocessable),
         (status = 503, response = crate::http::schemas::ServiceUnavailable),
     ),
 )]

@@ -8,7 +8,7 @@ use crate::http::request::{idempotency_key, if_match, json_object, task_id};
 use crate::http::response;
 use crate::http::schemas::{
     BadRequest, IfMatchHeader, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, TaskIdPath,
-    TaskNotFound, Unauthorized, ValidationFailed,
+    TaskNotFound, Unauthorized,
 };
 use crate::http::validation::zip;
 use crate::ports::{Idempotency, TaskStore};
@@ -46,7 +46,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
         (status = 409, response = crate::http::schemas::IdempotencyKeyInFlight),
         (status = 412, response = PreconditionFailed),
         (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
+        (status = 422, response = crate::http::schemas::WriteUnprocessable),
         (status = 503, response = ServiceUnavailable),
     ),
 )]

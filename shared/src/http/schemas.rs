@@ -442,11 +442,11 @@ fn validation_example() -> ApiError {
     }
 }
 
-/// 422 of `POST /tasks`: a validation failure, or an `Idempotency-Key`
-/// reused with another body.
-pub struct CreateTaskUnprocessable;
+/// 422 of the writes (POST, PUT, PATCH, DELETE): a validation failure, or
+/// an `Idempotency-Key` reused with another request.
+pub struct WriteUnprocessable;
 
-impl<'r> ToResponse<'r> for CreateTaskUnprocessable {
+impl<'r> ToResponse<'r> for WriteUnprocessable {
     fn response() -> (&'r str, RefOr<Response>) {
         let schema = OneOfBuilder::new()
             .item(http_validation_error())
@@ -466,11 +466,11 @@ impl<'r> ToResponse<'r> for CreateTaskUnprocessable {
         let response = ResponseBuilder::new()
             .description(
                 "Validation failed (every failure, as for any 422), or the \
-                 `Idempotency-Key` was already used with a different body.",
+                 `Idempotency-Key` was already used with another request.",
             )
             .content("application/json", content)
             .build();
-        ("CreateTaskUnprocessable", response.into())
+        ("WriteUnprocessable", response.into())
     }
 }
 

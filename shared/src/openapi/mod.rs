@@ -96,7 +96,7 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
             TooManyStreams,
             FeedUnauthorized,
             ValidationFailed,
-            CreateTaskUnprocessable,
+            WriteUnprocessable,
             ServiceUnavailable,
         ),
     ),
