@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 pub use dynoxide::Database;
 
+pub mod fault_proxy;
 pub mod issuer;
 pub mod runtime_api;
 pub mod stream;
