@@ -482,7 +482,10 @@ fn control(shared: &Shared, request: &Request) -> Response {
             faults.seen.clear();
         }
         _ => {
-            return Response::json(405, &serde_json::json!({ "message": "GET, POST or DELETE" }));
+            return Response::json(
+                405,
+                &serde_json::json!({ "message": "GET, POST or DELETE" }),
+            );
         }
     }
     let rules: Vec<serde_json::Value> = faults
