@@ -142,6 +142,12 @@ pub struct Seen {
     pub body: serde_json::Value,
     /// What the proxy did instead of passing it through.
     pub fault: Option<Fault>,
+    /// The upstream DynamoDB's status, when the request reached it (with
+    /// an after-the-write fault: 200 means the write was applied though
+    /// the client never heard so).
+    pub upstream: Option<u16>,
+    /// Numbers the requests, from 1.
+    pub n: u64,
 }
 
 /// A rule and how many requests it matched and faulted so far.
@@ -156,6 +162,7 @@ struct Armed {
 struct Faults {
     rules: Vec<Armed>,
     seen: Vec<Seen>,
+    requests: u64,
 }
 
 impl Faults {
@@ -395,18 +402,22 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 .to_owned(),
             None => format!("{} {}", request.method, request.path),
         };
-        let fault = {
+        let (n, fault) = {
             let mut faults = shared.faults();
             let fault = faults.decide(&operation);
+            faults.requests += 1;
+            let n = faults.requests;
             faults.seen.push(Seen {
                 operation,
                 body: serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null),
                 fault: fault.clone(),
+                upstream: None,
+                n,
             });
-            fault
+            (n, fault)
         };
         let answer = match fault {
-            None => forward(&shared, &request).await,
+            None => forward_recorded(&shared, n, &request).await,
             Some(Fault::ProvisionedThroughputExceeded) => Response::dynamodb_error(
                 400,
                 "ProvisionedThroughputExceededException",
@@ -422,7 +433,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
             Some(Fault::InternalError) => {
-                let _applied = forward(&shared, &request).await;
+                let _applied = forward_recorded(&shared, n, &request).await;
                 Response::dynamodb_error(
                     500,
                     "InternalServerError",
@@ -430,13 +441,13 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 )
             }
             Some(Fault::Reset) => {
-                let _applied = forward(&shared, &request).await;
+                let _applied = forward_recorded(&shared, n, &request).await;
                 // SO_LINGER 0: closing sends RST, not FIN.
                 let _ = stream.set_zero_linger();
                 return;
             }
             Some(Fault::LateAnswer { delay_ms }) => {
-                let answer = forward(&shared, &request).await;
+                let answer = forward_recorded(&shared, n, &request).await;
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                 answer
             }
@@ -502,9 +513,25 @@ fn control(shared: &Shared, request: &Request) -> Response {
     let seen: Vec<serde_json::Value> = faults
         .seen
         .iter()
-        .map(|s| serde_json::json!({ "operation": s.operation, "fault": s.fault }))
+        .map(|s| {
+            serde_json::json!({
+                "n": s.n,
+                "operation": s.operation,
+                "fault": s.fault,
+                "upstream": s.upstream,
+            })
+        })
         .collect();
     Response::json(200, &serde_json::json!({ "rules": rules, "seen": seen }))
+}
+
+/// [`forward`], noting the upstream's status on the request's record.
+async fn forward_recorded(shared: &Shared, n: u64, request: &Request) -> Response {
+    let answer = forward(shared, request).await;
+    if let Some(seen) = shared.faults().seen.iter_mut().find(|s| s.n == n) {
+        seen.upstream = Some(answer.status);
+    }
+    answer
 }
 
 /// Passes the request to the upstream DynamoDB; its failures become 502s
@@ -682,6 +709,7 @@ mod tests {
                 })
                 .collect(),
             seen: Vec::new(),
+            requests: 0,
         }
     }
 

@@ -153,6 +153,11 @@ async fn a_create_applied_then_failed_is_one_task_and_a_success() {
         assert_eq!(sent.len(), 2, "{fault:?}: one retry by the SDK");
         assert_eq!(sent[0].fault, Some(fault.clone()));
         assert_eq!(
+            (sent[0].upstream, sent[1].upstream),
+            (Some(200), Some(200)),
+            "{fault:?}: applied, then recognised"
+        );
+        assert_eq!(
             token(&sent[0]),
             token(&sent[1]),
             "{fault:?}: the retry is the same transaction"
@@ -190,6 +195,7 @@ async fn a_delete_applied_then_failed_removes_one_task_once() {
         assert!(deleted.is_ok(), "{fault:?}: the caller gets {deleted:?}");
         let sent = rig.proxy.seen_of("TransactWriteItems");
         assert_eq!(sent.len(), 2, "{fault:?}: one retry by the SDK");
+        assert_eq!(sent[0].upstream, Some(200), "{fault:?}: applied");
         assert_eq!(token(&sent[0]), token(&sent[1]), "{fault:?}");
         let left: Vec<Uuid> = rig.tasks(&owner).await.iter().map(|t| t.task.id).collect();
         assert_eq!(left, [ids[0], ids[2]], "{fault:?}");
