@@ -329,7 +329,7 @@ stop_group() {
 prefetch_tools() {
   mkdir -p .dev
   (
-    ensure_sam && ensure_api_test_tools && with_tools_lock ensure_arm64_emulation
+    ensure_moto && ensure_sam && ensure_api_test_tools && with_tools_lock ensure_arm64_emulation
   ) > .dev/tools.log 2>&1 &
   (
     "${DEPLOY_CHECK_CI[@]}" nice -n 19 scripts/deploy-check.sh --build-only

@@ -2,8 +2,11 @@
 //! DynamoDB store on a real DynamoDB API (dynoxide, embedded on a random
 //! loopback port, through the same aws-sdk-dynamodb code path the Lambda
 //! functions use) and against the in-memory store the handler tests use,
-//! so the fake cannot drift from DynamoDB's semantics. DynamoDB-only
-//! figures (faults, read cost) follow the suite.
+//! so the fake cannot drift from DynamoDB's semantics; and on moto's
+//! server, a second DynamoDB implementation (one request at a time, all
+//! cases in one test: `on_moto::all_cases`), so the suite does not merely
+//! pin one emulator's quirks. DynamoDB-only figures (faults, read cost)
+//! follow the suite; the fault tests are in faults.rs (docs/faults.md).
 
 use std::time::Duration;
 
@@ -406,7 +409,9 @@ async fn every_declared_field_is_stored_patched_and_replaced(store: &impl TaskSt
     }
 }
 
-/// Each case twice: on dynoxide and in memory.
+/// Each case on dynoxide, in memory, and on moto (a second DynamoDB
+/// implementation: what passes on both is DynamoDB's behaviour, not one
+/// emulator's).
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_dynamodb {
@@ -641,7 +646,7 @@ async fn the_feed_reads_in_stream_order_after_a_position(store: &impl AuditStore
     );
 }
 
-/// The [`AuditStore`] cases, twice like the task cases.
+/// The [`AuditStore`] cases, on the three like the task cases.
 macro_rules! audit_contract {
     ($($case:ident),* $(,)?) => {
         mod audit_on_dynamodb {
@@ -660,6 +665,20 @@ macro_rules! audit_contract {
                     super::$case(&super::MemoryStore::default()).await;
                 }
             )*
+        }
+        mod audit_on_moto {
+            #[tokio::test]
+            async fn all_cases() {
+                let moto = super::Moto::start();
+                let mut failed = Vec::new();
+                $(
+                    super::on_moto(&moto, stringify!($case), &mut failed, |store| async move {
+                        super::$case(&store).await;
+                    })
+                    .await;
+                )*
+                assert!(failed.is_empty(), "failed on moto: {failed:?}");
+            }
         }
     };
 }
