@@ -244,31 +244,48 @@ async fn throttling_is_retried_then_unavailable_never_internal() {
         .expect("an update throttled once");
     assert_eq!(updated.version, 2);
 
-    for fault in [Fault::ProvisionedThroughputExceeded, Fault::Throttling] {
-        rig.proxy.set_rules(vec![Rule::all(fault.clone())]);
-        let started = Instant::now();
-        let created = rig
-            .store
-            .create(&owner, Task::new(input("never"), now()), NO_RULES)
-            .await;
-        assert!(
-            matches!(created, Err(StoreError::Unavailable { .. })),
-            "{fault:?} persistent: {created:?}"
-        );
-        let patch = TaskPatch {
-            title: Some("never".into()),
-            ..TaskPatch::default()
-        };
-        let updated = rig
-            .store
-            .update(&owner, task.id, patch, now(), &Precondition::None)
-            .await;
-        assert!(
-            matches!(updated, Err(StoreError::Unavailable { .. })),
-            "{fault:?} persistent: {updated:?}"
-        );
-        assert!(started.elapsed() < 2 * OPERATION + Duration::from_secs(1));
-    }
+    // Persistent, both codes at once (each call waits out the SDK's
+    // backoff, up to the operation timeout).
+    rig.proxy.clear_seen();
+    rig.proxy.set_rules(vec![
+        Rule::always("TransactWriteItems", Fault::ProvisionedThroughputExceeded),
+        Rule::always("UpdateItem", Fault::Throttling),
+    ]);
+    let started = Instant::now();
+    let patch = TaskPatch {
+        title: Some("never".into()),
+        ..TaskPatch::default()
+    };
+    let (created, updated) = tokio::join!(
+        rig.store
+            .create(&owner, Task::new(input("never"), now()), NO_RULES),
+        rig.store
+            .update(&owner, task.id, patch, now(), &Precondition::None),
+    );
+    let took = started.elapsed();
+    assert!(
+        matches!(created, Err(StoreError::Unavailable { .. })),
+        "create, throttled persistently: {created:?}"
+    );
+    assert!(
+        matches!(updated, Err(StoreError::Unavailable { .. })),
+        "update, throttled persistently: {updated:?}"
+    );
+    assert!(took < OPERATION + Duration::from_millis(500), "{took:?}");
+    let attempts = |operation: &str| {
+        rig.proxy
+            .seen_of(operation)
+            .iter()
+            .filter(|s| s.fault.is_some())
+            .count()
+    };
+    assert!(attempts("TransactWriteItems") >= 2, "the SDK retried");
+    assert!(attempts("UpdateItem") >= 2, "the SDK retried");
+    println!(
+        "persistent throttling: Unavailable after {took:?}, {} TransactWriteItems and {} UpdateItem attempts refused",
+        attempts("TransactWriteItems"),
+        attempts("UpdateItem")
+    );
     rig.proxy.clear_rules();
     let stored = rig.tasks(&owner).await;
     assert_eq!(stored.len(), 2, "the throttled creates wrote nothing");
