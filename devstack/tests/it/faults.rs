@@ -406,6 +406,58 @@ async fn an_update_applied_then_failed_is_the_writers_success() {
     }
 }
 
+/// The control endpoint drives the same rules over HTTP (as against
+/// `make dev`): set, hit by the store, shown with the record, cleared.
+#[tokio::test]
+async fn the_control_endpoint_sets_rules_and_shows_the_record() {
+    let rig = rig().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = format!(
+        "{}{}",
+        rig.proxy.endpoint,
+        devstack::fault_proxy::CONTROL_PATH
+    );
+    let rules = serde_json::json!({ "rules": [
+        { "operation": "GetItem", "fault": { "kind": "throttling" } },
+    ]});
+    let set = http.post(&url).json(&rules).send().await.expect("POST");
+    assert_eq!(set.status(), 200);
+    let owner = caller("controlled");
+    let read = rig.store.get(&owner, Uuid::now_v7()).await;
+    assert!(
+        matches!(read, Err(StoreError::Unavailable { .. })),
+        "{read:?}"
+    );
+    let shown: serde_json::Value = http
+        .get(&url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let fired = shown["rules"][0]["fired"].as_u64().expect("fired");
+    assert!(fired >= 2, "the SDK's attempts were throttled: {shown}");
+    let seen = shown["seen"].as_array().expect("seen");
+    assert!(seen.iter().all(|s| s["operation"] == "GetItem"), "{shown}");
+    assert!(
+        seen.iter().all(|s| s["fault"]["kind"] == "throttling"),
+        "{shown}"
+    );
+
+    let bad = serde_json::json!({ "rules": [{ "fault": { "kind": "meteor" } }] });
+    let refused = http.post(&url).json(&bad).send().await.expect("POST");
+    assert_eq!(refused.status(), 400);
+    let cleared = http.delete(&url).send().await.expect("DELETE");
+    assert_eq!(cleared.status(), 200);
+    assert!(rig.proxy.seen().is_empty());
+    let read = rig.store.get(&owner, Uuid::now_v7()).await;
+    assert!(matches!(read, Err(StoreError::TaskNotFound)), "{read:?}");
+}
+
 /// How the careful client sends its writes. [`PlainWrites`] is the store
 /// API as it is; the keyed writes (an `Idempotency-Key` per logical write,
 /// the same on each of the client's retries) plug in here as another
