@@ -18,11 +18,13 @@ use uuid::Uuid;
 
 const TABLE: &str = "tasks";
 /// The client's bounds in these tests: an attempt, and the whole call
-/// (attempts and backoff).
-const ATTEMPT: Duration = Duration::from_millis(300);
+/// (attempts and backoff). An attempt through the proxy takes a few
+/// milliseconds; 500 ms leaves a loaded machine room, so that only the
+/// faults make the SDK retry (the tests count its attempts).
+const ATTEMPT: Duration = Duration::from_millis(500);
 const OPERATION: Duration = Duration::from_secs(2);
 /// A late answer comes this long after DynamoDB's: past the attempt.
-const LATE: Duration = Duration::from_millis(700);
+const LATE: Duration = Duration::from_millis(1000);
 
 const NO_RULES: CreateRules<'static> = CreateRules {
     max_tasks: 1000,
@@ -596,7 +598,13 @@ impl Kind {
             Kind::Reset => Rule::next(operation, Fault::Reset, 1),
             Kind::Throttled => Rule::next(operation, Fault::ProvisionedThroughputExceeded, 1),
             Kind::ThrottledPersistently => Rule::next(operation, Fault::Throttling, 3),
-            Kind::Frozen => Rule::next(operation, Fault::Freeze { hold_ms: 500 }, 3),
+            Kind::Frozen => Rule::next(
+                operation,
+                Fault::Freeze {
+                    hold_ms: 2 * ATTEMPT.as_millis() as u64,
+                },
+                3,
+            ),
         }
     }
 }
