@@ -47,7 +47,10 @@ lint:
 	source scripts/lib.sh && ensure_lint_tools && cfn-lint template.yaml && openapi-spec-validator openapi.json
 	source scripts/lib.sh && ensure_sam && sam_offline validate --lint --template template.yaml
 
+# The store contract also runs on moto's server (devstack's
+# store_contract::on_moto): installed first, pinned (scripts/lib.sh).
 unit:
+	source scripts/lib.sh && ensure_moto
 	cargo test --workspace
 
 e2e:

@@ -13,6 +13,11 @@
 # same functions on a real table with the developer's own AWS
 # configuration (scripts/lib.sh, export_local_env); no local DynamoDB.
 #
+# `FAULT_PROXY_PORT=8010 make dev`: the functions reach the local DynamoDB
+# through devstack's fault-injecting proxy on that port; faults are set
+# with `curl -X POST localhost:8010/__faults -d '{"rules": [...]}'`
+# (docs/faults.md).
+#
 # `scripts/dev.sh --print-env`: prints the environment the functions would
 # get (credential values masked) and exits; starts nothing.
 set -euo pipefail
@@ -26,6 +31,10 @@ AUTH="${AUTH:-header}"
 ISSUER_PORT="${ISSUER_PORT:-9001}"
 
 export_local_env "$DYNAMODB_PORT" "$AUTH" "http://127.0.0.1:$ISSUER_PORT"
+FAULT_PROXY_PORT="${FAULT_PROXY_PORT:-}"
+if [ -n "$FAULT_PROXY_PORT" ] && [ "${DYNAMODB:-local}" = local ]; then
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$FAULT_PROXY_PORT"
+fi
 if [ "${1:-}" = "--print-env" ]; then
   env | grep -E '^(AWS_|TABLE_NAME=|IDENTITY_MODE=|JWT_)' \
     | sed -E 's/^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)=.+/\1=***/' | sort
@@ -53,6 +62,9 @@ if [ "$AUTH" = token ]; then
   # The local OpenID issuer: JWKS and discovery on ISSUER_PORT, its key
   # kept in .dev/issuer-key.der (tokens: make token USER=alice).
   DEVSTACK_ARGS+=(--issuer-port "$ISSUER_PORT" --issuer-key .dev/issuer-key.der)
+fi
+if [ -n "$FAULT_PROXY_PORT" ]; then
+  DEVSTACK_ARGS+=(--fault-proxy "$FAULT_PROXY_PORT")
 fi
 setsid target/debug/devstack "${DEVSTACK_ARGS[@]}" &
 DEVSTACK_PID=$!

@@ -16,6 +16,10 @@ OPENAPI_PYTHON_CLIENT_VERSION="0.29.0"
 RUFF_VERSION="0.14.5"
 # Drives Debian's Chromium (no browser download) for the EventSource check.
 PLAYWRIGHT_VERSION="1.56.0"
+# A second DynamoDB implementation for the store contract (devstack's
+# tests, store_contract::on_moto; docs/faults.md): moto's server, one
+# request at a time.
+MOTO_VERSION="5.2.5"
 export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
 
 # Every install below holds .dev/tools.lock while it checks and installs,
@@ -50,17 +54,27 @@ ensure_lint_tools() {
   ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
 }
 
-# ensure_pip_package NAME VERSION: NAME==VERSION in the tools venv.
+# ensure_pip_package NAME VERSION: NAME==VERSION in the tools venv. NAME
+# may name extras (`moto[server]`); the installed version is checked
+# without them.
 ensure_pip_package() {
   with_tools_lock ensure_pip_package_unlocked "$@"
 }
 
 ensure_pip_package_unlocked() {
   local name="$1" version="$2"
-  if [ "$("$TOOLS_VENV/bin/python" -c "from importlib.metadata import version; print(version('$name'))" 2>/dev/null)" != "$version" ]; then
+  local dist="${name%%\[*}"
+  if [ "$("$TOOLS_VENV/bin/python" -c "from importlib.metadata import version; print(version('$dist'))" 2>/dev/null)" != "$version" ]; then
     echo "==> installing $name $version (PyPI)"
     "$TOOLS_VENV/bin/pip" install --quiet "$name==$version"
   fi
+}
+
+# moto's DynamoDB server (`moto_server`), for the store contract on moto.
+# `moto[server]`: the extra brings the server's web stack (flask).
+ensure_moto() {
+  ensure_tools
+  ensure_pip_package "moto[server]" "$MOTO_VERSION"
 }
 
 # What the end-to-end run checks the API's documentation with: the OpenAPI
@@ -315,7 +329,7 @@ stop_group() {
 prefetch_tools() {
   mkdir -p .dev
   (
-    ensure_sam && ensure_api_test_tools && with_tools_lock ensure_arm64_emulation
+    ensure_moto && ensure_sam && ensure_api_test_tools && with_tools_lock ensure_arm64_emulation
   ) > .dev/tools.log 2>&1 &
   (
     "${DEPLOY_CHECK_CI[@]}" nice -n 19 scripts/deploy-check.sh --build-only

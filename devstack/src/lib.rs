@@ -2,7 +2,9 @@
 //! embedded in-process, with the Task API's table created from the same
 //! definition the deployed stack uses ([`shared::ports::table`]). Used by
 //! the `devstack` binary behind `make dev`, and by the tests that need a
-//! real DynamoDB API over HTTP.
+//! real DynamoDB API over HTTP. [`fault_proxy`] goes in front of it when a
+//! test (or `FAULT_PROXY_PORT=8010 make dev`) needs DynamoDB to misbehave
+//! (docs/faults.md).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::task::JoinHandle;
 
 pub use dynoxide::Database;
 
+pub mod fault_proxy;
 pub mod issuer;
 pub mod runtime_api;
 pub mod stream;

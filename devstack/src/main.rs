@@ -5,6 +5,7 @@
 //! devstack [--port 8000] [--db .dev/dynamodb.sqlite | --memory] [--table tasks]
 //!          [--stream-to http://127.0.0.1:9000]
 //!          [--issuer-port 9001] [--issuer-key .dev/issuer-key.der]
+//!          [--fault-proxy 8010]
 //! devstack token USER [--kind valid|expired|wrong-audience|wrong-issuer|unsigned|foreign-key]
 //!          [--issuer URL] [--audience ID] [--issuer-key .dev/issuer-key.der]
 //! ```
@@ -15,7 +16,10 @@
 //! the deployed event source mapping does ([`devstack::stream`]), resuming
 //! where the last run stopped when the database is a file. With
 //! `--issuer-port`, it serves the local issuer's JWKS and discovery
-//! document on `http://127.0.0.1:<port>` ([`devstack::issuer`]).
+//! document on `http://127.0.0.1:<port>` ([`devstack::issuer`]). With
+//! `--fault-proxy`, it serves the fault-injecting proxy on that port in
+//! front of the DynamoDB ([`devstack::fault_proxy`], docs/faults.md):
+//! point the functions at it and set faults with `POST /__faults`.
 //!
 //! `devstack token USER` prints an access token for USER signed by the
 //! local issuer's key (made if missing). The issuer and audience default to
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use devstack::fault_proxy::{self, FaultProxy};
 use devstack::issuer::{self, Issuer, TokenKind};
 use devstack::{LocalDynamo, open_database, stream};
 
@@ -46,6 +51,7 @@ struct Args {
     stream_to: Option<String>,
     issuer_port: Option<u16>,
     issuer_key: PathBuf,
+    fault_proxy: Option<u16>,
 }
 
 /// `devstack token USER ...`
@@ -63,7 +69,8 @@ enum Command {
 }
 
 const USAGE: &str = "usage: devstack [--port 8000] [--db FILE | --memory] [--table tasks] \
-                     [--stream-to http://127.0.0.1:9000] [--issuer-port 9001] [--issuer-key FILE]\n       \
+                     [--stream-to http://127.0.0.1:9000] [--issuer-port 9001] [--issuer-key FILE] \
+                     [--fault-proxy 8010]\n       \
                      devstack token USER [--kind valid|expired|wrong-audience|wrong-issuer|unsigned|foreign-key] \
                      [--issuer URL] [--audience ID] [--issuer-key FILE]";
 
@@ -84,6 +91,7 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
         stream_to: None,
         issuer_port: None,
         issuer_key: PathBuf::from(issuer::DEFAULT_KEY_FILE),
+        fault_proxy: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -105,6 +113,13 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
                 )
             }
             "--issuer-key" => args.issuer_key = PathBuf::from(value()?),
+            "--fault-proxy" => {
+                args.fault_proxy = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| "--fault-proxy must be a port number")?,
+                )
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -211,6 +226,21 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }))
     });
+    let _fault_proxy = match args.fault_proxy {
+        Some(port) => {
+            let proxy =
+                FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], port)), &dynamo.endpoint)
+                    .await?;
+            println!(
+                "devstack: fault proxy {} in front of it (rules: POST {}{}, docs/faults.md)",
+                proxy.endpoint,
+                proxy.endpoint,
+                fault_proxy::CONTROL_PATH
+            );
+            Some(proxy)
+        }
+        None => None,
+    };
     let storage = args.db.as_deref().unwrap_or("memory");
     println!(
         "devstack: DynamoDB on {} (table {}, data in {storage})",

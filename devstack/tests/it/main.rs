@@ -10,6 +10,7 @@ mod concurrency;
 mod dev_env;
 mod dynamodb_calls;
 mod e2e;
+mod faults;
 mod issuer;
 mod store_contract;
 mod stream;

@@ -2,13 +2,17 @@
 //! DynamoDB store on a real DynamoDB API (dynoxide, embedded on a random
 //! loopback port, through the same aws-sdk-dynamodb code path the Lambda
 //! functions use) and against the in-memory store the handler tests use,
-//! so the fake cannot drift from DynamoDB's semantics. DynamoDB-only
-//! figures (faults, read cost) follow the suite.
+//! so the fake cannot drift from DynamoDB's semantics; and on moto's
+//! server, a second DynamoDB implementation (one request at a time, all
+//! cases in one test: `on_moto::all_cases`), so the suite does not merely
+//! pin one emulator's quirks. DynamoDB-only figures (faults, read cost)
+//! follow the suite; the fault tests are in faults.rs (docs/faults.md).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use devstack::{LocalDynamo, local_settings};
+use shared::adapters::dynamo::table::create_table;
 use shared::adapters::dynamo::{DynamoStore, client};
 use shared::adapters::memory::MemoryStore;
 use shared::domain::caller::Caller;
@@ -621,7 +625,9 @@ async fn keyed_writes_replay_the_first_answer_and_apply_once(store: &impl TaskSt
         .expect("the deleted task's room, freed once");
 }
 
-/// Each case twice: on dynoxide and in memory.
+/// Each case on dynoxide, in memory, and on moto (a second DynamoDB
+/// implementation: what passes on both is DynamoDB's behaviour, not one
+/// emulator's).
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_dynamodb {
@@ -641,7 +647,118 @@ macro_rules! contract {
                 }
             )*
         }
+        /// moto answers one request at a time: one test, the cases in
+        /// sequence, each on a table of its own.
+        mod on_moto {
+            #[tokio::test]
+            async fn all_cases() {
+                let moto = super::Moto::start();
+                let mut failed = Vec::new();
+                $(
+                    super::on_moto(&moto, stringify!($case), &mut failed, |store| async move {
+                        super::$case(&store).await;
+                    })
+                    .await;
+                )*
+                assert!(failed.is_empty(), "failed on moto: {failed:?}");
+            }
+        }
     };
+}
+
+/// `moto_server` from the tools venv (`make unit` installs it: scripts/lib.sh,
+/// ensure_moto), or `MOTO_SERVER`.
+fn moto_server() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return path.into();
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/tools/bin/moto_server")
+}
+
+/// moto's DynamoDB server on a free loopback port, killed on drop (a
+/// failing test included).
+struct Moto {
+    endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let path = moto_server();
+        assert!(
+            path.exists(),
+            "{} is missing: the store contract on moto needs moto's server; \
+             `make unit` installs it (or: source scripts/lib.sh && ensure_moto)",
+            path.display()
+        );
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = free.local_addr().expect("addr");
+        drop(free);
+        let child = std::process::Command::new(&path)
+            .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", path.display()));
+        let mut moto = Moto {
+            endpoint: format!("http://{addr}"),
+            child,
+        };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited: {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not listen on {addr} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("moto_server up on {addr} after {:?}", started.elapsed());
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Contract cases moto cannot pass because of moto itself (not our code),
+/// with the reason: skipped, the reason printed.
+const MOTO_GAPS: &[(&str, &str)] = &[];
+
+/// Runs one contract case on a fresh table of moto's, catching its panic
+/// (the remaining cases still run; `failed` names the failures).
+async fn on_moto<F, Fut>(moto: &Moto, case: &str, failed: &mut Vec<String>, run: F)
+where
+    F: FnOnce(DynamoStore) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if let Some((_, reason)) = MOTO_GAPS.iter().find(|(name, _)| *name == case) {
+        println!("moto: {case}: skipped ({reason})");
+        return;
+    }
+    let client = client(&local_settings(&moto.endpoint));
+    let table = format!("tasks-{case}");
+    if let Err(e) = create_table(&client, &table).await {
+        failed.push(format!("{case}: {e}"));
+        return;
+    }
+    let started = std::time::Instant::now();
+    let outcome = tokio::spawn(run(DynamoStore::new(client, table))).await;
+    println!(
+        "moto: {case}: {:?} in {:?}",
+        outcome.is_ok(),
+        started.elapsed()
+    );
+    if outcome.is_err() {
+        failed.push(case.to_owned());
+    }
 }
 
 contract!(
@@ -746,7 +863,7 @@ async fn the_feed_reads_in_stream_order_after_a_position(store: &impl AuditStore
     );
 }
 
-/// The [`AuditStore`] cases, twice like the task cases.
+/// The [`AuditStore`] cases, on the three like the task cases.
 macro_rules! audit_contract {
     ($($case:ident),* $(,)?) => {
         mod audit_on_dynamodb {
@@ -765,6 +882,20 @@ macro_rules! audit_contract {
                     super::$case(&super::MemoryStore::default()).await;
                 }
             )*
+        }
+        mod audit_on_moto {
+            #[tokio::test]
+            async fn all_cases() {
+                let moto = super::Moto::start();
+                let mut failed = Vec::new();
+                $(
+                    super::on_moto(&moto, stringify!($case), &mut failed, |store| async move {
+                        super::$case(&store).await;
+                    })
+                    .await;
+                )*
+                assert!(failed.is_empty(), "failed on moto: {failed:?}");
+            }
         }
     };
 }
