@@ -17,6 +17,7 @@ ensure_api_test_tools
 API_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
 ISSUER_PORT="$(free_port)"
+FAULT_PORT="$(free_port)"
 # Token mode: JWT_ISSUER is the local issuer, JWT_AUDIENCE its client id.
 # The tests sign their tokens with the issuer's key (kept in .dev/, as
 # make dev's).
@@ -49,10 +50,17 @@ trap cleanup EXIT INT TERM
 # --stream-to: the table's stream goes to the audit function through
 # watch's Invoke API, as the deployed event source mapping sends it.
 # --issuer-port: the local issuer's JWKS, which the functions fetch.
+# --fault-proxy: the functions reach DynamoDB through devstack's
+# fault-injecting proxy (passing everything through until a test sets
+# rules aimed at its own caller: docs/faults.md).
 setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" \
-  --issuer-port "$ISSUER_PORT" --issuer-key "$DEVSTACK_ISSUER_KEY" > .dev/e2e-dynamodb.log 2>&1 &
+  --issuer-port "$ISSUER_PORT" --issuer-key "$DEVSTACK_ISSUER_KEY" \
+  --fault-proxy "$FAULT_PORT" > .dev/e2e-dynamodb.log 2>&1 &
 PIDS+=($!)
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$FAULT_PORT"
+export TASK_API_FAULTS="$AWS_ENDPOINT_URL_DYNAMODB"
+wait_for_http "$TASK_API_FAULTS/__faults" 30
 wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
 
 # --ignore-changes: the functions were just built; an edit during the run

@@ -68,9 +68,11 @@ impl Fault {
     }
 }
 
-/// When a fault happens: on the requests of `operation` (any, if `None`),
-/// counted from when the rule was set, on every `every`-th of them (1:
-/// each), at most `times` times (`None`: no limit).
+/// When a fault happens: on the requests of `operation` (any, if `None`)
+/// whose body contains `containing` (any, if `None`: e.g. one caller's
+/// partition key, `USER#<sub>`, so a test's faults spare everyone else's
+/// requests), counted from when the rule was set, on every `every`-th of
+/// them (1: each), at most `times` times (`None`: no limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     #[serde(default)]
@@ -80,6 +82,8 @@ pub struct Rule {
     pub every: u32,
     #[serde(default)]
     pub times: Option<u32>,
+    #[serde(default)]
+    pub containing: Option<String>,
 }
 
 fn one() -> u32 {
@@ -94,6 +98,7 @@ impl Rule {
             fault,
             every: 1,
             times: Some(times),
+            containing: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl Rule {
             fault,
             every: 1,
             times: None,
+            containing: None,
         }
     }
 
@@ -114,6 +120,7 @@ impl Rule {
             fault,
             every: 1,
             times: None,
+            containing: None,
         }
     }
 
@@ -124,11 +131,22 @@ impl Rule {
             fault,
             every: n.max(1),
             times: None,
+            containing: None,
         }
     }
 
-    fn matches(&self, operation: &str) -> bool {
+    /// Only on requests whose body contains `text`.
+    pub fn containing(mut self, text: &str) -> Self {
+        self.containing = Some(text.to_owned());
+        self
+    }
+
+    fn matches(&self, operation: &str, body: &[u8]) -> bool {
         self.operation.as_deref().is_none_or(|o| o == operation)
+            && self.containing.as_deref().is_none_or(|text| {
+                let text = text.as_bytes();
+                !text.is_empty() && body.windows(text.len()).any(|w| w == text)
+            })
     }
 }
 
@@ -168,10 +186,10 @@ struct Faults {
 impl Faults {
     /// The fault for a request of `operation` (the first rule that fires),
     /// counting it on every rule that matches.
-    fn decide(&mut self, operation: &str) -> Option<Fault> {
+    fn decide(&mut self, operation: &str, body: &[u8]) -> Option<Fault> {
         let mut chosen = None;
         for armed in &mut self.rules {
-            if !armed.rule.matches(operation) {
+            if !armed.rule.matches(operation, body) {
                 continue;
             }
             armed.matched += 1;
@@ -404,7 +422,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         };
         let (n, fault) = {
             let mut faults = shared.faults();
-            let fault = faults.decide(&operation);
+            let fault = faults.decide(&operation, &request.body);
             faults.requests += 1;
             let n = faults.requests;
             faults.seen.push(Seen {
@@ -716,10 +734,22 @@ mod tests {
     #[test]
     fn next_fires_on_the_first_matching_requests_only() {
         let mut f = faults(vec![Rule::next("PutItem", Fault::InternalError, 2)]);
-        assert_eq!(f.decide("GetItem"), None);
-        assert_eq!(f.decide("PutItem"), Some(Fault::InternalError));
-        assert_eq!(f.decide("PutItem"), Some(Fault::InternalError));
-        assert_eq!(f.decide("PutItem"), None);
+        assert_eq!(f.decide("GetItem", b""), None);
+        assert_eq!(f.decide("PutItem", b""), Some(Fault::InternalError));
+        assert_eq!(f.decide("PutItem", b""), Some(Fault::InternalError));
+        assert_eq!(f.decide("PutItem", b""), None);
+    }
+
+    #[test]
+    fn containing_spares_other_bodies() {
+        let rule = Rule::next("PutItem", Fault::InternalError, 1).containing("USER#carol");
+        let mut f = faults(vec![rule]);
+        assert_eq!(f.decide("PutItem", br#"{"pk":{"S":"USER#alice"}}"#), None);
+        assert_eq!(
+            f.decide("PutItem", br#"{"pk":{"S":"USER#carol"}}"#),
+            Some(Fault::InternalError)
+        );
+        assert_eq!(f.decide("PutItem", br#"{"pk":{"S":"USER#carol"}}"#), None);
     }
 
     #[test]
@@ -727,7 +757,7 @@ mod tests {
         let mut f = faults(vec![Rule::every_nth(None, 3, Fault::Reset)]);
         let fired: Vec<bool> = ["A", "B", "C", "D", "E", "F"]
             .iter()
-            .map(|op| f.decide(op).is_some())
+            .map(|op| f.decide(op, b"").is_some())
             .collect();
         assert_eq!(fired, [false, false, true, false, false, true]);
     }

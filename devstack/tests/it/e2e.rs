@@ -1059,3 +1059,170 @@ async fn a_caller_holds_at_most_three_feed_streams() {
         .expect("the local stack answers");
     assert_eq!(again.status(), StatusCode::OK);
 }
+
+/// Through `cargo lambda watch`, with devstack's fault proxy between the
+/// functions and the local DynamoDB (scripts/e2e.sh, `TASK_API_FAULTS`):
+/// a careful client, an `Idempotency-Key` on every write and a retry with
+/// it on every 5xx, under faults aimed at its own requests only (its
+/// partition key), a write applied and then answered 500 on every SDK
+/// attempt (so the client hears 503 for an applied write) included. It
+/// ends with exactly the state it asked for, and hears success for every
+/// write: 0 refusals of its own writes, 0 duplicates, 0 lost writes.
+#[tokio::test]
+#[ignore = "needs the local stack: scripts/e2e.sh"]
+async fn a_careful_client_with_keys_writes_once_through_the_stack_under_faults() {
+    let faults = std::env::var("TASK_API_FAULTS").expect("TASK_API_FAULTS: scripts/e2e.sh");
+    let api = Api::new();
+    let http = Client::new();
+    let scope = format!("USER#{}", api.user);
+    let arm = |fault: Value, times: u32| {
+        let body = json!({"rules": [{
+            "operation": "TransactWriteItems",
+            "fault": fault,
+            "times": times,
+            "containing": scope,
+        }]});
+        let http = http.clone();
+        let url = format!("{faults}/__faults");
+        async move {
+            let answer = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("the proxy answers");
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+    };
+    // A key per write, the same on each retry; 5xx retried with it.
+    let careful = |method: Method,
+                   path: String,
+                   key: String,
+                   body: Option<Value>,
+                   if_match: Option<String>| {
+        let api = &api;
+        async move {
+            for _ in 0..5 {
+                let mut request = api
+                    .request(method.clone(), &path)
+                    .header("idempotency-key", &key);
+                if let Some(etag) = &if_match {
+                    request = request.header("if-match", etag);
+                }
+                if let Some(body) = &body {
+                    request = request.json(body);
+                }
+                let response = request.send().await.expect("the local stack answers");
+                if response.status().is_server_error() {
+                    continue;
+                }
+                return read(response).await;
+            }
+            panic!("{method} {path}: still 5xx after 5 tries");
+        }
+    };
+    let kinds = [
+        (json!({"kind": "internal_error"}), 3), // applied, 503 to the client
+        (json!({"kind": "internal_error"}), 1), // applied, the SDK's retry absorbs it
+        (json!({"kind": "reset"}), 3),          // applied, 503 to the client
+        (json!({"kind": "throttling"}), 3),     // not applied, 503
+    ];
+    let mut refusals = Vec::new();
+    let mut believed: Vec<(String, String, String)> = Vec::new(); // id, title, etag
+    for (round, (fault, times)) in kinds.iter().enumerate() {
+        arm(fault.clone(), *times).await;
+        let title = format!("careful {round}");
+        let (status, task, headers) = careful(
+            Method::POST,
+            "/tasks".into(),
+            format!("{round}-create"),
+            Some(json!({"title": title})),
+            None,
+        )
+        .await;
+        if status != StatusCode::CREATED {
+            refusals.push(format!("create {round}: {status} {task}"));
+            continue;
+        }
+        let id = task["id"].as_str().expect("id").to_owned();
+        let etag = headers["etag"].to_str().expect("etag").to_owned();
+
+        arm(fault.clone(), *times).await;
+        let replaced = format!("careful {round} replaced");
+        let (status, task, headers) = careful(
+            Method::PUT,
+            format!("/tasks/{id}"),
+            format!("{round}-put"),
+            Some(json!({"title": replaced})),
+            Some(etag.clone()),
+        )
+        .await;
+        if status != StatusCode::OK || task["title"] != json!(replaced) {
+            refusals.push(format!("put {round}: {status} {task}"));
+            continue;
+        }
+        let etag = headers["etag"].to_str().expect("etag").to_owned();
+
+        arm(fault.clone(), *times).await;
+        let (status, task, headers) = careful(
+            Method::PATCH,
+            format!("/tasks/{id}"),
+            format!("{round}-patch"),
+            Some(json!({"done": true})),
+            Some(etag.clone()),
+        )
+        .await;
+        if status != StatusCode::OK || task["done"] != json!(true) {
+            refusals.push(format!("patch {round}: {status} {task}"));
+            continue;
+        }
+        let etag = headers["etag"].to_str().expect("etag").to_owned();
+        believed.push((id, replaced, etag));
+    }
+    // Delete every other one, under the same faults.
+    let mut kept = Vec::new();
+    for (i, (id, title, etag)) in believed.into_iter().enumerate() {
+        if i % 2 == 1 {
+            kept.push((id, title, etag));
+            continue;
+        }
+        let (fault, times) = &kinds[i % kinds.len()];
+        arm(fault.clone(), *times).await;
+        let (status, body, _) = careful(
+            Method::DELETE,
+            format!("/tasks/{id}"),
+            format!("{i}-delete"),
+            None,
+            Some(etag),
+        )
+        .await;
+        if status != StatusCode::NO_CONTENT {
+            refusals.push(format!("delete {i}: {status} {body}"));
+        }
+    }
+    let clear = http
+        .delete(format!("{faults}/__faults"))
+        .send()
+        .await
+        .expect("the proxy answers");
+    assert_eq!(clear.status(), StatusCode::OK);
+    assert!(refusals.is_empty(), "its own writes refused: {refusals:?}");
+
+    // The table holds exactly what the client was told: no duplicate task,
+    // no version beyond the client's last ETag, nothing lost.
+    let (status, page, _) = api.send(Method::GET, "/tasks?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored: Vec<&Value> = page["items"].as_array().expect("items").iter().collect();
+    assert_eq!(stored.len(), kept.len(), "tasks: {page}");
+    for (id, title, etag) in &kept {
+        let (status, task, headers) = api.send(Method::GET, &format!("/tasks/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+        assert_eq!(task["title"], json!(title), "{id}");
+        assert_eq!(task["done"], json!(true), "{id}");
+        assert_eq!(
+            headers["etag"].to_str().ok(),
+            Some(etag.as_str()),
+            "{id}: applied once"
+        );
+    }
+}
