@@ -14,6 +14,10 @@ OPENAPI_PYTHON_CLIENT_VERSION="0.29.0"
 # openapi-python-client formats what it generates with ruff (and warns
 # without it).
 RUFF_VERSION="0.14.5"
+# GitHub workflow files against GitHub's schema (vendored in the package:
+# --builtin-schema vendor.github-workflows), offline. 0.37.4 accepts
+# the click 8.1.8 that aws-sam-cli pins (0.39.0 needs click 8.5).
+CHECK_JSONSCHEMA_VERSION="0.37.4"
 # Drives Debian's Chromium (no browser download) for the EventSource check.
 PLAYWRIGHT_VERSION="1.56.0"
 export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
@@ -48,6 +52,7 @@ ensure_lint_tools() {
   ensure_tools
   ensure_pip_package cfn-lint "$CFN_LINT_VERSION"
   ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
+  ensure_pip_package check-jsonschema "$CHECK_JSONSCHEMA_VERSION"
 }
 
 # ensure_pip_package NAME VERSION: NAME==VERSION in the tools venv.
