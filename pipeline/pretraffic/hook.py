@@ -23,6 +23,9 @@ import os
 import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Deployed: next to this file (the Makefile copies them); tests: the
+# repository's events/.
+EVENTS = os.environ.get("HOOK_EVENTS_DIR", os.path.join(HERE, "events"))
 
 # crate -> (how it is invoked, what its sample must get, deployed).
 EXPECTED = {
@@ -94,7 +97,7 @@ def target(deployment):
 
 
 def sample(crate):
-    with open(os.path.join(HERE, "events", f"{crate}.json"), "rb") as f:
+    with open(os.path.join(EVENTS, f"{crate}.json"), "rb") as f:
         return f.read()
 
 

@@ -173,7 +173,7 @@ fn on_failure_grants(template: &Value, id: &str) -> Grants {
     resources(template, "AWS::Lambda::EventSourceMapping")
         .into_iter()
         .filter(|(_, m)| {
-            at(m, &["Properties", "FunctionName"]).and_then(crate::support::reference) == Some(id)
+            at(m, &["Properties", "FunctionName"]).and_then(crate::support::alias_of) == Some(id)
         })
         .filter_map(|(mapping, m)| {
             let destination = at(
