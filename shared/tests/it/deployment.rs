@@ -373,7 +373,9 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
         let (mapping_id, mapping) = mappings
             .iter()
             .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(alias_of) == Some(id))
-            .unwrap_or_else(|| panic!("an event source mapping for {id} (FunctionName: !Ref {id}.Alias)"));
+            .unwrap_or_else(|| {
+                panic!("an event source mapping for {id} (FunctionName: !Ref {id}.Alias)")
+            });
         let properties = &mapping["Properties"];
         assert_eq!(
             crate::support::get_att(&properties["EventSourceArn"]).as_deref(),
@@ -575,7 +577,9 @@ fn the_audit_mapping_discards_a_failing_batch_into_an_encrypted_queue() {
     let (id, mapping) = mappings
         .iter()
         .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(alias_of) == Some(audit))
-        .unwrap_or_else(|| panic!("an event source mapping for {audit} (FunctionName: !Ref {audit}.Alias)"));
+        .unwrap_or_else(|| {
+            panic!("an event source mapping for {audit} (FunctionName: !Ref {audit}.Alias)")
+        });
     let properties = &mapping["Properties"];
     let whole = |name: &str| number(properties.get(name), &format!("{id} {name}"));
     assert_eq!(
@@ -1177,7 +1181,10 @@ fn the_only_plain_function_is_the_pre_traffic_hook() {
         "plain AWS::Lambda::Functions: only the deploy hook"
     );
     let function = resource(&template, hook);
-    assert_eq!(text(function, &["Metadata", "BuildMethod"], hook), "makefile");
+    assert_eq!(
+        text(function, &["Metadata", "BuildMethod"], hook),
+        "makefile"
+    );
     let code = text(function, &["Properties", "Code"], hook);
     assert!(
         read(&format!("{code}/Makefile")).contains(&format!("build-{hook}:")),

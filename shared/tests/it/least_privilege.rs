@@ -357,7 +357,7 @@ fn the_checker_rejects_what_it_should() {
   M:
     Type: AWS::Lambda::EventSourceMapping
     Properties:
-      FunctionName: !Ref F
+      FunctionName: !Ref F.Alias
       DestinationConfig:
         OnFailure:
           Destination: !GetAtt Q.Arn
