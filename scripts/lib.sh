@@ -18,6 +18,9 @@ RUFF_VERSION="0.14.5"
 # --builtin-schema vendor.github-workflows), offline. 0.37.4 accepts
 # the click 8.1.8 that aws-sam-cli pins (0.39.0 needs click 8.5).
 CHECK_JSONSCHEMA_VERSION="0.37.4"
+# scripts/smoke.py's sign-in to a deployed stack: SRP, the only flow the
+# app client allows (README, "Calling the deployed API").
+PYCOGNITO_VERSION="2024.5.1"
 # Drives Debian's Chromium (no browser download) for the EventSource check.
 PLAYWRIGHT_VERSION="1.56.0"
 export PATH="$PWD/$TOOLS_VENV/bin:$PATH"
@@ -99,6 +102,13 @@ ensure_chromium() {
 ensure_sam() {
   ensure_lint_tools
   ensure_pip_package aws-sam-cli "$SAM_CLI_VERSION"
+}
+
+# scripts/smoke.py against a deployed stack: boto3 (with the SAM CLI) and
+# pycognito. Against the local stack (--local) it needs neither.
+ensure_smoke_tools() {
+  ensure_sam
+  ensure_pip_package pycognito "$PYCOGNITO_VERSION"
 }
 
 # The Rust target of the deploy build (sam build / cargo lambda --arm64).
