@@ -54,6 +54,8 @@ EXPECTED = {
     # The stream consumer: its batch answer, no failures (entries are
     # written once: a redelivery writes nothing; TTL'd).
     "audit": ("batch", None),
+    # Added by make route: the new handler's sample answers 200.
+    # route:insert expected (make route adds its functions above this line)
 }
 
 # A streamed answer: the JSON prelude, 8 NUL bytes, then the body.
