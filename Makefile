@@ -91,6 +91,8 @@ template-check:
 	source scripts/lib.sh && ensure_sam && "$$TOOLS_VENV/bin/python" scripts/sam_translate.py target/deploy-check
 	@# CodeDeploy's pre-traffic hook against stub clients (docs/pipeline.md)
 	python3 pipeline/pretraffic/test_hook.py
+	@# the deploy role of pipeline/oidc-role.yaml against CloudFormation's handlers
+	source scripts/lib.sh && "$$TOOLS_VENV/bin/python" pipeline/check_deploy_role.py target/deploy-check/template.json
 	DEPLOYED_TEMPLATE=$$PWD/target/deploy-check/template.json cargo test --workspace --test it deployed_template -- --ignored
 
 ## make bench: the warm path per route (criterion) with allocations.
