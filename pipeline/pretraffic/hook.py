@@ -3,7 +3,8 @@ template.yaml (docs/pipeline.md, "Gradual deployment and rollback").
 
 CodeDeploy calls it once per function deployment, before any traffic moves
 to the new version. It reads which function and which version from the
-deployment's AppSpec (codedeploy:GetDeployment), invokes exactly that
+deployment's AppSpec (codedeploy:GetDeployment, or GetApplicationRevision
+when the deployment names its revision without the content), invokes exactly that
 version (a version number: never $LATEST, never the alias, which the role
 denies too) with the function's own sample event (events/<crate>.json,
 copied next to this file by the Makefile), checks the answer against
@@ -76,12 +77,23 @@ def functions():
     return pairs
 
 
-def target(deployment):
-    """(function name, version) of the deployment's AppSpec."""
-    revision = deployment["deploymentInfo"]["revision"]
+def appspec(codedeploy, deployment_id):
+    """The deployment's AppSpec text: in GetDeployment's revision, or, when
+    that names the revision without its content, GetApplicationRevision's."""
+    info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    revision = info["revision"]
     content = (revision.get("appSpecContent") or revision.get("string") or {}).get("content")
     if not content:
+        stored = codedeploy.get_application_revision(applicationName=info["applicationName"], revision=revision)
+        stored = stored["revision"]
+        content = (stored.get("appSpecContent") or stored.get("string") or {}).get("content")
+    if not content:
         raise ValueError(f"no AppSpec in the deployment: {revision}")
+    return content
+
+
+def target(content):
+    """(function name, version) of a Lambda AppSpec."""
     try:
         spec = json.loads(content)
         for resource in spec["Resources"]:
@@ -154,7 +166,7 @@ def handler(event, context, codedeploy=None, lam=None):
     deployment_id = event["DeploymentId"]
     status, why = "Failed", None
     try:
-        name, version = target(codedeploy.get_deployment(deploymentId=deployment_id))
+        name, version = target(appspec(codedeploy, deployment_id))
         crate = functions().get(name)
         if crate is None:
             why = f"{name} is not in FUNCTIONS (template.yaml, PreTrafficHook)"

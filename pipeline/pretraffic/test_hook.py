@@ -22,12 +22,18 @@ class CodeDeploy:
             "version: 0.0\nResources:\n  - Fn:\n      Type: AWS::Lambda::Function\n"
             f"      Properties:\n        Name: {name}\n        Alias: live\n"
             f"        CurrentVersion: 6\n        TargetVersion: {version}\n")
-        self.deployment = {"deploymentInfo": {"revision": {
+        self.content = content
+        self.deployment = {"deploymentInfo": {"applicationName": "app", "revision": {
             "revisionType": "AppSpecContent", "appSpecContent": {"content": content}}}}
         self.reported = []
 
     def get_deployment(self, deploymentId):
         return self.deployment
+
+    def get_application_revision(self, applicationName, revision):
+        assert applicationName == "app" and revision == {"revisionType": "AppSpecContent",
+                                                          "appSpecContent": {"sha256": "abc"}}
+        return {"revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": self.content}}}
 
     def put_lifecycle_event_hook_execution_status(self, **kwargs):
         self.reported.append(kwargs)
@@ -89,6 +95,17 @@ class HookTest(unittest.TestCase):
         lam = Lambda({"statusCode": 404})
         self.assertEqual(run("get_task", lam, as_json=False), "Succeeded")
         self.assertEqual(lam.calls[0]["Qualifier"], "7")
+
+    def test_a_revision_without_content_is_read_from_the_application(self):
+        codedeploy = CodeDeploy("task-api-me-ABC", "9")
+        codedeploy.deployment["deploymentInfo"]["revision"] = {
+            "revisionType": "AppSpecContent", "appSpecContent": {"sha256": "abc"}}
+        os.environ["FUNCTIONS"] = "task-api-me-ABC me\n"
+        lam = Lambda({"statusCode": 200})
+        hook.handler({"DeploymentId": "d", "LifecycleEventHookExecutionId": "e"}, None,
+                     codedeploy=codedeploy, lam=lam)
+        self.assertEqual(codedeploy.reported[0]["status"], "Succeeded")
+        self.assertEqual(lam.calls[0]["Qualifier"], "9")
 
     def test_a_wrong_status_fails_the_deployment(self):
         self.assertEqual(run("health", Lambda({"statusCode": 500})), "Failed")

@@ -575,6 +575,11 @@ fn the_pre_traffic_hook_invokes_versions_and_reports_only() {
     ] {
         grant("Allow", action, serde_json::json!({"Fn::Sub": groups}));
     }
+    grant(
+        "Allow",
+        "codedeploy:GetApplicationRevision",
+        serde_json::json!({"Fn::Sub": "arn:${AWS::Partition}:codedeploy:${AWS::Region}:${AWS::AccountId}:application:${ServerlessDeploymentApplication}"}),
+    );
     for action in ["logs:CreateLogStream", "logs:PutLogEvents"] {
         grant(
             "Allow",
