@@ -110,6 +110,13 @@ def target(content):
     raise ValueError(f"no AWS::Lambda::Function in the AppSpec: {content}")
 
 
+def function_name(name):
+    """A function's name from its name or (qualified) ARN."""
+    if name.startswith("arn:"):
+        return name.split(":function:", 1)[1].split(":", 1)[0]
+    return name
+
+
 def sample(crate):
     with open(os.path.join(EVENTS, f"{crate}.json"), "rb") as f:
         return f.read()
@@ -120,7 +127,8 @@ def invoke(lam, name, version, payload, mode):
     if mode == "streamed":
         answer = lam.invoke_with_response_stream(FunctionName=name, Qualifier=version, Payload=payload)
         body = b""
-        for event in answer["EventStream"]:
+        stream = answer["EventStream"]
+        for event in stream:
             if "PayloadChunk" in event:
                 body += event["PayloadChunk"]["Payload"]
                 if PRELUDE_END in body:
@@ -130,6 +138,8 @@ def invoke(lam, name, version, payload, mode):
                 if error:
                     raise RuntimeError(f"{name}:{version}: {error} {event['InvokeComplete'].get('ErrorDetails')}")
                 break
+        if hasattr(stream, "close"):
+            stream.close()
         prelude, found, _ = body.partition(PRELUDE_END)
         if not found:
             raise RuntimeError(f"{name}:{version}: no streamed prelude in {body[:200]!r}")
@@ -167,6 +177,7 @@ def handler(event, context, codedeploy=None, lam=None):
     status, why = "Failed", None
     try:
         name, version = target(appspec(codedeploy, deployment_id))
+        name = function_name(name)
         crate = functions().get(name)
         if crate is None:
             why = f"{name} is not in FUNCTIONS (template.yaml, PreTrafficHook)"

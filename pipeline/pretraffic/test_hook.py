@@ -107,6 +107,15 @@ class HookTest(unittest.TestCase):
         self.assertEqual(codedeploy.reported[0]["status"], "Succeeded")
         self.assertEqual(lam.calls[0]["Qualifier"], "9")
 
+    def test_an_arn_in_the_appspec_names_the_function(self):
+        codedeploy = CodeDeploy("arn:aws:lambda:eu-west-1:123456789012:function:task-api-me-ABC", "5")
+        os.environ["FUNCTIONS"] = "task-api-me-ABC me\n"
+        lam = Lambda({"statusCode": 200})
+        hook.handler({"DeploymentId": "d", "LifecycleEventHookExecutionId": "e"}, None,
+                     codedeploy=codedeploy, lam=lam)
+        self.assertEqual(codedeploy.reported[0]["status"], "Succeeded")
+        self.assertEqual((lam.calls[0]["FunctionName"], lam.calls[0]["Qualifier"]), ("task-api-me-ABC", "5"))
+
     def test_a_wrong_status_fails_the_deployment(self):
         self.assertEqual(run("health", Lambda({"statusCode": 500})), "Failed")
         self.assertEqual(run("get_task", Lambda({"statusCode": 200})), "Failed")
