@@ -1216,3 +1216,74 @@ fn the_only_plain_function_is_the_pre_traffic_hook() {
     got.sort();
     assert_eq!(got, want, "{hook}: FUNCTIONS names every function's crate");
 }
+
+/// The pipeline's two environments (docs/pipeline.md, "Environments"):
+/// stacks of their own whose names the deploy roles can scope (at most 26
+/// characters, neither `<name>-` a prefix of the other), no managed bucket
+/// (the workflow passes the environment's), unattended change sets, and a
+/// gradual shift in prod.
+#[test]
+fn samconfig_environments_deploy_apart_and_prod_gradually() {
+    let template = template();
+    let config: toml::Table = toml::from_str(&read("samconfig.toml")).expect("samconfig.toml");
+    let config = toml::Value::Table(config);
+    let get = |path: &[&str]| {
+        path.iter()
+            .try_fold(&config, |v, k| v.get(k))
+            .unwrap_or_else(|| panic!("samconfig.toml: {}", path.join(".")))
+    };
+    let allowed = strings(
+        at(parameter(&template, "DeploymentType"), &["AllowedValues"]),
+        "DeploymentType",
+    );
+    let mut stacks = Vec::new();
+    for env in ["staging", "prod"] {
+        let stack = get(&[env, "global", "parameters", "stack_name"])
+            .as_str()
+            .expect("stack_name");
+        assert!(
+            stack.len() <= 26,
+            "{env}: {stack} (generated role names must keep the whole stack name)"
+        );
+        stacks.push(stack.to_owned());
+        let deploy = get(&[env, "deploy", "parameters"]);
+        assert!(
+            deploy.get("resolve_s3").is_none(),
+            "{env}: --s3-bucket is the workflow's"
+        );
+        assert_eq!(
+            deploy.get("confirm_changeset"),
+            Some(&toml::Value::Boolean(false)),
+            "{env}"
+        );
+        assert_eq!(
+            deploy.get("s3_prefix").and_then(toml::Value::as_str),
+            Some(stack),
+            "{env}"
+        );
+        let overrides: std::collections::BTreeMap<&str, &str> = deploy
+            .get("parameter_overrides")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("{env}: parameter_overrides"))
+            .split_whitespace()
+            .map(|kv| kv.split_once('=').expect("Name=value"))
+            .collect();
+        for name in overrides.keys() {
+            parameter(&template, name);
+        }
+        let kind = overrides
+            .get("DeploymentType")
+            .unwrap_or_else(|| panic!("{env}: DeploymentType"));
+        assert!(allowed.iter().any(|a| a == kind), "{env}: {kind}");
+        if env == "prod" {
+            assert_ne!(*kind, "AllAtOnce", "prod shifts gradually");
+        }
+    }
+    let [staging, prod] = &stacks[..] else {
+        unreachable!()
+    };
+    assert!(
+        !staging.starts_with(&format!("{prod}-")) && !prod.starts_with(&format!("{staging}-")),
+        "{staging}, {prod}: one deploy role's <stack>-* would cover the other's"
+    );
+}
