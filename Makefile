@@ -44,8 +44,10 @@ lint:
 	@# clippy -D warnings on every target (lib, bins, tests, benches), in
 	@# the build the tests then run (LINTED above)
 	cargo test --workspace --all-targets --no-run
-	source scripts/lib.sh && ensure_lint_tools && cfn-lint template.yaml && openapi-spec-validator openapi.json
+	source scripts/lib.sh && ensure_lint_tools && cfn-lint template.yaml pipeline/oidc-role.yaml && openapi-spec-validator openapi.json
 	source scripts/lib.sh && ensure_sam && sam_offline validate --lint --template template.yaml
+	@# the CI and deploy workflows against GitHub's schema (docs/pipeline.md)
+	source scripts/lib.sh && ensure_lint_tools && check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # The store contract also runs on moto's server (devstack's
 # store_contract::on_moto): installed first, pinned (scripts/lib.sh).
@@ -86,9 +88,14 @@ deploy-check:
 deploy-check-ci:
 	source scripts/lib.sh && "$${DEPLOY_CHECK_CI[@]}" scripts/deploy-check.sh
 
-## The template after SAM's transform (offline) against the code.
+## The template after SAM's transform (offline) against the code, and the
+## pre-traffic hook's verdicts.
 template-check:
 	source scripts/lib.sh && ensure_sam && "$$TOOLS_VENV/bin/python" scripts/sam_translate.py target/deploy-check
+	@# CodeDeploy's pre-traffic hook against stub clients (docs/pipeline.md)
+	python3 pipeline/pretraffic/test_hook.py
+	@# the deploy role of pipeline/oidc-role.yaml against CloudFormation's handlers
+	source scripts/lib.sh && "$$TOOLS_VENV/bin/python" pipeline/check_deploy_role.py target/deploy-check/template.json
 	DEPLOYED_TEMPLATE=$$PWD/target/deploy-check/template.json cargo test --workspace --test it deployed_template -- --ignored
 
 ## make bench: the warm path per route (criterion) with allocations.

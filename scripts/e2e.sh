@@ -7,7 +7,8 @@
 # `cargo lambda invoke`, then checks the API against its own documentation:
 # the served /openapi.json is the committed one and a valid OpenAPI 3.1
 # document, schemathesis finds no failure against it, and /docs and /redoc
-# render every operation in a headless browser with no internet. Stops
+# render every operation in a headless browser with no internet; and the
+# deploy workflow's smoke test passes (scripts/smoke.py --local). Stops
 # everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -207,6 +208,12 @@ schemathesis_finds_nothing() {
 # other credential counts).
 SCHEMATHESIS_AUTH=(--header "Authorization: Bearer $(target/debug/devstack token schemathesis --issuer-key "$DEVSTACK_ISSUER_KEY")")
 
+# The deploy workflow's smoke test (docs/pipeline.md), here in local mode
+# so it never goes stale: a token of the local issuer for a fresh user,
+# health, /me, a 401, CRUD, the export, a feed ticket's first SSE bytes.
+# The functions are warm by now: under a second.
+check "smoke test (scripts/smoke.py --local, as the deploy workflow runs it on staging)" \
+  python3 scripts/smoke.py --local "$API" --issuer-key "$DEVSTACK_ISSUER_KEY"
 check "the served /openapi.json is the committed openapi.json, a valid OpenAPI document" \
   served_openapi_is_the_committed_valid_document
 check "schemathesis $SCHEMATHESIS_VERSION (seed $SCHEMATHESIS_SEED, up to $SCHEMATHESIS_MAX_EXAMPLES examples per operation)" \

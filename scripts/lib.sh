@@ -14,6 +14,13 @@ OPENAPI_PYTHON_CLIENT_VERSION="0.29.0"
 # openapi-python-client formats what it generates with ruff (and warns
 # without it).
 RUFF_VERSION="0.14.5"
+# GitHub workflow files against GitHub's schema (vendored in the package:
+# --builtin-schema vendor.github-workflows), offline. 0.37.4 accepts
+# the click 8.1.8 that aws-sam-cli pins (0.39.0 needs click 8.5).
+CHECK_JSONSCHEMA_VERSION="0.37.4"
+# scripts/smoke.py's sign-in to a deployed stack: SRP, the only flow the
+# app client allows (README, "Calling the deployed API").
+PYCOGNITO_VERSION="2024.5.1"
 # Drives Debian's Chromium (no browser download) for the EventSource check.
 PLAYWRIGHT_VERSION="1.56.0"
 # A second DynamoDB implementation for the store contract (devstack's
@@ -52,6 +59,7 @@ ensure_lint_tools() {
   ensure_tools
   ensure_pip_package cfn-lint "$CFN_LINT_VERSION"
   ensure_pip_package openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
+  ensure_pip_package check-jsonschema "$CHECK_JSONSCHEMA_VERSION"
 }
 
 # ensure_pip_package NAME VERSION: NAME==VERSION in the tools venv. NAME
@@ -108,6 +116,13 @@ ensure_chromium() {
 ensure_sam() {
   ensure_lint_tools
   ensure_pip_package aws-sam-cli "$SAM_CLI_VERSION"
+}
+
+# scripts/smoke.py against a deployed stack: boto3 (with the SAM CLI) and
+# pycognito. Against the local stack (--local) it needs neither.
+ensure_smoke_tools() {
+  ensure_sam
+  ensure_pip_package pycognito "$PYCOGNITO_VERSION"
 }
 
 # The Rust target of the deploy build (sam build / cargo lambda --arm64).

@@ -13,8 +13,9 @@
 #    checks on it: rustfmt, clippy of the touched crates, the consistency
 #    tests (route table, least privilege, OpenAPI drift, deployment,
 #    layers), the new handler's own tests (its sample event answers 200 with
-#    the caller and the path; 401 without a caller), cfn-lint and
-#    `sam validate --lint`;
+#    the caller and the path; 401 without a caller), cfn-lint,
+#    `sam validate --lint` and the pre-traffic hook's tests (an expected
+#    answer for every sample event);
 # 4. `make unroute`: the copy is byte-identical to the original.
 #
 # The copy builds into this tree's target directory (CARGO_TARGET_DIR) at a
@@ -132,6 +133,7 @@ check "$NAME answers its sample event (its handler's tests)" \
   cargo test --quiet --workspace --lib "handlers::$NAME::"
 check "cfn-lint template.yaml" cfn-lint template.yaml
 check "sam validate --lint" sam_offline validate --lint --template template.yaml
+check "the pre-traffic hook expects an answer of $NAME's sample event" python3 pipeline/pretraffic/test_hook.py
 
 echo "==> make unroute NAME=$NAME"
 make --no-print-directory unroute NAME="$NAME"

@@ -41,6 +41,7 @@ CARGO_LOCK = "Cargo.lock"
 TEMPLATE = "template.yaml"
 OPENAPI_JSON = "openapi.json"
 E2E = "scripts/e2e.sh"
+HOOK = "pipeline/pretraffic/hook.py"
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 STORAGE = {
@@ -71,6 +72,11 @@ ARMS_MARKER = "        // route:insert dynamodb_access (make route adds arms abo
 PATHS_MARKER = "        // route:insert paths (make route adds handlers above this line)"
 TEMPLATE_MARKER = "  # route:insert functions (make route adds route functions above this line)"
 E2E_MARKER = "    # route:insert invoke (make route adds its functions above this line)"
+HOOK_MARKER = "    # route:insert expected (make route adds its functions above this line)"
+# The pre-traffic hook's lines for each function (template.yaml,
+# PreTrafficHook): its crate in FUNCTIONS, its versions in the role.
+HOOK_FUNCTION_LINE = re.compile(r"^            \$\{\w+Function\} \w+$", re.M)
+HOOK_INVOKE_LINE = re.compile(r"^                  - !Sub \$\{\w+Function\.Arn\}:\*$", re.M)
 
 
 class Refusal(Exception):
@@ -265,7 +271,7 @@ def check_free(name, method, path, routes):
         if (ROOT / relative).exists():
             taken.append(relative)
     template = read(TEMPLATE)
-    for resource in [f"{pascal(name)}Function", f"{pascal(name)}LogGroup"]:
+    for resource in [f"{pascal(name)}Function", f"{pascal(name)}LogGroup", f"{pascal(name)}AliasErrorsAlarm"]:
         if re.search(rf"^  {resource}:", template, re.M):
             taken.append(f"{TEMPLATE} (resource {resource})")
     if re.search(rf'^\s*"{name}" =>', read(HANDLERS_MOD), re.M):
@@ -357,6 +363,21 @@ def insert_before_marker(text, marker, insertion, where):
         if line.rstrip("\n") == marker:
             return "".join(lines[:i]) + insertion + "".join(lines[i:])
     raise Refusal(f"{where} has lost its marker line {marker.strip()!r}; put it back (git show HEAD:{where})")
+
+
+def insert_after_last(text, pattern, insertion, where):
+    """`insertion` after the last line `pattern` matches."""
+    found = list(pattern.finditer(text))
+    if not found:
+        raise Refusal(f"{where} has no line like {pattern.pattern!r} to add to")
+    end = found[-1].end() + 1
+    return text[:end] + insertion + text[end:]
+
+
+def hook_lines(name):
+    """The pre-traffic hook's two lines for the function `name`."""
+    p = pascal(name)
+    return f"            ${{{p}Function}} {name}\n", f"                  - !Sub ${{{p}Function.Arn}}:*\n"
 
 
 def remove_exact(text, chunk):
@@ -505,6 +526,26 @@ def template_blocks(name, method, path, storage):
         f"      LogGroupName: !Sub /aws/lambda/${{AWS::StackName}}/{name}\n"
         "      RetentionInDays: !Ref LogRetentionDays\n"
         "\n"
+        f"  {p}AliasErrorsAlarm:\n"
+        "    Type: AWS::CloudWatch::Alarm\n"
+        "    Properties:\n"
+        f"      AlarmDescription: {name} failed through its live alias (rolls back a deployment in progress).\n"
+        "      Namespace: AWS/Lambda\n"
+        "      MetricName: Errors\n"
+        "      Dimensions:\n"
+        "        - Name: FunctionName\n"
+        f"          Value: !Ref {p}Function\n"
+        "        - Name: Resource\n"
+        f"          Value: !Sub ${{{p}Function}}:live\n"
+        "      Statistic: Sum\n"
+        "      Period: 60\n"
+        "      EvaluationPeriods: 1\n"
+        "      Threshold: 0\n"
+        "      ComparisonOperator: GreaterThanThreshold\n"
+        "      TreatMissingData: notBreaching\n"
+        "      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n"
+        "      OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n"
+        "\n"
         f"  {p}Function:\n"
         "    Type: AWS::Serverless::Function\n"
         "    Metadata:\n"
@@ -512,6 +553,9 @@ def template_blocks(name, method, path, storage):
         "      BuildProperties:\n"
         f"        Binary: {name}\n"
         "    Properties:\n"
+        "      DeploymentPreference:\n"
+        "        Alarms:\n"
+        f"          - !Ref {p}AliasErrorsAlarm\n"
         "      CodeUri: .\n"
         "      LoggingConfig:\n"
         f"        LogGroup: !Ref {p}LogGroup\n"
@@ -533,7 +577,7 @@ def remove_template_blocks(text, name):
     resource or comment at their level, blank lines included)."""
     lines = text.splitlines(keepends=True)
     removed = False
-    for resource in [f"{pascal(name)}LogGroup", f"{pascal(name)}Function"]:
+    for resource in [f"{pascal(name)}LogGroup", f"{pascal(name)}AliasErrorsAlarm", f"{pascal(name)}Function"]:
         head = f"  {resource}:\n"
         if head not in lines:
             continue
@@ -891,7 +935,7 @@ def add(name, method, path, storage):
     check_free(name, method, path, routes)
     created = [f"functions/{name}/Cargo.toml", f"functions/{name}/src/main.rs",
                f"shared/src/handlers/{name}.rs", f"events/{name}.json"]
-    edited = [ROUTES_RS, HANDLERS_MOD, OPENAPI_RS, CARGO_TOML, CARGO_LOCK, TEMPLATE, OPENAPI_JSON, E2E]
+    edited = [ROUTES_RS, HANDLERS_MOD, OPENAPI_RS, CARGO_TOML, CARGO_LOCK, TEMPLATE, OPENAPI_JSON, E2E, HOOK]
     check_clean(edited + created + [f"functions/{name}"])
 
     consts = rust_consts(routes_text)
@@ -908,7 +952,11 @@ def add(name, method, path, storage):
     edits[CARGO_LOCK] = insert_lock(read(CARGO_LOCK), name)
     following = [(m, p) for m, p, _ in routes[index:]]
     template = insert_settings(read(TEMPLATE), method, path, following)
-    edits[TEMPLATE] = insert_before_marker(template, TEMPLATE_MARKER, template_blocks(name, method, path, storage), TEMPLATE)
+    template = insert_before_marker(template, TEMPLATE_MARKER, template_blocks(name, method, path, storage), TEMPLATE)
+    functions_line, invoke_line = hook_lines(name)
+    template = insert_after_last(template, HOOK_FUNCTION_LINE, functions_line, TEMPLATE)
+    edits[TEMPLATE] = insert_after_last(template, HOOK_INVOKE_LINE, invoke_line, TEMPLATE)
+    edits[HOOK] = insert_before_marker(read(HOOK), HOOK_MARKER, f'    "{name}": ("buffered", {{200}}),\n', HOOK)
     edits[E2E] = insert_before_marker(read(E2E), E2E_MARKER, f"    {name}) echo 200 ;;\n", E2E)
     edits[f"functions/{name}/Cargo.toml"] = function_files(name)
     edits[f"functions/{name}/src/main.rs"] = main_rs(name, storage)
@@ -965,7 +1013,15 @@ def remove(name):
     template, ok = remove_template_blocks(template, name)
     if not ok:
         missed.append(f"{TEMPLATE}: {pascal(name)}LogGroup and {pascal(name)}Function")
+    for line in hook_lines(name):
+        template, ok = remove_exact(template, line)
+        if not ok:
+            missed.append(f"{TEMPLATE}: PreTrafficHook's {line.strip()!r}")
     edits[TEMPLATE] = template
+    hook, ok = remove_exact(read(HOOK), f'    "{name}": ("buffered", {{200}}),\n')
+    if not ok:
+        missed.append(f"{HOOK}: EXPECTED[{name!r}]")
+    edits[HOOK] = hook
     mod, ok1 = remove_exact(read(HANDLERS_MOD), f"pub mod {name};\n")
     mod, ok2 = remove_exact(mod, f'        "{name}" => {name}::DYNAMODB,\n')
     if not (ok1 and ok2):

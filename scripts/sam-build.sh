@@ -70,6 +70,15 @@ for fid in ids:
     print(f"{path:48} {os.path.getsize(path):>10,} bytes{'' if aarch64 else '  NOT aarch64'}")
     if not aarch64:
         missing.append(path)
+# CodeDeploy's pre-traffic hook (pipeline/pretraffic/Makefile): its code
+# and every function's sample event.
+events = sorted(f for f in os.listdir("events") if f.endswith(".json"))
+hook = ".aws-sam/build/PreTrafficHook"
+shipped = sorted(os.listdir(f"{hook}/events")) if os.path.isdir(f"{hook}/events") else []
+if not os.path.isfile(f"{hook}/hook.py") or shipped != events:
+    missing.append(f"{hook}: hook.py and events/ ({len(shipped)} of {len(events)} samples)")
+else:
+    print(f"{hook:48} hook.py and {len(shipped)} sample events")
 if missing or not ids:
     sys.exit(f"missing or wrong: {missing}")
 print(f"{len(ids)} functions, one aarch64 bootstrap each")

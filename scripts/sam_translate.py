@@ -16,12 +16,21 @@ the service run it, with the default parameters, and writes:
 The only stubs: CodeUri becomes the S3 object `sam package` would upload,
 and the managed-policy map (an AWS call otherwise) holds the one policy SAM
 attaches itself. Usage: sam_translate.py [OUT]  (default target/deploy-check)
+
+CodeDeploy's hooks (a function an alias' CodeDeployLambdaAliasUpdate names
+as BeforeAllowTrafficHook or AfterAllowTrafficHook: PreTrafficHook, in
+Python) are not the API's functions: functions.json leaves them out, by
+that rule (deployed_template.rs checks the hook itself).
 """
 import json
+import logging
 import os
 import sys
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Offline there is no feature-toggle configuration: SAM warns once per
+# deployment preference that it uses the defaults.
+logging.getLogger("samtranslator.feature_toggle.feature_toggle").setLevel(logging.ERROR)
 
 from samcli.yamlhelper import yaml_parse  # noqa: E402
 from samtranslator.translator.transform import transform  # noqa: E402
@@ -92,6 +101,25 @@ class Resolver:
         return {key: self.value(arg)}
 
 
+def deploy_hooks(template):
+    """Logical ids of the functions CodeDeploy runs as hooks of an alias."""
+    hooks = set()
+    for resource in template["Resources"].values():
+        update = resource.get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate", {})
+        for key in ("BeforeAllowTrafficHook", "AfterAllowTrafficHook"):
+            if key in update:
+                hooks.add(update[key]["Ref"])
+    return hooks
+
+
+def alias_target(template, ref):
+    """The function a Ref names: itself, or the function of an alias."""
+    resource = template["Resources"].get(ref, {})
+    if resource.get("Type") == "AWS::Lambda::Alias":
+        return resource["Properties"]["FunctionName"]["Ref"]
+    return ref
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "target/deploy-check"
     bootstrap_dir = sys.argv[2] if len(sys.argv) > 2 else None
@@ -113,8 +141,9 @@ def main():
     parameters["JwtAudience"] = [LOCAL_AUDIENCE]
     resolver = Resolver(transformed, parameters)
     functions = []
+    hooks = deploy_hooks(transformed)
     for rid, resource in sorted(transformed["Resources"].items()):
-        if resource["Type"] != "AWS::Lambda::Function":
+        if resource["Type"] != "AWS::Lambda::Function" or rid in hooks:
             continue
         props = resource["Properties"]
         env = resolver.value(props.get("Environment", {}).get("Variables", {}))
@@ -124,7 +153,7 @@ def main():
         urls = [
             r["Properties"] for r in transformed["Resources"].values()
             if r["Type"] == "AWS::Lambda::Url"
-            and r["Properties"]["TargetFunctionArn"] == {"Ref": rid}
+            and alias_target(transformed, r["Properties"]["TargetFunctionArn"]["Ref"]) == rid
         ]
         binary = resource["Metadata"]["BuildProperties"]["Binary"]
         functions.append({

@@ -6,8 +6,8 @@
 //! (Routes and identity: `route_table.rs`; IAM: `least_privilege.rs`.)
 
 use crate::support::{
-    at, function_property, functions, intrinsic, read, reference, resource, resources, template,
-    text,
+    alias_of, at, function_property, functions, intrinsic, read, reference, resource, resources,
+    template, text,
 };
 use serde_norway::Value;
 use shared::adapters::dynamo::table::{STREAM_VIEW_TYPE, TTL_ATTRIBUTE};
@@ -372,8 +372,10 @@ fn the_stream_feeds_each_event_function_with_batch_item_failures() {
             .unwrap_or_else(|| panic!("{function} is deployed"));
         let (mapping_id, mapping) = mappings
             .iter()
-            .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(reference) == Some(id))
-            .unwrap_or_else(|| panic!("an event source mapping for {id}"));
+            .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(alias_of) == Some(id))
+            .unwrap_or_else(|| {
+                panic!("an event source mapping for {id} (FunctionName: !Ref {id}.Alias)")
+            });
         let properties = &mapping["Properties"];
         assert_eq!(
             crate::support::get_att(&properties["EventSourceArn"]).as_deref(),
@@ -574,8 +576,10 @@ fn the_audit_mapping_discards_a_failing_batch_into_an_encrypted_queue() {
     let mappings = resources(&template, "AWS::Lambda::EventSourceMapping");
     let (id, mapping) = mappings
         .iter()
-        .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(reference) == Some(audit))
-        .unwrap_or_else(|| panic!("an event source mapping for {audit}"));
+        .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(alias_of) == Some(audit))
+        .unwrap_or_else(|| {
+            panic!("an event source mapping for {audit} (FunctionName: !Ref {audit}.Alias)")
+        });
     let properties = &mapping["Properties"];
     let whole = |name: &str| number(properties.get(name), &format!("{id} {name}"));
     assert_eq!(
@@ -1006,9 +1010,9 @@ fn function_urls_have_exactly_the_documented_permissions() {
     let mut covered = 0;
     for (url_id, url) in urls {
         assert_eq!(text(url, &["Properties", "AuthType"], url_id), "NONE");
-        let function = reference(&url["Properties"]["TargetFunctionArn"])
+        let function = alias_of(&url["Properties"]["TargetFunctionArn"])
             .map(str::to_owned)
-            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>"));
+            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>.Alias"));
         assert!(
             at(
                 resource(&template, &function),
@@ -1020,7 +1024,7 @@ fn function_urls_have_exactly_the_documented_permissions() {
         let mut found: Vec<serde_json::Value> = permissions
             .iter()
             .filter(|(_, p)| {
-                at(p, &["Properties", "FunctionName"]).and_then(reference) == Some(&function)
+                at(p, &["Properties", "FunctionName"]).and_then(alias_of) == Some(&function)
             })
             .map(|(id, p)| {
                 let mut properties: serde_json::Value =
@@ -1048,12 +1052,238 @@ fn function_urls_have_exactly_the_documented_permissions() {
                     "FunctionUrlAuthType": "NONE",
                 }),
             ],
-            "{function}'s AWS::Lambda::Permission resources (FunctionName: !Ref {function})"
+            "{function}'s AWS::Lambda::Permission resources (FunctionName: !Ref {function}.Alias)"
         );
     }
     assert_eq!(
         covered,
         permissions.len(),
         "every AWS::Lambda::Permission belongs to a Function URL: {permissions:?}"
+    );
+}
+
+/// Every function deploys gradually (docs/pipeline.md): a `live` alias
+/// published on each deploy (Globals), shifted by CodeDeploy as
+/// `DeploymentType` says, after the pre-traffic hook, and rolled back by
+/// the API's 5xx alarm and the function's own alarm on its alias' errors.
+/// No function opts out.
+#[test]
+fn every_function_deploys_gradually_through_its_live_alias() {
+    let template = template();
+    let globals = at(&template, &["Globals", "Function"]).expect("Globals.Function");
+    assert_eq!(text(globals, &["AutoPublishAlias"], "Globals"), "live");
+    let preference = at(globals, &["DeploymentPreference"]).expect("DeploymentPreference");
+    assert_eq!(
+        at(preference, &["Type"]).and_then(reference),
+        Some("DeploymentType"),
+        "Globals: DeploymentPreference.Type: !Ref DeploymentType"
+    );
+    let deployment_type = parameter(&template, "DeploymentType");
+    let allowed = strings(
+        at(deployment_type, &["AllowedValues"]),
+        "DeploymentType.AllowedValues",
+    );
+    for kind in [
+        "AllAtOnce",
+        "Canary10Percent5Minutes",
+        "Linear10PercentEvery1Minute",
+    ] {
+        assert!(allowed.iter().any(|a| a == kind), "DeploymentType: {kind}");
+    }
+    let global_alarms: Vec<&str> = at(preference, &["Alarms"])
+        .and_then(Value::as_sequence)
+        .expect("Globals: DeploymentPreference.Alarms")
+        .iter()
+        .map(|a| reference(a).expect("!Ref <alarm>"))
+        .collect();
+    assert_eq!(global_alarms, ["ApiServerErrorsAlarm"]);
+    let hook = at(preference, &["Hooks", "PreTraffic"])
+        .and_then(reference)
+        .expect("Globals: DeploymentPreference.Hooks.PreTraffic: !Ref <hook>");
+    assert_eq!(
+        text(resource(&template, hook), &["Type"], hook),
+        "AWS::Lambda::Function",
+        "{hook}: a plain function (Globals would give it an alias and a deployment of its own)"
+    );
+
+    for (id, binary, function) in functions(&template) {
+        for own in ["AutoPublishAlias", "AutoPublishAliasAllProperties"] {
+            assert!(
+                at(function, &["Properties", own]).is_none(),
+                "{id}: {own} is Globals'"
+            );
+        }
+        let preference = at(function, &["Properties", "DeploymentPreference"])
+            .unwrap_or_else(|| panic!("{id}: DeploymentPreference.Alarms: [its alias' errors]"));
+        assert!(
+            at(preference, &["Enabled"]).is_none() && at(preference, &["Type"]).is_none(),
+            "{id}: only alarms of its own (Enabled and Type are Globals')"
+        );
+        let alarms: Vec<&str> = at(preference, &["Alarms"])
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{id}: DeploymentPreference.Alarms"))
+            .iter()
+            .map(|a| reference(a).expect("!Ref <alarm>"))
+            .collect();
+        let own = format!("{}AliasErrorsAlarm", id.trim_end_matches("Function"));
+        assert_eq!(alarms.first(), Some(&own.as_str()), "{id} ({binary})");
+        let alarm = resource(&template, &own);
+        assert_eq!(text(alarm, &["Properties", "MetricName"], &own), "Errors");
+        let dims = dimensions(alarm, &own);
+        assert_eq!(
+            (dims[0].0, reference(dims[0].1)),
+            ("FunctionName", Some(id)),
+            "{own}"
+        );
+        assert_eq!(dims[1].0, "Resource", "{own}: on the alias");
+        assert_eq!(
+            crate::support::sub(dims[1].1),
+            Some(format!("${{{id}}}:live").as_str()),
+            "{own}"
+        );
+        assert_eq!(
+            condition(alarm, &own),
+            owned_condition("Sum", 60, 1, "GreaterThanThreshold", 0, "notBreaching"),
+            "{own}: any error of the alias in a minute"
+        );
+    }
+}
+
+/// The one function that is no route function, and why: CodeDeploy's
+/// pre-traffic hook, the only plain `AWS::Lambda::Function` of the
+/// template. Route functions are `AWS::Serverless::Function`s (the other
+/// tests: a crate each); a plain function is allowed only as the hook
+/// Globals names, in Python (pipeline/pretraffic, built by its Makefile),
+/// named `CodeDeployHook_<stack>-...` (what SAM's CodeDeploy role may
+/// invoke), and told every function's crate (FUNCTIONS).
+#[test]
+fn the_only_plain_function_is_the_pre_traffic_hook() {
+    let template = template();
+    let hook = at(
+        &template,
+        &[
+            "Globals",
+            "Function",
+            "DeploymentPreference",
+            "Hooks",
+            "PreTraffic",
+        ],
+    )
+    .and_then(reference)
+    .expect("the pre-traffic hook");
+    let plain: Vec<&str> = resources(&template, "AWS::Lambda::Function")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        plain,
+        [hook],
+        "plain AWS::Lambda::Functions: only the deploy hook"
+    );
+    let function = resource(&template, hook);
+    assert_eq!(
+        text(function, &["Metadata", "BuildMethod"], hook),
+        "makefile"
+    );
+    let code = text(function, &["Properties", "Code"], hook);
+    assert!(
+        read(&format!("{code}/Makefile")).contains(&format!("build-{hook}:")),
+        "{code}/Makefile builds {hook}"
+    );
+    assert!(
+        text(function, &["Properties", "Runtime"], hook).starts_with("python3."),
+        "{hook}"
+    );
+    let name = at(function, &["Properties", "FunctionName"])
+        .and_then(crate::support::sub)
+        .expect("FunctionName: !Sub CodeDeployHook_${AWS::StackName}-...");
+    assert!(
+        name.starts_with("CodeDeployHook_${AWS::StackName}-"),
+        "{hook}: {name}"
+    );
+    let listed = at(
+        function,
+        &["Properties", "Environment", "Variables", "FUNCTIONS"],
+    )
+    .and_then(crate::support::sub)
+    .expect("FUNCTIONS: !Sub lines of `${<Function>} <crate>`");
+    let mut want: Vec<String> = functions(&template)
+        .into_iter()
+        .map(|(id, binary, _)| format!("${{{id}}} {binary}"))
+        .collect();
+    let mut got: Vec<String> = listed.lines().map(str::to_owned).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "{hook}: FUNCTIONS names every function's crate");
+}
+
+/// The pipeline's two environments (docs/pipeline.md, "Environments"):
+/// stacks of their own whose names the deploy roles can scope (at most 26
+/// characters, neither `<name>-` a prefix of the other), no managed bucket
+/// (the workflow passes the environment's), unattended change sets, and a
+/// gradual shift in prod.
+#[test]
+fn samconfig_environments_deploy_apart_and_prod_gradually() {
+    let template = template();
+    let config: toml::Table = toml::from_str(&read("samconfig.toml")).expect("samconfig.toml");
+    let config = toml::Value::Table(config);
+    let get = |path: &[&str]| {
+        path.iter()
+            .try_fold(&config, |v, k| v.get(k))
+            .unwrap_or_else(|| panic!("samconfig.toml: {}", path.join(".")))
+    };
+    let allowed = strings(
+        at(parameter(&template, "DeploymentType"), &["AllowedValues"]),
+        "DeploymentType",
+    );
+    let mut stacks = Vec::new();
+    for env in ["staging", "prod"] {
+        let stack = get(&[env, "global", "parameters", "stack_name"])
+            .as_str()
+            .expect("stack_name");
+        assert!(
+            stack.len() <= 26,
+            "{env}: {stack} (generated role names must keep the whole stack name)"
+        );
+        stacks.push(stack.to_owned());
+        let deploy = get(&[env, "deploy", "parameters"]);
+        assert!(
+            deploy.get("resolve_s3").is_none(),
+            "{env}: --s3-bucket is the workflow's"
+        );
+        assert_eq!(
+            deploy.get("confirm_changeset"),
+            Some(&toml::Value::Boolean(false)),
+            "{env}"
+        );
+        assert_eq!(
+            deploy.get("s3_prefix").and_then(toml::Value::as_str),
+            Some(stack),
+            "{env}"
+        );
+        let overrides: std::collections::BTreeMap<&str, &str> = deploy
+            .get("parameter_overrides")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("{env}: parameter_overrides"))
+            .split_whitespace()
+            .map(|kv| kv.split_once('=').expect("Name=value"))
+            .collect();
+        for name in overrides.keys() {
+            parameter(&template, name);
+        }
+        let kind = overrides
+            .get("DeploymentType")
+            .unwrap_or_else(|| panic!("{env}: DeploymentType"));
+        assert!(allowed.iter().any(|a| a == kind), "{env}: {kind}");
+        if env == "prod" {
+            assert_ne!(*kind, "AllAtOnce", "prod shifts gradually");
+        }
+    }
+    let [staging, prod] = &stacks[..] else {
+        unreachable!()
+    };
+    assert!(
+        !staging.starts_with(&format!("{prod}-")) && !prod.starts_with(&format!("{staging}-")),
+        "{staging}, {prod}: one deploy role's <stack>-* would cover the other's"
     );
 }

@@ -173,7 +173,7 @@ fn on_failure_grants(template: &Value, id: &str) -> Grants {
     resources(template, "AWS::Lambda::EventSourceMapping")
         .into_iter()
         .filter(|(_, m)| {
-            at(m, &["Properties", "FunctionName"]).and_then(crate::support::reference) == Some(id)
+            at(m, &["Properties", "FunctionName"]).and_then(crate::support::alias_of) == Some(id)
         })
         .filter_map(|(mapping, m)| {
             let destination = at(
@@ -357,7 +357,7 @@ fn the_checker_rejects_what_it_should() {
   M:
     Type: AWS::Lambda::EventSourceMapping
     Properties:
-      FunctionName: !Ref F
+      FunctionName: !Ref F.Alias
       DestinationConfig:
         OnFailure:
           Destination: !GetAtt Q.Arn

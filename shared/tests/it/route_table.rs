@@ -396,8 +396,8 @@ fn streamed_functions_have_streaming_function_urls_with_a_token_check() {
     }
     for (url_id, url) in resources(&template, "AWS::Lambda::Url") {
         let id = at(url, &["Properties", "TargetFunctionArn"])
-            .and_then(reference)
-            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>"));
+            .and_then(crate::support::alias_of)
+            .unwrap_or_else(|| panic!("{url_id}: TargetFunctionArn: !Ref <Function>.Alias"));
         let function = crate::support::resource(&template, id);
         let crate_name = binary(id, function);
         with_url.push(crate_name);

@@ -59,6 +59,15 @@ pub fn reference(value: &Value) -> Option<&str> {
     intrinsic(value, "Ref").and_then(Value::as_str)
 }
 
+/// The function `Id` named by `!Ref Id.Alias`: its `live` alias, which SAM
+/// resolves to the alias' ARN (AutoPublishAlias, template.yaml's Globals).
+/// What calls a function outside the HTTP API (its Function URL, their
+/// permissions, the stream mapping) names it so, to be shifted and rolled
+/// back with it (docs/pipeline.md).
+pub fn alias_of(value: &Value) -> Option<&str> {
+    reference(value).and_then(|r| r.strip_suffix(".Alias"))
+}
+
 /// `Resource.Attribute` of a `!GetAtt Resource.Attribute` (either form).
 pub fn get_att(value: &Value) -> Option<String> {
     match intrinsic(value, "GetAtt")? {
