@@ -266,14 +266,7 @@ impl FaultProxy {
 
     /// Replaces the rules (their counts start again).
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        self.shared.faults().rules = rules
-            .into_iter()
-            .map(|rule| Armed {
-                rule,
-                matched: 0,
-                fired: 0,
-            })
-            .collect();
+        self.shared.faults().rules = armed(rules);
     }
 
     /// No rules: everything passes through.
@@ -482,6 +475,18 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
 
 /// The control endpoint: `GET` shows rules and record, `POST` with
 /// `{"rules": [...]}` replaces the rules, `DELETE` clears both.
+/// Rules with their counts at zero.
+fn armed(rules: Vec<Rule>) -> Vec<Armed> {
+    rules
+        .into_iter()
+        .map(|rule| Armed {
+            rule,
+            matched: 0,
+            fired: 0,
+        })
+        .collect()
+}
+
 fn control(shared: &Shared, request: &Request) -> Response {
     #[derive(Deserialize)]
     struct SetRules {
@@ -491,17 +496,7 @@ fn control(shared: &Shared, request: &Request) -> Response {
     match request.method.as_str() {
         "GET" => {}
         "POST" => match serde_json::from_slice::<SetRules>(&request.body) {
-            Ok(set) => {
-                faults.rules = set
-                    .rules
-                    .into_iter()
-                    .map(|rule| Armed {
-                        rule,
-                        matched: 0,
-                        fired: 0,
-                    })
-                    .collect();
-            }
+            Ok(set) => faults.rules = armed(set.rules),
             Err(e) => {
                 return Response::json(400, &serde_json::json!({ "message": e.to_string() }));
             }

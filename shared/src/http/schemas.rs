@@ -175,24 +175,34 @@ impl ToSchema for Task {
     }
 }
 
-/// POST and PUT bodies: every declared field, the required ones required,
-/// the others with their defaults; nothing else (`extra_forbidden`).
-impl PartialSchema for TaskCreate {
-    fn schema() -> RefOr<Schema> {
-        let mut object = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some(
-                "POST and PUT bodies: a whole task with create's defaults.",
-            ))
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        for field in FIELDS {
-            let schema = field_schema(field, true).default(field.default_value());
-            object = object.property(field.name, schema);
+/// A request body's schema: every declared field with its rule, nothing
+/// else (`extra_forbidden`); with `whole` (POST, PUT), the required fields
+/// required and the others' defaults.
+fn body_schema(description: &str, whole: bool) -> RefOr<Schema> {
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for field in FIELDS {
+        let mut schema = field_schema(field, true);
+        if whole {
+            schema = schema.default(field.default_value());
             if field.required() {
                 object = object.required(field.name);
             }
         }
-        object.into()
+        object = object.property(field.name, schema);
+    }
+    object.into()
+}
+
+/// POST and PUT bodies.
+impl PartialSchema for TaskCreate {
+    fn schema() -> RefOr<Schema> {
+        body_schema(
+            "POST and PUT bodies: a whole task with create's defaults.",
+            true,
+        )
     }
 }
 
@@ -205,17 +215,11 @@ impl ToSchema for TaskCreate {
 /// PATCH bodies: any of the declared fields, none required, no `null`.
 impl PartialSchema for TaskPatch {
     fn schema() -> RefOr<Schema> {
-        let mut object = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some(
-                "PATCH bodies: only the fields sent change; `{}` is a valid no-op.\n\
-                 An explicit `null` is a 422, never \"unchanged\".",
-            ))
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        for field in FIELDS {
-            object = object.property(field.name, field_schema(field, true));
-        }
-        object.into()
+        body_schema(
+            "PATCH bodies: only the fields sent change; `{}` is a valid no-op.\n\
+             An explicit `null` is a 422, never \"unchanged\".",
+            false,
+        )
     }
 }
 
