@@ -1002,3 +1002,76 @@ async fn a_careful_client_under_faults_writes_each_write_once_but_updates() {
     .await;
     assert_once(&tally);
 }
+
+/// The round trips of each write, as the proxy saw them: a key adds at
+/// most one (the consistent read of a keyed PUT or PATCH), a write without
+/// a key makes exactly the one call it always made.
+#[tokio::test]
+async fn a_key_adds_at_most_one_round_trip_and_no_key_adds_none() {
+    let rig = rig().await;
+    let owner = caller("counted");
+    let trips = |rig: &Rig| -> Vec<String> {
+        let seen: Vec<String> = rig.proxy.seen().into_iter().map(|s| s.operation).collect();
+        rig.proxy.clear_seen();
+        seen
+    };
+    let task = Task::new(input("counted"), now());
+    let id = task.id;
+    PlainWrites
+        .create(&rig.store, &owner, "", task)
+        .await
+        .expect("create");
+    assert_eq!(trips(&rig), ["TransactWriteItems"], "POST");
+    let keyed = Task::new(input("counted, keyed"), now());
+    let keyed_id = keyed.id;
+    KeyedWrites
+        .create(&rig.store, &owner, "post", keyed)
+        .await
+        .expect("create");
+    assert_eq!(trips(&rig), ["TransactWriteItems"], "POST with a key");
+
+    PlainWrites
+        .replace(&rig.store, &owner, "", id, input("put"), 1)
+        .await
+        .expect("PUT");
+    assert_eq!(trips(&rig), ["UpdateItem"], "PUT");
+    KeyedWrites
+        .replace(&rig.store, &owner, "put", keyed_id, input("put"), 1)
+        .await
+        .expect("PUT");
+    assert_eq!(
+        trips(&rig),
+        ["GetItem", "TransactWriteItems"],
+        "PUT with a key"
+    );
+
+    let patch = TaskPatch {
+        done: Some(true),
+        ..TaskPatch::default()
+    };
+    PlainWrites
+        .update(&rig.store, &owner, "", id, patch.clone(), 2)
+        .await
+        .expect("PATCH");
+    assert_eq!(trips(&rig), ["UpdateItem"], "PATCH");
+    KeyedWrites
+        .update(&rig.store, &owner, "patch", keyed_id, patch, 2)
+        .await
+        .expect("PATCH");
+    assert_eq!(
+        trips(&rig),
+        ["GetItem", "TransactWriteItems"],
+        "PATCH with a key"
+    );
+
+    PlainWrites
+        .delete(&rig.store, &owner, "", id, 3)
+        .await
+        .expect("DELETE");
+    assert_eq!(trips(&rig), ["TransactWriteItems"], "DELETE");
+    KeyedWrites
+        .delete(&rig.store, &owner, "delete", keyed_id, 3)
+        .await
+        .expect("DELETE");
+    assert_eq!(trips(&rig), ["TransactWriteItems"], "DELETE with a key");
+}
