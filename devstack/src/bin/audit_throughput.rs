@@ -4,14 +4,15 @@
 //! concurrency, for a few numbers of callers; prints records/s.
 //!
 //! `cargo run -p devstack --bin audit_throughput [-- RECORDS PRIOR
-//! [CALLERS:CONCURRENCY[:unindexed]...]]`: RECORDS (2,000) recorded per
+//! [CALLERS:CONCURRENCY[:plain]...]]`: RECORDS (2,000) recorded per
 //! run, each run on a new database file whose stream already holds PRIOR
 //! records (20,000: about what a minute of `make dev` at 8 callers
 //! leaves); by default 1, 8 and 64 callers at concurrency 1, 4 and 16,
-//! with the stream indexed (`devstack::index_stream`) and, for 8 callers,
-//! without. Concurrency 1 on the unindexed stream is the audit and
+//! on a database as `devstack::open_database` opens a file ("tuned": the
+//! stream indexed, `synchronous = NORMAL`) and, for 8 callers, as dynoxide
+//! opens it ("plain"). Concurrency 1 on a plain database is the audit and
 //! devstack as they were before issue 25: one conditional PutItem after
-//! another, each write scanning the stream. The server runs on threads of
+//! another, each write scanning the stream and waiting for an fsync. The server runs on threads of
 //! its own (as dynoxide runs in the devstack process under `make dev`),
 //! the handler on one thread, as a Lambda instance runs it. Figures:
 //! docs/audit-throughput.md.
@@ -71,7 +72,7 @@ fn run() -> Result<(), String> {
         "{records} task records in batches of {BATCH}, each run on a new dynoxide file \
          whose stream holds {prior} records already"
     );
-    println!("stream     callers  concurrency  records/s  ms/batch");
+    println!("database   callers  concurrency  records/s  ms/batch");
     let mut sequence: u64 = 1_000_000;
     for (callers, concurrency, indexed) in runs {
         {
@@ -97,9 +98,9 @@ fn run() -> Result<(), String> {
                 return Err(format!("{stored} of {records} records stored"));
             }
             server.stop();
-            let stream = if indexed { "indexed" } else { "unindexed" };
+            let database = if indexed { "tuned" } else { "plain" };
             println!(
-                "{stream:<9}  {callers:>7}  {concurrency:>11}  {:>9.0}  {:>8.1}",
+                "{database:<9}  {callers:>7}  {concurrency:>11}  {:>9.0}  {:>8.1}",
                 records as f64 / elapsed.as_secs_f64(),
                 ms(elapsed) / records.div_ceil(BATCH) as f64,
             );
@@ -144,8 +145,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// `callers:concurrency`, with `:unindexed` for a stream without
-/// devstack's indexes.
+/// `callers:concurrency`, with `:plain` for a database as dynoxide opens
+/// it (no stream index, `synchronous = FULL`).
 type Run = (usize, usize, bool);
 
 fn parse_run(run: &str) -> Result<Run, String> {
@@ -154,12 +155,12 @@ fn parse_run(run: &str) -> Result<Run, String> {
     let concurrency = parts.next().and_then(|n| n.parse().ok());
     let indexed = match parts.next() {
         None => Some(true),
-        Some("unindexed") => Some(false),
+        Some("plain") => Some(false),
         Some(_) => None,
     };
     match (callers, concurrency, indexed) {
         (Some(callers), Some(concurrency), Some(indexed)) => Ok((callers, concurrency, indexed)),
-        _ => Err(format!("{run:?} is not CALLERS:CONCURRENCY[:unindexed]")),
+        _ => Err(format!("{run:?} is not CALLERS:CONCURRENCY[:plain]")),
     }
 }
 
