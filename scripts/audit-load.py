@@ -10,8 +10,8 @@ it, marks it done and deletes it, over and over, as fast as the API answers,
 for --seconds or until --max-writes writes in all. Every 10 s, and once
 after the load, a probe caller creates a task and times how long until the
 task's history has its entry (`GET /tasks/{id}/history`). After the load it
-also times until every caller's last change is in its history (the backlog
-drained). Loopback only, standard library only; prints figures, exits 1 if
+also times, from the end of the load, until every caller's last change is in
+its history (the backlog drained). Loopback only, standard library only; prints figures, exits 1 if
 the final probe's entry did not appear within --probe-timeout seconds.
 """
 
@@ -39,6 +39,8 @@ def call(base, caller, method, path, body=None, timeout=30):
             return response.status, (json.loads(text) if text else None)
     except urllib.error.HTTPError as error:
         return error.code, None
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return 0, None
 
 
 def history(base, caller, task_id):
@@ -144,34 +146,48 @@ def main():
         thread.start()
     print(f"load: {args.callers} callers for {args.seconds:.0f} s against {args.base}")
     lags = []
-    next_probe = started + 10
-    while any(t.is_alive() for t in threads):
-        if time.monotonic() >= next_probe:
+
+    def probes():
+        # One probe at a time, every 10 s of the load (a slow one delays the next).
+        next_probe = started + 10
+        while time.monotonic() < started + args.seconds - 5:
+            time.sleep(max(0.0, next_probe - time.monotonic()))
             lags.append(probe(args.base, run, f"at {time.monotonic() - started:.0f} s",
                               args.probe_timeout))
-            next_probe = time.monotonic() + 10
-        time.sleep(0.2)
+            next_probe = max(next_probe + 10, time.monotonic())
+
+    prober = threading.Thread(target=probes, daemon=True)
+    prober.start()
+    for thread in threads:
+        thread.join()
     elapsed = time.monotonic() - started
     print(f"load done: {load.writes} writes in {elapsed:.1f} s = {load.writes / elapsed:.1f}"
           f" writes/s ({load.errors} failed)")
 
-    final = probe(args.base, run, "after the load", args.probe_timeout)
-    drain_started = time.monotonic()
+    # At once: a new change, and every caller's last change, timed from now.
+    ended = time.monotonic()
     behind = dict(load.last)
-    while behind and time.monotonic() - drain_started < args.probe_timeout:
-        for caller, (task_id, action) in list(behind.items()):
-            if action in history(args.base, caller, task_id):
-                del behind[caller]
-        time.sleep(0.2)
-    drained = time.monotonic() - drain_started
-    print(f"every caller's last change in its history {drained:.1f} s after the final probe"
+
+    def drain():
+        while behind and time.monotonic() - ended < args.probe_timeout:
+            for caller, (task_id, action) in list(behind.items()):
+                if action in history(args.base, caller, task_id):
+                    del behind[caller]
+            time.sleep(0.2)
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    final = probe(args.base, run, "after the load", args.probe_timeout)
+    drainer.join()
+    drained = time.monotonic() - ended
+    print(f"every caller's last change in its history {drained:.1f} s after the load"
           f" ({len(behind)} still missing)")
     print(json.dumps({
         "callers": args.callers, "seconds": round(elapsed, 1), "writes": load.writes,
         "writes_per_s": round(load.writes / elapsed, 1), "failed": load.errors,
         "probe_lags_during_load_s": [None if l is None else round(l, 2) for l in lags],
         "final_probe_lag_s": None if final is None else round(final, 2),
-        "backlog_missing": len(behind),
+        "backlog_drained_s": round(drained, 1), "backlog_missing": len(behind),
     }))
     sys.exit(0 if final is not None and not behind else 1)
 
