@@ -3,11 +3,12 @@
 change takes to reach its task's history (issue 25; docs/audit-throughput.md).
 
     scripts/audit-load.py [--base http://127.0.0.1:9000] [--callers 8]
-                          [--seconds 60] [--max-writes 40000]
+                          [--seconds 60] [--rate 65] [--max-writes 40000]
 
 Each caller (X-User-Id: load-<run>-<n>, header mode) creates a task, renames
-it, marks it done and deletes it, over and over, as fast as the API answers,
-for --seconds or until --max-writes writes in all. Every 10 s, and once
+it, marks it done and deletes it, over and over, at --rate writes/s for all
+callers together (65, issue 25's load; 0: as fast as the API answers), for
+--seconds or until --max-writes writes in all. Every 10 s, and once
 after the load, a probe caller creates a task and times how long until the
 task's history has its entry (`GET /tasks/{id}/history`). After the load it
 also times, from the end of the load, until every caller's last change is in
@@ -61,13 +62,22 @@ def wait_for(base, caller, task_id, action, timeout):
 
 
 class Load:
-    def __init__(self, base, run, callers, deadline, max_writes):
+    def __init__(self, base, run, callers, deadline, max_writes, rate):
         self.base, self.run, self.deadline = base, run, deadline
+        # Each caller's pause between writes for `rate` writes/s in all (0: none).
+        self.interval = callers / rate if rate > 0 else 0.0
         self.callers = [f"load-{run}-{n}" for n in range(callers)]
         self.lock = threading.Lock()
         self.writes = self.errors = 0
         self.max_writes = max_writes
         self.last = {}  # caller -> (task id, action of its last change)
+
+    def pace(self, due):
+        """Waits until `due`; the next write's due time."""
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return max(due, time.monotonic() - self.interval) + self.interval
 
     def count(self, ok):
         with self.lock:
@@ -79,8 +89,10 @@ class Load:
 
     def caller(self, caller):
         n = 0
+        due = time.monotonic()
         while time.monotonic() < self.deadline:
             n += 1
+            due = self.pace(due)
             status, task = call(self.base, caller, "POST", "/tasks",
                                 {"title": f"load {n}", "description": "audit load"})
             if not self.count(status == 201) or status != 201:
@@ -94,6 +106,7 @@ class Load:
                      ("PATCH", {"done": True}, "updated"),
                      ("DELETE", None, "deleted")]
             for method, body, action in steps:
+                due = self.pace(due)
                 if time.monotonic() >= self.deadline:
                     return
                 status, _ = call(self.base, caller, method, f"/tasks/{task_id}", body)
@@ -124,6 +137,8 @@ def main():
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-writes", type=int, default=40_000)
+    parser.add_argument("--rate", type=float, default=65,
+                        help="writes/s of all callers together (issue 25's load: 65); 0: as fast as answered")
     parser.add_argument("--probe-timeout", type=float, default=120)
     args = parser.parse_args()
     host = urllib.parse.urlsplit(args.base).hostname
@@ -139,12 +154,14 @@ def main():
     print(f"warm-up: {probe(args.base, run, 'before the load', args.probe_timeout)}")
 
     started = time.monotonic()
-    load = Load(args.base, run, args.callers, started + args.seconds, args.max_writes)
+    load = Load(args.base, run, args.callers, started + args.seconds, args.max_writes,
+                args.rate)
     threads = [threading.Thread(target=load.caller, args=(c,), daemon=True)
                for c in load.callers]
     for thread in threads:
         thread.start()
-    print(f"load: {args.callers} callers for {args.seconds:.0f} s against {args.base}")
+    rate = f"{args.rate:g} writes/s" if args.rate > 0 else "as fast as answered"
+    print(f"load: {args.callers} callers for {args.seconds:.0f} s, {rate}, against {args.base}")
     lags = []
 
     def probes():
