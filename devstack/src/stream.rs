@@ -3,8 +3,12 @@
 //! records to the audit function, in order, as the deployed mapping in
 //! `template.yaml` does (`AuditStreamMapping`):
 //!
-//! - the same filter: only records of task items (`sk` begins with `TASK#`);
-//! - batches of at most [`BATCH_SIZE`] records, in stream order;
+//! - the same filter, applied before batching: only records of task items
+//!   (`sk` begins with `TASK#`) count and are sent;
+//! - the same batching: up to [`BATCH_SIZE`] of those records, in stream
+//!   order, gathered for at most [`BATCHING_WINDOW`] from the first (the
+//!   template's `BatchSize` and `MaximumBatchingWindowInSeconds`): under
+//!   load every batch is full, when quiet a change waits up to the window;
 //! - `batchItemFailures` honoured: the batch is retried from the first
 //!   failed record (after a pause), the records before it are not resent;
 //! - a failed delivery (the function is not up yet, say) retries the same
@@ -21,17 +25,27 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dynoxide::Database;
 use dynoxide::actions::{describe_stream, get_records, get_shard_iterator, list_streams};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::table::TASK_PREFIX;
 
-/// Records per invocation, as the template's `BatchSize`.
+/// Task records per invocation, as the template's `BatchSize` (counted
+/// after the filter, as Lambda counts them).
 pub const BATCH_SIZE: usize = 100;
+/// How long a batch is gathered, from its first record, before it is sent
+/// short: the template's `MaximumBatchingWindowInSeconds`.
+pub const BATCHING_WINDOW: Duration = Duration::from_secs(1);
 /// The pause between two reads of an idle stream, and before a retry.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Records per GetRecords call (DynamoDB allows 1,000): task records and
+/// the others (counters, idempotency keys, the audit's own entries)
+/// together, about three for each task change. What a full batch leaves
+/// unread is read again for the next, so reading much more than a batch's
+/// worth would only waste work.
+const READ_LIMIT: usize = 3 * BATCH_SIZE;
 
 /// Sends one batch (a DynamoDB stream event, as Lambda builds it) to the
 /// audit function and returns the sequence numbers it reported as failed,
@@ -180,14 +194,14 @@ async fn iterator(
     .await
 }
 
-/// Up to [`BATCH_SIZE`] records from `iterator`, as JSON, and the next iterator.
+/// Up to [`READ_LIMIT`] records from `iterator`, as JSON, and the next iterator.
 async fn records(db: &Database, iterator: String) -> Result<(Vec<Value>, Option<String>), String> {
     let db = db.clone();
     blocking(move || {
         let answer = db
             .get_records(get_records::GetRecordsRequest {
                 shard_iterator: iterator,
-                limit: Some(BATCH_SIZE),
+                limit: Some(READ_LIMIT),
             })
             .map_err(|e| e.to_string())?;
         let records = answer
@@ -368,6 +382,14 @@ struct Stream<'a> {
     checkpoint: Option<&'a Checkpoint>,
 }
 
+/// A batch gathered from the stream: its task records (possibly none) and
+/// the sequence number of the last record it covers, task or not (where
+/// the next batch starts).
+struct Gathered {
+    tasks: Vec<Value>,
+    last: String,
+}
+
 impl Stream<'_> {
     /// Reads from `resume` and delivers batch after batch until the stream
     /// is idle or a batch fails; `resume` is then where to start again.
@@ -377,27 +399,9 @@ impl Stream<'_> {
         resume: &mut Position,
         target: &D,
     ) -> Result<(), String> {
-        let (db, arn) = (self.db, self.arn);
-        let mut next = Some(iterator(db, arn, self.shard, resume).await?);
-        while let Some(current) = next.take() {
-            let (batch, following) = records(db, current).await?;
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let last = batch
-                .last()
-                .and_then(|r| r["dynamodb"]["SequenceNumber"].as_str())
-                .map(str::to_owned);
-            let tasks: Vec<Value> = batch
-                .into_iter()
-                .filter(is_task_record)
-                .map(|mut record| {
-                    record["eventSourceARN"] = Value::String(arn.to_owned());
-                    record
-                })
-                .collect();
-            if !tasks.is_empty() {
-                let failed = target.deliver(json!({ "Records": tasks })).await?;
+        while let Some(batch) = self.gather(resume).await? {
+            if !batch.tasks.is_empty() {
+                let failed = target.deliver(json!({ "Records": batch.tasks })).await?;
                 if let Some(first) = failed
                     .into_iter()
                     .min_by(|a, b| sequence_key(a).cmp(&sequence_key(b)))
@@ -406,13 +410,72 @@ impl Stream<'_> {
                     return Err(format!("the audit function failed on record {first}"));
                 }
             }
-            if let Some(last) = last {
-                self.save(&last).await;
-                *resume = Position::After(last);
-            }
-            next = following;
+            self.save(&batch.last).await;
+            *resume = Position::After(batch.last);
         }
         Ok(())
+    }
+
+    /// The next batch from `from`, as the mapping gathers it: task records
+    /// until there are [`BATCH_SIZE`], or the stream has no more and
+    /// [`BATCHING_WINDOW`] has passed since the first. `None`: nothing new.
+    async fn gather(&self, from: &Position) -> Result<Option<Gathered>, String> {
+        let mut tasks = Vec::new();
+        let mut last: Option<String> = None;
+        let mut first_at: Option<Instant> = None;
+        let mut next = None;
+        loop {
+            let current = match next.take() {
+                Some(iterator) => iterator,
+                None => {
+                    let at = last.clone().map_or_else(|| from.clone(), Position::After);
+                    iterator(self.db, self.arn, self.shard, &at).await?
+                }
+            };
+            let (read, following) = records(self.db, current).await?;
+            let caught_up = read.is_empty();
+            for mut record in read {
+                let Some(sequence) = record["dynamodb"]["SequenceNumber"].as_str() else {
+                    return Err("a stream record without a sequence number".to_owned());
+                };
+                last = Some(sequence.to_owned());
+                if is_task_record(&record) {
+                    first_at.get_or_insert_with(Instant::now);
+                    record["eventSourceARN"] = Value::String(self.arn.to_owned());
+                    tasks.push(record);
+                    if tasks.len() == BATCH_SIZE {
+                        break;
+                    }
+                }
+            }
+            let waited = first_at.map(|first| first.elapsed());
+            let full = tasks.len() == BATCH_SIZE;
+            match (&last, waited) {
+                // Nothing read at all.
+                (None, _) if caught_up => return Ok(None),
+                // Full, or the window is over: send it.
+                (Some(last), Some(waited)) if full || waited >= BATCHING_WINDOW => {
+                    return Ok(Some(Gathered {
+                        tasks,
+                        last: last.clone(),
+                    }));
+                }
+                // Only records the filter drops so far, and no more: move past them.
+                (Some(last), None) if caught_up => {
+                    return Ok(Some(Gathered {
+                        tasks,
+                        last: last.clone(),
+                    }));
+                }
+                // Caught up within the window: wait for more.
+                (_, Some(waited)) if caught_up => {
+                    tokio::time::sleep(POLL_INTERVAL.min(BATCHING_WINDOW.saturating_sub(waited)))
+                        .await;
+                }
+                _ => {}
+            }
+            next = if full { None } else { following };
+        }
     }
 
     /// Moves the checkpoint past `sequence`. A checkpoint that cannot be

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use devstack::stream::{Checkpoint, Deliver, POLL_INTERVAL, pump};
+use devstack::stream::{BATCHING_WINDOW, Checkpoint, Deliver, POLL_INTERVAL, pump};
 use devstack::{LocalDynamo, TempDatabase, open_database};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
@@ -377,7 +377,7 @@ async fn a_restart_resumes_after_the_last_delivered_record() {
     );
     assert_eq!(recorded.len(), 1, "the new change is in the history");
     assert!(
-        latency < Duration::from_secs(2),
+        latency < BATCHING_WINDOW + Duration::from_secs(2),
         "history entry after {latency:?}"
     );
     // Give a re-delivery every chance to show up.
@@ -404,4 +404,238 @@ fn a_checkpoint_is_written_whole_and_read_back() {
     );
     std::fs::write(checkpoint.path(), "{").expect("garbled");
     assert!(checkpoint.load().is_err(), "a garbled file is an error");
+}
+
+/// Takes every batch, audits nothing, and notes each batch's size and
+/// when it came.
+#[derive(Clone, Default)]
+struct Sizes {
+    batches: Arc<std::sync::Mutex<Vec<(usize, Instant)>>>,
+}
+
+impl Sizes {
+    fn sizes(&self) -> Vec<usize> {
+        self.batches
+            .lock()
+            .map(|b| b.iter().map(|(n, _)| *n).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Deliver for Sizes {
+    async fn deliver(&self, event: Value) -> Result<Vec<String>, String> {
+        let n = event["Records"].as_array().map_or(0, Vec::len);
+        if let Ok(mut batches) = self.batches.lock() {
+            batches.push((n, Instant::now()));
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Items written straight into the database, stream records included:
+/// `(partition key, sort key)` each.
+fn import(db: &devstack::Database, keys: &[(String, String)]) {
+    use dynoxide::types::AttributeValue::S;
+    let items = keys
+        .iter()
+        .map(|(pk, sk)| {
+            [
+                (PK.to_owned(), S(pk.clone())),
+                (SK.to_owned(), S(sk.clone())),
+            ]
+            .into_iter()
+            .collect()
+        })
+        .collect();
+    let options = dynoxide::ImportOptions {
+        record_streams: true,
+        ..Default::default()
+    };
+    let imported = db.import_items(TABLE, items, options).expect("import");
+    assert_eq!(imported.items_imported, keys.len());
+}
+
+/// As the mapping batches: the filter first, then up to 100 task records a
+/// batch, and a short batch only once the window has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_fill_with_task_records_and_wait_out_the_window() {
+    let db = open_database(None).expect("memory db");
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let _dynamo = LocalDynamo::start(db.clone(), any_port, TABLE)
+        .await
+        .expect("dynoxide");
+    // 250 task records, each followed by one the filter drops (a change
+    // entry, as the audit's own writes are in the stream too).
+    let keys: Vec<(String, String)> = (0..250)
+        .flat_map(|i| {
+            [
+                ("USER#bulk".to_owned(), format!("{TASK_PREFIX}{i:08}")),
+                ("USER#bulk".to_owned(), format!("CHANGE#{i:040}")),
+            ]
+        })
+        .collect();
+    import(&db, &keys);
+    let target = Sizes::default();
+    tokio::spawn(pump(db.clone(), TABLE.to_owned(), target.clone(), None));
+    let all = wait_until(Duration::from_secs(30), || {
+        target.sizes().iter().sum::<usize>() == 250
+    })
+    .await;
+    assert!(all, "delivered: {:?}", target.sizes());
+    assert_eq!(target.sizes(), [100, 100, 50], "batches of task records");
+
+    // One more change, alone: sent once the window has passed.
+    let written = Instant::now();
+    import(
+        &db,
+        &[("USER#bulk".to_owned(), format!("{TASK_PREFIX}one-more"))],
+    );
+    let sent = wait_until(Duration::from_secs(10), || target.sizes().len() == 4).await;
+    assert!(sent, "delivered: {:?}", target.sizes());
+    let waited = target
+        .batches
+        .lock()
+        .ok()
+        .and_then(|b| b.last().map(|(_, at)| at.duration_since(written)))
+        .expect("the last batch");
+    assert_eq!(target.sizes()[3], 1);
+    assert!(
+        waited >= BATCHING_WINDOW,
+        "a lone change waits out the window ({BATCHING_WINDOW:?}), sent after {waited:?}"
+    );
+}
+
+/// The DynamoDB store, failing every write of one task's changes while
+/// `failing` names it (DynamoDB refusing that record, say).
+struct FailOn {
+    inner: Arc<DynamoStore>,
+    failing: std::sync::Mutex<Option<Uuid>>,
+}
+
+impl AuditStore for FailOn {
+    async fn record(
+        &self,
+        change: &shared::domain::change::Change,
+    ) -> Result<shared::ports::Recorded, shared::ports::StoreError> {
+        let failing = self.failing.lock().ok().and_then(|f| *f);
+        if failing == Some(change.task_id) {
+            return Err(shared::ports::StoreError::unavailable_because("injected"));
+        }
+        self.inner.record(change).await
+    }
+
+    async fn history(
+        &self,
+        owner: &Caller,
+        task_id: Uuid,
+        query: &HistoryQuery,
+    ) -> Result<shared::ports::HistoryPage, shared::ports::StoreError> {
+        self.inner.history(owner, task_id, query).await
+    }
+
+    async fn changes(
+        &self,
+        owner: &Caller,
+        after: Option<&shared::domain::change::Sequence>,
+        limit: u32,
+    ) -> Result<shared::ports::ChangeBatch, shared::ports::StoreError> {
+        self.inner.changes(owner, after, limit).await
+    }
+
+    async fn latest_change(
+        &self,
+        owner: &Caller,
+    ) -> Result<Option<shared::domain::change::Sequence>, shared::ports::StoreError> {
+        self.inner.latest_change(owner).await
+    }
+}
+
+/// The audit handler in-process on [`FailOn`], counting deliveries.
+#[derive(Clone)]
+struct Failing {
+    store: Arc<FailOn>,
+    deliveries: Arc<AtomicUsize>,
+}
+
+impl Deliver for Failing {
+    async fn deliver(&self, event: Value) -> Result<Vec<String>, String> {
+        self.deliveries.fetch_add(1, Ordering::SeqCst);
+        let event = serde_json::from_value(event).map_err(|e| e.to_string())?;
+        let answer = handle(self.store.as_ref(), event).await;
+        Ok(answer
+            .batch_item_failures
+            .into_iter()
+            .filter_map(|f| f.item_identifier)
+            .collect())
+    }
+}
+
+async fn create(store: &DynamoStore, owner: &Caller, title: &str) -> Uuid {
+    let input = TaskCreate {
+        title: title.into(),
+        description: String::new(),
+        done: false,
+    };
+    let rules = CreateRules {
+        max_tasks: 10,
+        idempotency: None,
+    };
+    store
+        .create(owner, Task::new(input, now()), rules)
+        .await
+        .expect("create")
+        .task
+        .id
+}
+
+/// A record the audit cannot write is reported, delivered again and again
+/// and never passed over: its caller's later changes wait behind it, other
+/// callers' are stored (once), and all of it is stored when it heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_keeps_failing_is_retried_never_skipped() {
+    let db = open_database(None).expect("memory db");
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let dynamo = LocalDynamo::start(db.clone(), any_port, TABLE)
+        .await
+        .expect("dynoxide");
+    let store = Arc::new(dynamo.store());
+    let bob = Caller::new("bob").expect("caller");
+    // Written before the pump starts: one batch, alice's first change failing.
+    let stuck = create(&store, &alice(), "stuck").await;
+    let others = create(&store, &bob, "bob's").await;
+    let behind = create(&store, &alice(), "behind it").await;
+    let target = Failing {
+        store: Arc::new(FailOn {
+            inner: store.clone(),
+            failing: std::sync::Mutex::new(Some(stuck)),
+        }),
+        deliveries: Arc::new(AtomicUsize::new(0)),
+    };
+    tokio::spawn(pump(db, TABLE.to_owned(), target.clone(), None));
+
+    let retried = wait_until(Duration::from_secs(20), || {
+        target.deliveries.load(Ordering::SeqCst) >= 4
+    })
+    .await;
+    assert!(retried, "the failed batch is delivered again");
+    assert_eq!(history_of(&store, stuck).await.len(), 0, "not stored");
+    assert_eq!(
+        history_of(&store, behind).await.len(),
+        0,
+        "alice's later change waits behind it"
+    );
+    let bobs = store.changes(&bob, None, 100).await.expect("bob's feed");
+    assert_eq!(bobs.items.len(), 1, "bob's change is stored");
+    assert_eq!(bobs.items[0].task_id, others);
+
+    if let Ok(mut failing) = target.store.failing.lock() {
+        *failing = None;
+    }
+    assert_eq!(wait_for_history(&store, behind, 1).await.len(), 1);
+    assert_eq!(history_of(&store, stuck).await.len(), 1);
+    let feed = store.changes(&alice(), None, 100).await.expect("feed");
+    let order: Vec<Uuid> = feed.items.iter().map(|c| c.task_id).collect();
+    assert_eq!(order, [stuck, behind], "alice's changes in stream order");
+    let bobs = store.changes(&bob, None, 100).await.expect("bob's feed");
+    assert_eq!(bobs.items.len(), 1, "bob's change stored once");
 }

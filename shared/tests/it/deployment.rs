@@ -801,6 +801,57 @@ fn an_alarm_fires_when_the_audit_falls_behind_its_stream() {
     );
 }
 
+/// The audit's event source mapping.
+fn audit_mapping(template: &Value) -> (&str, &Value) {
+    let (audit, _) = function_of(template, "audit");
+    let mappings = resources(template, "AWS::Lambda::EventSourceMapping");
+    let (id, mapping) = mappings
+        .into_iter()
+        .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(reference) == Some(audit))
+        .unwrap_or_else(|| panic!("an event source mapping for {audit}"));
+    (id, &mapping["Properties"])
+}
+
+#[test]
+fn the_iterator_age_alarm_fires_long_before_records_are_discarded() {
+    let template = template();
+    let (mapping, properties) = audit_mapping(&template);
+    let max_age = number(
+        properties.get("MaximumRecordAgeInSeconds"),
+        &format!("{mapping} MaximumRecordAgeInSeconds"),
+    );
+    let (id, alarm) = the_one(
+        alarm_on(&template, "AWS/Lambda", "IteratorAge"),
+        "IteratorAge",
+    );
+    let (_, period, _, _, threshold_ms, _) = condition(alarm, id);
+    let datapoints = number(at(alarm, &["Properties", "DatapointsToAlarm"]), id);
+    // A lag that keeps growing crosses the threshold, then must stay over
+    // it for `datapoints` periods: the alarm fires by this age at the latest.
+    let fires_by = threshold_ms / 1000 + period * datapoints;
+    assert!(
+        fires_by * 4 <= max_age,
+        "{id} fires at an iterator age of {fires_by} s: at least three quarters of \
+         {mapping}'s MaximumRecordAgeInSeconds ({max_age} s) must be left to act before \
+         records are discarded"
+    );
+}
+
+#[test]
+fn the_audit_reads_a_shard_in_parallel_by_partition_key() {
+    let template = template();
+    let (mapping, properties) = audit_mapping(&template);
+    let factor = number(
+        properties.get("ParallelizationFactor"),
+        &format!("{mapping} ParallelizationFactor"),
+    );
+    assert!(
+        (2..=10).contains(&factor),
+        "{mapping}: ParallelizationFactor {factor} (2 to 10: a busy caller holds back only \
+         the callers of its own batch; Lambda's most is 10)"
+    );
+}
+
 #[test]
 fn an_alarm_fires_on_api_server_errors() {
     let template = template();
