@@ -807,7 +807,12 @@ fn audit_mapping(template: &Value) -> (&str, &Value) {
     let mappings = resources(template, "AWS::Lambda::EventSourceMapping");
     let (id, mapping) = mappings
         .into_iter()
-        .find(|(_, m)| at(m, &["Properties", "FunctionName"]).and_then(reference) == Some(audit))
+        // `!Ref AuditFunction.Alias`: the mapping feeds the live alias.
+        .find(|(_, m)| {
+            at(m, &["Properties", "FunctionName"])
+                .and_then(reference)
+                .is_some_and(|r| r.trim_end_matches(".Alias") == audit)
+        })
         .unwrap_or_else(|| panic!("an event source mapping for {audit}"));
     (id, &mapping["Properties"])
 }
