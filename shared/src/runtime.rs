@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lambda_http::tower::Layer;
 use lambda_http::{Body, Request, Response, service_fn};
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::http::cors::Cors;
 use crate::http::error::{ApiError, chain};
 use crate::http::identity::{Authenticator, Identity};
+use crate::http::logging::{Invocation, PowertoolsJson};
 use crate::http::observability::{LoggedCaller, ObservabilityLayer, init_metrics};
 use crate::http::request::request_id;
 use crate::http::streaming::{StreamedBody, buffered};
@@ -236,9 +238,12 @@ where
     Fut: Future<Output = R> + Send,
 {
     cold_start(connect, App::public, |app| async move {
+        static COLD: AtomicBool = AtomicBool::new(true);
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
-                Ok::<_, Infallible>(handler(app, event.payload).await)
+                let cold_start = COLD.swap(false, Ordering::Relaxed);
+                let invocation = Invocation::of(&event.context, cold_start);
+                Ok::<_, Infallible>(invocation.scope(handler(app, event.payload)).await)
             });
         lambda_runtime::run(service).await
     })
@@ -297,7 +302,8 @@ where
 }
 
 /// JSON logs when Lambda's log format says so (or locally on request),
-/// plain text otherwise.
+/// with Powertools for AWS Lambda's keys ([`PowertoolsJson`]); plain text
+/// otherwise.
 fn init_tracing(level: tracing::Level) {
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
@@ -305,7 +311,7 @@ fn init_tracing(level: tracing::Level) {
         .with_target(false)
         .with_ansi(false);
     let _already_set = if json {
-        builder.json().flatten_event(true).try_init()
+        builder.event_format(PowertoolsJson::from_env()).try_init()
     } else {
         builder.try_init()
     };

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use lambda_http::http::HeaderValue;
 use lambda_http::tower::{Layer, Service};
-use lambda_http::{Request, Response};
+use lambda_http::{Request, RequestExt, Response};
 
 use metrics_cloudwatch_embedded::Collector;
 
 pub use super::headers::PROCESS_TIME_HEADER;
+use super::logging::Invocation;
 use super::request::request_id;
 use crate::domain::caller::Caller;
 
@@ -179,9 +180,14 @@ where
         let method = req.method().to_string();
         let route = route_of(&method, req.uri().path());
         let request_id = request_id(&req);
+        // Every line logged while serving it carries the Lambda
+        // invocation's keys (super::logging).
+        let invocation = req
+            .lambda_context_ref()
+            .map(|context| Invocation::of(context, cold_start));
         let response = self.inner.call(req);
         let metrics = self.metrics;
-        Box::pin(async move {
+        let served = async move {
             let Ok(mut response) = response.await;
             let latency = started.elapsed();
             if let Ok(value) = HeaderValue::from_str(&format!("{:.6}", latency.as_secs_f64())) {
@@ -211,7 +217,11 @@ where
                 }
             }
             Ok(response)
-        })
+        };
+        match invocation {
+            Some(invocation) => Box::pin(invocation.scope(served)),
+            None => Box::pin(served),
+        }
     }
 }
 
