@@ -242,11 +242,30 @@ where
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
                 let cold_start = COLD.swap(false, Ordering::Relaxed);
-                let invocation = Invocation::of(&event.context, cold_start);
-                Ok::<_, Infallible>(invocation.scope(handler(app, event.payload)).await)
+                Ok::<_, Infallible>(invoke_event(app, handler, event, cold_start).await)
             });
         lambda_runtime::run(service).await
     })
+}
+
+/// Serves one event of [`start_events`]: its lines logged with the
+/// invocation's keys, its calls traced under the invocation's segment.
+pub async fn invoke_event<'a, S, E, R, H, Fut>(
+    app: &'a App<S>,
+    handler: H,
+    event: lambda_runtime::LambdaEvent<E>,
+    cold_start: bool,
+) -> R
+where
+    H: FnOnce(&'a App<S>, E) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let invocation = Invocation::of(&event.context, cold_start);
+    let traced = crate::adapters::xray::in_trace(
+        invocation.trace_header.as_deref(),
+        handler(app, event.payload),
+    );
+    invocation.scope(traced).await
 }
 
 /// Once per cold start: configuration, logs, the async runtime and the

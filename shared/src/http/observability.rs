@@ -20,6 +20,7 @@ use metrics_cloudwatch_embedded::Collector;
 pub use super::headers::PROCESS_TIME_HEADER;
 use super::logging::Invocation;
 use super::request::request_id;
+use crate::adapters::xray;
 use crate::domain::caller::Caller;
 
 /// Wraps a function's service with [`Observed`].
@@ -219,7 +220,11 @@ where
             Ok(response)
         };
         match invocation {
-            Some(invocation) => Box::pin(invocation.scope(served)),
+            Some(invocation) => {
+                // And every call it makes is traced under its segment.
+                let traced = xray::in_trace(invocation.trace_header.as_deref(), served);
+                Box::pin(invocation.scope(traced))
+            }
             None => Box::pin(served),
         }
     }
