@@ -4,7 +4,7 @@
 //! other template tests read the source; this one reads what SAM made of
 //! it: every Lambda function's runtime and environment, every role's
 //! policies (exactly the declared DynamoDB access, and no managed policy
-//! but the basic execution role), and the HTTP API's routes, auth and
+//! but the basic execution role and, for active tracing, X-Ray's writes), and the HTTP API's routes, auth and
 //! permissions against the route table. Ignored by plain `cargo test` (no
 //! SAM there): `make template-check` runs them with `--ignored`.
 
@@ -16,6 +16,9 @@ use shared::http::routes::{DOCS, FALLBACK, ROUTES, STREAMED};
 use shared::runtime::EVENT_FUNCTIONS;
 
 const BASIC_ROLE: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+/// What SAM attaches for `Tracing: Active` (template.yaml, Globals): the
+/// X-Ray daemon's writes (PutTraceSegments, PutTelemetryRecords...).
+const XRAY_WRITE: &str = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess";
 /// Routes API Gateway lets through without a JWT.
 const PUBLIC: &[&str] = &["health", DOCS];
 
@@ -229,8 +232,12 @@ fn every_role_grants_exactly_the_declared_access() {
         assert_eq!(role["Type"], "AWS::IAM::Role", "{id}");
         assert_eq!(
             role["Properties"]["ManagedPolicyArns"],
-            serde_json::json!([BASIC_ROLE]),
-            "{id}: the basic execution role only"
+            serde_json::json!([BASIC_ROLE, XRAY_WRITE]),
+            "{id}: the basic execution role and X-Ray's writes only"
+        );
+        assert_eq!(
+            f["Properties"]["TracingConfig"]["Mode"], "Active",
+            "{id}: active X-Ray tracing"
         );
         let access = dynamodb_access(binary).unwrap_or_else(|| panic!("{binary}: no declaration"));
         let mut want = BTreeSet::new();
