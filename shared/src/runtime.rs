@@ -260,12 +260,23 @@ where
     H: FnOnce(&'a App<S>, E) -> Fut,
     Fut: Future<Output = R>,
 {
-    let invocation = Invocation::of(&event.context, cold_start);
-    let traced = crate::adapters::xray::in_trace(
+    use crate::adapters::xray;
+    let mut invocation = Invocation::of(&event.context, cold_start);
+    // Locally, the function's own segment (xray::local_segments).
+    let local = xray::local_segments().then(xray::LocalSegment::start);
+    if let Some(local) = &local {
+        invocation.trace_header = Some(local.header.clone());
+    }
+    let function = invocation.function_name.clone();
+    let traced = xray::in_trace(
         invocation.trace_header.as_deref(),
         handler(app, event.payload),
     );
-    invocation.scope(traced).await
+    let answer = invocation.scope(traced).await;
+    if let Some(local) = local {
+        local.end(&function, None, None);
+    }
+    answer
 }
 
 /// Once per cold start: configuration, logs, the async runtime and the

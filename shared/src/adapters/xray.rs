@@ -89,6 +89,65 @@ pub fn daemon() -> Option<Arc<Daemon>> {
     DAEMON.get_or_init(Daemon::from_env).clone()
 }
 
+/// Local runs (`make dev`: devstack sets `XRAY_LOCAL_SEGMENTS=1` beside
+/// its daemon's address): no Lambda records the function's segment, so the
+/// function starts a sampled trace for every invocation and writes that
+/// segment itself ([`LocalSegment`]). Never set deployed.
+pub fn local_segments() -> bool {
+    static LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOCAL.get_or_init(|| std::env::var("XRAY_LOCAL_SEGMENTS").is_ok_and(|v| v == "1"))
+}
+
+/// The function's own segment of a local invocation: started with a new
+/// sampled trace, sent when the invocation ends.
+#[derive(Debug, Clone)]
+pub struct LocalSegment {
+    pub header: String,
+    trace: Trace,
+    start: f64,
+}
+
+impl LocalSegment {
+    /// A new trace (`Root=1-<epoch hex>-<24 hex>`), this segment its parent.
+    pub fn start() -> LocalSegment {
+        let start = now();
+        let mut unique = uuid::Uuid::new_v4().simple().to_string();
+        unique.truncate(24);
+        let trace = Trace {
+            root: format!("1-{:08x}-{unique}", start as u64),
+            parent: segment_id(),
+            sampled: true,
+        };
+        LocalSegment {
+            header: format!("Root={};Parent={};Sampled=1", trace.root, trace.parent),
+            trace,
+            start,
+        }
+    }
+
+    /// Sends the segment: `name` the function, `http` the request's facts.
+    pub fn end(&self, name: &str, http: Option<Value>, status: Option<u16>) {
+        let Some(daemon) = daemon() else { return };
+        let mut doc = json!({
+            "name": name,
+            "id": self.trace.parent,
+            "trace_id": self.trace.root,
+            "origin": "AWS::Lambda::Function",
+            "start_time": self.start,
+            "end_time": now(),
+            "error": status.is_some_and(|s| (400..500).contains(&s)),
+            "fault": status.is_some_and(|s| s >= 500),
+        });
+        if let Some(mut http) = http {
+            if let Some(status) = status {
+                http["response"] = json!({ "status": status });
+            }
+            doc["http"] = http;
+        }
+        daemon.send(&doc);
+    }
+}
+
 /// The X-Ray daemon's UDP endpoint.
 #[derive(Debug)]
 pub struct Daemon {

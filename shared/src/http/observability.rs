@@ -183,9 +183,18 @@ where
         let request_id = request_id(&req);
         // Every line logged while serving it carries the Lambda
         // invocation's keys (super::logging).
-        let invocation = req
+        let mut invocation = req
             .lambda_context_ref()
             .map(|context| Invocation::of(context, cold_start));
+        // Locally, the function's own segment (xray::local_segments).
+        let local = xray::local_segments().then(xray::LocalSegment::start);
+        if let (Some(invocation), Some(local)) = (&mut invocation, &local) {
+            invocation.trace_header = Some(local.header.clone());
+        }
+        let function = invocation
+            .as_ref()
+            .map(|i| i.function_name.clone())
+            .unwrap_or_default();
         let response = self.inner.call(req);
         let metrics = self.metrics;
         let served = async move {
@@ -209,6 +218,12 @@ where
             };
             record.log();
             record.emit_metrics();
+            if let Some(local) = local {
+                let http = serde_json::json!({
+                    "request": { "method": record.method, "url": record.route }
+                });
+                local.end(&function, Some(http), Some(record.status));
+            }
             if let Some(collector) = metrics {
                 let flushed = collector
                     .set_property("request_id", record.request_id.clone())
