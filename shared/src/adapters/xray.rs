@@ -160,12 +160,7 @@ impl Daemon {
     /// (`AWS_XRAY_DAEMON_ADDRESS`, `host:port` or `tcp:... udp:host:port`).
     pub fn from_env() -> Option<Arc<Daemon>> {
         let value = std::env::var("AWS_XRAY_DAEMON_ADDRESS").ok()?;
-        let udp = value
-            .split_whitespace()
-            .find_map(|part| part.strip_prefix("udp:"))
-            .unwrap_or(value.as_str());
-        let address = udp.to_socket_addrs().ok()?.next()?;
-        Daemon::at(address).ok().map(Arc::new)
+        Daemon::at(udp_address(&value)?).ok().map(Arc::new)
     }
 
     /// A daemon (or a test's listener) at `address`.
@@ -187,6 +182,15 @@ impl Daemon {
             tracing::debug!(%error, "X-Ray subsegment not sent");
         }
     }
+}
+
+/// The UDP address of an `AWS_XRAY_DAEMON_ADDRESS` value.
+fn udp_address(value: &str) -> Option<SocketAddr> {
+    let udp = value
+        .split_whitespace()
+        .find_map(|part| part.strip_prefix("udp:"))
+        .unwrap_or(value);
+    udp.to_socket_addrs().ok()?.next()
 }
 
 /// Seconds since the epoch, as X-Ray times are.
@@ -474,6 +478,20 @@ mod tests {
                 .is_some_and(|t| !t.sampled)
         );
         assert_eq!(Trace::parse("Root=1-5759e988-bd86"), None);
+    }
+
+    #[test]
+    fn the_daemon_address_is_lambdas_variable() {
+        let udp = |v| udp_address(v).map(|a| a.to_string());
+        assert_eq!(
+            udp("169.254.79.129:2000").as_deref(),
+            Some("169.254.79.129:2000")
+        );
+        assert_eq!(
+            udp("tcp:127.0.0.1:2000 udp:127.0.0.1:2001").as_deref(),
+            Some("127.0.0.1:2001")
+        );
+        assert_eq!(udp("nowhere"), None);
     }
 
     #[test]
