@@ -18,9 +18,14 @@ use serde_json::Value;
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::xray::{self, DynamoDbTracing};
 use shared::config::Config;
+use shared::domain::caller::Caller;
+use shared::domain::task::{Task, TaskCreate, now};
+use shared::handlers::export_tasks::EXPORT_PAGE;
 use shared::handlers::{self, dynamodb_access};
 use shared::http::observability::ObservabilityLayer;
-use shared::runtime::{App, HandlerResult, invoke_event, respond};
+use shared::http::streaming::buffered;
+use shared::ports::{CreateRules, TaskStore};
+use shared::runtime::{App, HandlerResult, invoke_event, respond, respond_with};
 
 const TABLE: &str = "tasks";
 const ROOT: &str = "1-6752a1f3-5e1c2a0b9d8f7e6d5c4b3a29";
@@ -215,6 +220,43 @@ async fn create_list_and_audit_calls_are_subsegments_of_the_invocation() {
             .is_some_and(|m| m.contains("Exception")),
         "{failed}"
     );
+
+    // export: a streamed body, read page by page after the handler
+    // returned (polled by the runtime outside the handler's future): the
+    // second page's Query is still a subsegment of the invocation. (More
+    // than a page of tasks, written outside any invocation: not traced.)
+    let alice = Caller::new("alice").expect("caller");
+    for n in 0..EXPORT_PAGE {
+        let task = Task::new(
+            TaskCreate {
+                title: format!("task {n}"),
+                ..TaskCreate::default()
+            },
+            now(),
+        );
+        let rules = CreateRules {
+            max_tasks: 1000,
+            idempotency: None,
+        };
+        app.store.create(&alice, task, rules).await.expect("create");
+    }
+    assert_eq!(daemon.documents(), Vec::<Value>::new(), "no invocation");
+    let mut service = ObservabilityLayer::new().layer(service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(respond_with(app, handlers::export_tasks::handle, req, buffered).await)
+    }));
+    let response = service
+        .call(invoked("GET", "/tasks/export", None, true))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("the export")
+        .to_bytes();
+    assert!(!body.is_empty());
+    let exported = daemon.documents();
+    check("export_tasks", &exported);
+    assert_eq!(operations(&exported), ["Query", "Query"], "two pages");
 
     // Not sampled: nothing sent.
     serve(

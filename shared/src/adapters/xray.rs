@@ -78,6 +78,20 @@ pub fn in_trace<F: std::future::Future>(
     }
 }
 
+/// The trace the current task runs in (sampled or not), to carry into
+/// work polled outside it ([`in_trace_sync`]).
+pub fn captured() -> Option<Trace> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// Runs `f` in `trace` (a [`captured`] one), synchronously.
+pub fn in_trace_sync<R>(trace: Option<Trace>, f: impl FnOnce() -> R) -> R {
+    match trace {
+        Some(trace) => CURRENT.sync_scope(trace, f),
+        None => f(),
+    }
+}
+
 /// The sampled trace of the current invocation, if any.
 pub fn current() -> Option<Trace> {
     CURRENT.try_with(Clone::clone).ok().filter(|t| t.sampled)

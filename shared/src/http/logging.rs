@@ -70,6 +70,14 @@ impl Invocation {
         CURRENT.scope(Arc::new(self), future)
     }
 
+    /// Runs `f` as `invocation` (a [`Invocation::current`] one), synchronously.
+    pub fn sync_in<R>(invocation: Option<Arc<Invocation>>, f: impl FnOnce() -> R) -> R {
+        match invocation {
+            Some(invocation) => CURRENT.sync_scope(invocation, f),
+            None => f(),
+        }
+    }
+
     /// The invocation being served by the current task, if any.
     pub fn current() -> Option<Arc<Invocation>> {
         CURRENT.try_with(Arc::clone).ok()
