@@ -236,8 +236,10 @@ check "/docs and /redoc in headless Chromium, no internet" \
 # What make trace shows: the requests above as traces, a function's
 # segment with its DynamoDB calls under it.
 traces_were_received() {
-  target/debug/devstack trace --last 50 --traces .dev/e2e-traces.jsonl > .dev/e2e-traces.txt &&
-    grep -qE '^    DynamoDB (Query|GetItem|TransactWriteItems|PutItem|UpdateItem) tasks' .dev/e2e-traces.txt
+  target/debug/devstack trace --last 100000 --traces .dev/e2e-traces.jsonl > .dev/e2e-traces.txt &&
+    grep -qE '^    DynamoDB (Query|GetItem|TransactWriteItems|PutItem|UpdateItem) tasks' .dev/e2e-traces.txt &&
+    # the bearer-token check's JWKS fetch from the local issuer
+    grep -qE '^    127\.0\.0\.1:[0-9]+ GET http://127\.0\.0\.1:[0-9]+/\.well-known/jwks\.json' .dev/e2e-traces.txt
 }
 check "X-Ray segments received by devstack, rendered as trees (make trace)" traces_were_received
 

@@ -345,9 +345,11 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let outcome = parse_args().and_then(|command| match command {
         Command::Token(args) => token(args),
-        Command::Trace(args) => {
-            devstack::traces::render_file(&args.traces, args.last).map(|out| print!("{out}"))
-        }
+        Command::Trace(args) => devstack::traces::render_file(&args.traces, args.last).map(|out| {
+            use std::io::Write;
+            // A reader that stops early (`| head`) is no error.
+            let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        }),
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

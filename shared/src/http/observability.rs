@@ -219,8 +219,12 @@ where
             record.log();
             record.emit_metrics();
             if let Some(local) = local {
+                let path = record
+                    .route
+                    .split_once(' ')
+                    .map_or(&*record.route, |(_, p)| p);
                 let http = serde_json::json!({
-                    "request": { "method": record.method, "url": record.route }
+                    "request": { "method": record.method, "url": path }
                 });
                 local.end(&function, Some(http), Some(record.status));
             }
