@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 SHELL := /bin/bash
 
-.PHONY: dev token test prefetch-tools lint unit e2e openapi sam-build deploy-check deploy-check-ci template-check bench perf route unroute route-check
+.PHONY: dev token trace test prefetch-tools lint unit e2e openapi sam-build deploy-check deploy-check-ci template-check bench perf route unroute route-check
 
 ## make dev: the API on http://localhost:9000 with a local DynamoDB.
 ## make dev AUTH=token: callers named by bearer tokens from a local
@@ -18,6 +18,13 @@ token:
 	@source scripts/lib.sh && load_dotenv && \
 	  cargo build --quiet --workspace --bin devstack && \
 	  target/debug/devstack token "$(USER)" --kind "$(KIND)" --issuer-key .dev/issuer-key.der
+
+## make trace [LAST=5]: the last requests of `make dev` as X-Ray trace
+## trees (each function's segment, its DynamoDB calls, with timings).
+LAST ?= 5
+trace:
+	@cargo build --quiet --workspace --bin devstack && \
+	  target/debug/devstack trace --last "$(LAST)" --traces .dev/traces.jsonl
 
 # Clippy runs inside the builds of `make test` and its steps:
 # clippy-driver is the workspace's rustc wrapper (scripts/lib.sh,

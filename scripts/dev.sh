@@ -18,6 +18,9 @@
 # with `curl -X POST localhost:8010/__faults -d '{"rules": [...]}'`
 # (docs/faults.md).
 #
+# `make trace` (while or after it runs): the last requests' X-Ray traces
+# as trees with timings (devstack receives them on UDP XRAY_PORT, 2000).
+#
 # `scripts/dev.sh --print-env`: prints the environment the functions would
 # get (credential values masked) and exits; starts nothing.
 set -euo pipefail
@@ -66,6 +69,13 @@ fi
 if [ -n "$FAULT_PROXY_PORT" ]; then
   DEVSTACK_ARGS+=(--fault-proxy "$FAULT_PROXY_PORT")
 fi
+# devstack is the functions' X-Ray daemon (UDP XRAY_PORT, 2000 as on
+# Lambda): each function writes its own segment locally
+# (XRAY_LOCAL_SEGMENTS) and a subsegment per DynamoDB call; `make trace`
+# prints the last requests as trees.
+XRAY_PORT="${XRAY_PORT:-2000}"
+DEVSTACK_ARGS+=(--xray-port "$XRAY_PORT" --traces .dev/traces.jsonl)
+export AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:$XRAY_PORT" XRAY_LOCAL_SEGMENTS=1
 setsid target/debug/devstack "${DEVSTACK_ARGS[@]}" &
 DEVSTACK_PID=$!
 trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM

@@ -19,6 +19,7 @@ API_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
 ISSUER_PORT="$(free_port)"
 FAULT_PORT="$(free_port)"
+XRAY_PORT="$(free_port)"
 # Token mode: JWT_ISSUER is the local issuer, JWT_AUDIENCE its client id.
 # The tests sign their tokens with the issuer's key (kept in .dev/, as
 # make dev's).
@@ -31,6 +32,8 @@ export CORS_ALLOWED_ORIGINS="http://localhost:5173"
 # Short live-feed streams, so the tests see one end and the reconnect
 # (deployed: 240 s). Read by the functions (through watch) and the tests.
 export EVENTS_LIFETIME_SECONDS=8
+rm -f .dev/e2e-traces.jsonl
+export AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:$XRAY_PORT" XRAY_LOCAL_SEGMENTS=1
 export TASK_API_CORS_ORIGIN="$CORS_ALLOWED_ORIGINS"
 mkdir -p .dev
 LOG=".dev/e2e-watch.log"
@@ -51,12 +54,15 @@ trap cleanup EXIT INT TERM
 # --stream-to: the table's stream goes to the audit function through
 # watch's Invoke API, as the deployed event source mapping sends it.
 # --issuer-port: the local issuer's JWKS, which the functions fetch.
+# --xray-port: devstack is the functions' X-Ray daemon, as make dev's
+# (each function writes its own segment locally: XRAY_LOCAL_SEGMENTS).
 # --fault-proxy: the functions reach DynamoDB through devstack's
 # fault-injecting proxy (passing everything through until a test sets
 # rules aimed at its own caller: docs/faults.md).
 setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" \
   --issuer-port "$ISSUER_PORT" --issuer-key "$DEVSTACK_ISSUER_KEY" \
-  --fault-proxy "$FAULT_PORT" > .dev/e2e-dynamodb.log 2>&1 &
+  --fault-proxy "$FAULT_PORT" --xray-port "$XRAY_PORT" --traces .dev/e2e-traces.jsonl \
+  > .dev/e2e-dynamodb.log 2>&1 &
 PIDS+=($!)
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$FAULT_PORT"
@@ -226,6 +232,16 @@ check "native EventSource in headless Chromium follows the feed with a ticket" \
   "$(target/debug/devstack token browser --issuer-key "$DEVSTACK_ISSUER_KEY")"
 check "/docs and /redoc in headless Chromium, no internet" \
   python3 scripts/check_docs_pages.py "$API"
+
+# What make trace shows: the requests above as traces, a function's
+# segment with its DynamoDB calls under it.
+traces_were_received() {
+  target/debug/devstack trace --last 100000 --traces .dev/e2e-traces.jsonl > .dev/e2e-traces.txt &&
+    grep -qE '^    DynamoDB (Query|GetItem|TransactWriteItems|PutItem|UpdateItem) tasks' .dev/e2e-traces.txt &&
+    # the bearer-token check's JWKS fetch from the local issuer
+    grep -qE '^    127\.0\.0\.1:[0-9]+ GET http://127\.0\.0\.1:[0-9]+/\.well-known/jwks\.json' .dev/e2e-traces.txt
+}
+check "X-Ray segments received by devstack, rendered as trees (make trace)" traces_were_received
 
 echo "e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

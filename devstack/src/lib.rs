@@ -23,6 +23,7 @@ pub mod fault_proxy;
 pub mod issuer;
 pub mod runtime_api;
 pub mod stream;
+pub mod traces;
 
 /// A running dynoxide server and a client for it.
 pub struct LocalDynamo {

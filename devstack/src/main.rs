@@ -5,7 +5,8 @@
 //! devstack [--port 8000] [--db .dev/dynamodb.sqlite | --memory] [--table tasks]
 //!          [--stream-to http://127.0.0.1:9000]
 //!          [--issuer-port 9001] [--issuer-key .dev/issuer-key.der]
-//!          [--fault-proxy 8010]
+//!          [--fault-proxy 8010] [--xray-port 2000 [--traces .dev/traces.jsonl]]
+//! devstack trace [--last 5] [--traces .dev/traces.jsonl]
 //! devstack token USER [--kind valid|expired|wrong-audience|wrong-issuer|unsigned|foreign-key]
 //!          [--issuer URL] [--audience ID] [--issuer-key .dev/issuer-key.der]
 //! ```
@@ -20,6 +21,11 @@
 //! `--fault-proxy`, it serves the fault-injecting proxy on that port in
 //! front of the DynamoDB ([`devstack::fault_proxy`], docs/faults.md):
 //! point the functions at it and set faults with `POST /__faults`.
+//!
+//! With `--xray-port`, it is the functions' X-Ray daemon
+//! ([`devstack::traces`]): the segments they send to
+//! `AWS_XRAY_DAEMON_ADDRESS` are kept in the traces file, and `devstack
+//! trace` (`make trace`) prints the last traces as trees with timings.
 //!
 //! `devstack token USER` prints an access token for USER signed by the
 //! local issuer's key (made if missing). The issuer and audience default to
@@ -52,6 +58,14 @@ struct Args {
     issuer_port: Option<u16>,
     issuer_key: PathBuf,
     fault_proxy: Option<u16>,
+    xray_port: Option<u16>,
+    traces: PathBuf,
+}
+
+/// `devstack trace ...`
+struct TraceArgs {
+    last: usize,
+    traces: PathBuf,
 }
 
 /// `devstack token USER ...`
@@ -66,11 +80,13 @@ struct TokenArgs {
 enum Command {
     Serve(Args),
     Token(TokenArgs),
+    Trace(TraceArgs),
 }
 
 const USAGE: &str = "usage: devstack [--port 8000] [--db FILE | --memory] [--table tasks] \
                      [--stream-to http://127.0.0.1:9000] [--issuer-port 9001] [--issuer-key FILE] \
-                     [--fault-proxy 8010]\n       \
+                     [--fault-proxy 8010] [--xray-port 2000] [--traces FILE]\n       \
+                     devstack trace [--last 5] [--traces FILE]\n       \
                      devstack token USER [--kind valid|expired|wrong-audience|wrong-issuer|unsigned|foreign-key] \
                      [--issuer URL] [--audience ID] [--issuer-key FILE]";
 
@@ -79,6 +95,22 @@ fn parse_args() -> Result<Command, String> {
     if it.peek().map(String::as_str) == Some("token") {
         it.next();
         return parse_token_args(it).map(Command::Token);
+    }
+    if it.peek().map(String::as_str) == Some("trace") {
+        it.next();
+        let mut args = TraceArgs {
+            last: 5,
+            traces: PathBuf::from(devstack::traces::DEFAULT_FILE),
+        };
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--last" => args.last = value()?.parse().map_err(|_| "--last must be a number")?,
+                "--traces" => args.traces = PathBuf::from(value()?),
+                _ => return Err(USAGE.into()),
+            }
+        }
+        return Ok(Command::Trace(args));
     }
     parse_serve_args(it).map(Command::Serve)
 }
@@ -92,6 +124,8 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
         issuer_port: None,
         issuer_key: PathBuf::from(issuer::DEFAULT_KEY_FILE),
         fault_proxy: None,
+        xray_port: None,
+        traces: PathBuf::from(devstack::traces::DEFAULT_FILE),
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -120,6 +154,14 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
                         .map_err(|_| "--fault-proxy must be a port number")?,
                 )
             }
+            "--xray-port" => {
+                args.xray_port = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| "--xray-port must be a port number")?,
+                )
+            }
+            "--traces" => args.traces = PathBuf::from(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -241,6 +283,22 @@ async fn run(args: Args) -> Result<(), String> {
         }
         None => None,
     };
+    let _xray = match args.xray_port {
+        Some(port) => {
+            let socket = tokio::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await
+                .map_err(|e| format!("X-Ray listener on UDP {port}: {e}"))?;
+            println!(
+                "devstack: X-Ray daemon on udp 127.0.0.1:{port} (traces in {}, make trace)",
+                args.traces.display()
+            );
+            Some(AbortOnDrop(tokio::spawn(devstack::traces::listen(
+                socket,
+                args.traces.clone(),
+            ))))
+        }
+        None => None,
+    };
     let storage = args.db.as_deref().unwrap_or("memory");
     println!(
         "devstack: DynamoDB on {} (table {}, data in {storage})",
@@ -287,6 +345,11 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let outcome = parse_args().and_then(|command| match command {
         Command::Token(args) => token(args),
+        Command::Trace(args) => devstack::traces::render_file(&args.traces, args.last).map(|out| {
+            use std::io::Write;
+            // A reader that stops early (`| head`) is no error.
+            let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        }),
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

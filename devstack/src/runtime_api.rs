@@ -123,7 +123,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> (StatusCode, HeaderMap, Stri
     );
     set(
         "lambda-runtime-trace-id",
-        "Root=1-00000000-000000000000000000000000".into(),
+        // Sampled, as active tracing's first request of a second is: the
+        // functions then trace their calls (shared::adapters::xray) when
+        // given a daemon (coldstart gives one).
+        "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=1".into(),
     );
     (StatusCode::OK, headers, event)
 }

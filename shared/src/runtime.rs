@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lambda_http::tower::Layer;
 use lambda_http::{Body, Request, Response, service_fn};
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::http::cors::Cors;
 use crate::http::error::{ApiError, chain};
 use crate::http::identity::{Authenticator, Identity};
+use crate::http::logging::{Invocation, PowertoolsJson};
 use crate::http::observability::{LoggedCaller, ObservabilityLayer, init_metrics};
 use crate::http::request::request_id;
 use crate::http::streaming::{StreamedBody, buffered};
@@ -236,12 +238,45 @@ where
     Fut: Future<Output = R> + Send,
 {
     cold_start(connect, App::public, |app| async move {
+        static COLD: AtomicBool = AtomicBool::new(true);
         let service =
             lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
-                Ok::<_, Infallible>(handler(app, event.payload).await)
+                let cold_start = COLD.swap(false, Ordering::Relaxed);
+                Ok::<_, Infallible>(invoke_event(app, handler, event, cold_start).await)
             });
         lambda_runtime::run(service).await
     })
+}
+
+/// Serves one event of [`start_events`]: its lines logged with the
+/// invocation's keys, its calls traced under the invocation's segment.
+pub async fn invoke_event<'a, S, E, R, H, Fut>(
+    app: &'a App<S>,
+    handler: H,
+    event: lambda_runtime::LambdaEvent<E>,
+    cold_start: bool,
+) -> R
+where
+    H: FnOnce(&'a App<S>, E) -> Fut,
+    Fut: Future<Output = R>,
+{
+    use crate::adapters::xray;
+    let mut invocation = Invocation::of(&event.context, cold_start);
+    // Locally, the function's own segment (xray::local_segments).
+    let local = xray::local_segments().then(xray::LocalSegment::start);
+    if let Some(local) = &local {
+        invocation.trace_header = Some(local.header.clone());
+    }
+    let function = invocation.function_name.clone();
+    let traced = xray::in_trace(
+        invocation.trace_header.as_deref(),
+        handler(app, event.payload),
+    );
+    let answer = invocation.scope(traced).await;
+    if let Some(local) = local {
+        local.end(&function, None, None);
+    }
+    answer
 }
 
 /// Once per cold start: configuration, logs, the async runtime and the
@@ -297,7 +332,8 @@ where
 }
 
 /// JSON logs when Lambda's log format says so (or locally on request),
-/// plain text otherwise.
+/// with Powertools for AWS Lambda's keys ([`PowertoolsJson`]); plain text
+/// otherwise.
 fn init_tracing(level: tracing::Level) {
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
@@ -305,7 +341,7 @@ fn init_tracing(level: tracing::Level) {
         .with_target(false)
         .with_ansi(false);
     let _already_set = if json {
-        builder.json().flatten_event(true).try_init()
+        builder.event_format(PowertoolsJson::from_env()).try_init()
     } else {
         builder.try_init()
     };

@@ -97,6 +97,10 @@ async fn measure(
     warm: usize,
 ) -> Result<(Figures, Vec<u8>), String> {
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    // The X-Ray daemon of active tracing: a UDP socket nobody reads (the
+    // functions' sends are measured, not the documents).
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let daemon_address = daemon.local_addr().map_err(|e| e.to_string())?;
     let binary = format!("{}/{function}", bin_dir());
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&binary)
@@ -112,7 +116,12 @@ async fn measure(
             format!("/aws/lambda/{function}"),
         )
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        // WARN: no per-request line; COLDSTART_LOG_LEVEL=INFO measures it.
+        .env(
+            "AWS_LAMBDA_LOG_LEVEL",
+            std::env::var("COLDSTART_LOG_LEVEL").unwrap_or_else(|_| "WARN".to_owned()),
+        )
+        .env("AWS_XRAY_DAEMON_ADDRESS", daemon_address.to_string())
         .env("TABLE_NAME", "tasks")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")

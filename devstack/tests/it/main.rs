@@ -14,3 +14,4 @@ mod faults;
 mod issuer;
 mod store_contract;
 mod stream;
+mod traces;

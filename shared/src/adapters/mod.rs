@@ -6,6 +6,7 @@
 //! - [`stream_record`]: a DynamoDB stream record read as a [`crate::domain::change::Change`].
 //! - [`token`]: bearer tokens checked against the issuer's keys (JWKS).
 //! - [`tls`]: the compiled-in roots of trust.
+//! - [`xray`]: X-Ray subsegments of DynamoDB calls and the JWKS fetch.
 
 pub mod dynamo;
 #[cfg(any(test, feature = "test-support"))]
@@ -13,3 +14,4 @@ pub mod memory;
 pub mod stream_record;
 pub mod tls;
 pub mod token;
+pub mod xray;

@@ -288,12 +288,21 @@ impl TokenVerifier {
             .jwks_url
             .parse()
             .map_err(|error| format!("JWKS URL: {error}"))?;
+        let started = super::xray::now();
+        let mut answered = None;
+        let url = format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("https"),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path()
+        );
         let fetch = async {
             let response = client
                 .get(uri)
                 .await
                 .map_err(|error| format!("JWKS request failed: {}", chain(&error)))?;
             let status = response.status();
+            answered = Some(status.as_u16());
             if status != StatusCode::OK {
                 return Err(format!("JWKS answered {status}"));
             }
@@ -311,8 +320,29 @@ impl TokenVerifier {
         };
         let body = tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await
-            .map_err(|_| format!("JWKS request timed out after {FETCH_TIMEOUT:?}"))??;
-        parse_jwks(&body)
+            .map_err(|_| format!("JWKS request timed out after {FETCH_TIMEOUT:?}"))
+            .and_then(|fetched| fetched);
+        let keys = body.and_then(|body| parse_jwks(&body));
+        // A subsegment of the invocation's segment (adapters::xray).
+        super::xray::record(
+            super::xray::daemon().as_deref(),
+            &super::xray::Call {
+                name: url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap_or("jwks")
+                    .to_owned(),
+                namespace: "remote",
+                start: started,
+                end: super::xray::now(),
+                http: Some(serde_json::json!({ "request": { "method": "GET", "url": url } })),
+                status: answered,
+                failure: keys.as_ref().err().cloned(),
+                ..Default::default()
+            },
+        );
+        keys
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`schemas`]: the response bodies and the OpenAPI types of both.
 //! - [`routes`]: the route table.
 //! - [`cors`]: CORS for local runs, as API Gateway answers it deployed.
+//! - [`logging`]: the JSON log format (Powertools for AWS Lambda's keys).
 //! - [`observability`]: the per-request log line, timing header, metrics.
 //! - [`streaming`], [`sse`]: streamed bodies and the live feed's events.
 
@@ -20,6 +21,7 @@ pub mod cors;
 pub mod error;
 pub mod headers;
 pub mod identity;
+pub mod logging;
 pub mod observability;
 pub mod request;
 pub mod response;

@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use lambda_http::http::HeaderValue;
 use lambda_http::tower::{Layer, Service};
-use lambda_http::{Request, Response};
+use lambda_http::{Request, RequestExt, Response};
 
 use metrics_cloudwatch_embedded::Collector;
 
 pub use super::headers::PROCESS_TIME_HEADER;
+use super::logging::Invocation;
 use super::request::request_id;
+use crate::adapters::xray;
 use crate::domain::caller::Caller;
 
 /// Wraps a function's service with [`Observed`].
@@ -179,9 +181,23 @@ where
         let method = req.method().to_string();
         let route = route_of(&method, req.uri().path());
         let request_id = request_id(&req);
+        // Every line logged while serving it carries the Lambda
+        // invocation's keys (super::logging).
+        let mut invocation = req
+            .lambda_context_ref()
+            .map(|context| Invocation::of(context, cold_start));
+        // Locally, the function's own segment (xray::local_segments).
+        let local = xray::local_segments().then(xray::LocalSegment::start);
+        if let (Some(invocation), Some(local)) = (&mut invocation, &local) {
+            invocation.trace_header = Some(local.header.clone());
+        }
+        let function = invocation
+            .as_ref()
+            .map(|i| i.function_name.clone())
+            .unwrap_or_default();
         let response = self.inner.call(req);
         let metrics = self.metrics;
-        Box::pin(async move {
+        let served = async move {
             let Ok(mut response) = response.await;
             let latency = started.elapsed();
             if let Ok(value) = HeaderValue::from_str(&format!("{:.6}", latency.as_secs_f64())) {
@@ -202,6 +218,16 @@ where
             };
             record.log();
             record.emit_metrics();
+            if let Some(local) = local {
+                let path = record
+                    .route
+                    .split_once(' ')
+                    .map_or(&*record.route, |(_, p)| p);
+                let http = serde_json::json!({
+                    "request": { "method": record.method, "url": path }
+                });
+                local.end(&function, Some(http), Some(record.status));
+            }
             if let Some(collector) = metrics {
                 let flushed = collector
                     .set_property("request_id", record.request_id.clone())
@@ -211,7 +237,15 @@ where
                 }
             }
             Ok(response)
-        })
+        };
+        match invocation {
+            Some(invocation) => {
+                // And every call it makes is traced under its segment.
+                let traced = xray::in_trace(invocation.trace_header.as_deref(), served);
+                Box::pin(invocation.scope(traced))
+            }
+            None => Box::pin(served),
+        }
     }
 }
 

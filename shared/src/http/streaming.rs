@@ -4,6 +4,10 @@
 //! Lambda sends each chunk as it is produced, so a function's memory holds
 //! one chunk at a time, not the whole response.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use http_body::Frame;
@@ -13,6 +17,8 @@ use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 
 use super::error::ApiError;
+use super::logging::Invocation;
+use crate::adapters::xray;
 
 /// Why a stream stopped early. Once the head (200) is sent, a failure can
 /// only end the body abnormally: Lambda then signals the error to the
@@ -23,15 +29,42 @@ pub type StreamError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of a streamed response.
 pub type StreamedBody = UnsyncBoxBody<Bytes, StreamError>;
 
-/// A body that sends each item of `chunks` as it comes.
+/// A body that sends each item of `chunks` as it comes. The runtime polls
+/// it after the handler's future is done, outside the invocation's scope:
+/// each poll is put back in it, so the stream's log lines carry the
+/// invocation's keys and its DynamoDB calls are traced under its segment.
 pub fn from_stream<S>(chunks: S) -> StreamedBody
 where
     S: Stream<Item = Result<Bytes, ApiError>> + Send + 'static,
 {
+    let chunks = InInvocation {
+        inner: Box::pin(chunks),
+        invocation: Invocation::current(),
+        trace: xray::captured(),
+    };
     let frames = chunks
         .map_ok(Frame::data)
         .map_err(|error| -> StreamError { Box::new(error) });
     http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+/// A stream polled in the scope of the invocation that made it.
+struct InInvocation<S> {
+    inner: Pin<Box<S>>,
+    invocation: Option<Arc<Invocation>>,
+    trace: Option<xray::Trace>,
+}
+
+impl<S: Stream> Stream for InInvocation<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        let inner = &mut this.inner;
+        Invocation::sync_in(this.invocation.clone(), || {
+            xray::in_trace_sync(this.trace.clone(), || inner.as_mut().poll_next(cx))
+        })
+    }
 }
 
 /// A buffered response (an error, a preflight) as a streamed one.

@@ -4,7 +4,7 @@
 //! other template tests read the source; this one reads what SAM made of
 //! it: every Lambda function's runtime and environment, every role's
 //! policies (exactly the declared DynamoDB access, and no managed policy
-//! but the basic execution role), and the HTTP API's routes, auth and
+//! but the basic execution role and, for active tracing, X-Ray's writes), and the HTTP API's routes, auth and
 //! permissions against the route table. Ignored by plain `cargo test` (no
 //! SAM there): `make template-check` runs them with `--ignored`.
 
@@ -16,6 +16,9 @@ use shared::http::routes::{DOCS, FALLBACK, ROUTES, STREAMED};
 use shared::runtime::EVENT_FUNCTIONS;
 
 const BASIC_ROLE: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+/// What SAM attaches for `Tracing: Active` (template.yaml, Globals): the
+/// X-Ray daemon's writes (PutTraceSegments, PutTelemetryRecords...).
+const XRAY_WRITE: &str = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess";
 /// Routes API Gateway lets through without a JWT.
 const PUBLIC: &[&str] = &["health", DOCS];
 
@@ -229,8 +232,12 @@ fn every_role_grants_exactly_the_declared_access() {
         assert_eq!(role["Type"], "AWS::IAM::Role", "{id}");
         assert_eq!(
             role["Properties"]["ManagedPolicyArns"],
-            serde_json::json!([BASIC_ROLE]),
-            "{id}: the basic execution role only"
+            serde_json::json!([BASIC_ROLE, XRAY_WRITE]),
+            "{id}: the basic execution role and X-Ray's writes only"
+        );
+        assert_eq!(
+            f["Properties"]["TracingConfig"]["Mode"], "Active",
+            "{id}: active X-Ray tracing"
         );
         let access = dynamodb_access(binary).unwrap_or_else(|| panic!("{binary}: no declaration"));
         let mut want = BTreeSet::new();
@@ -645,6 +652,332 @@ fn no_physical_name_collides_between_two_stacks_of_one_account() {
             assert!(
                 text.contains("${AWS::StackName}") || text.contains(r#"{"Ref":"AWS::StackName"}"#),
                 "{id} ({kind}): {name} {text} is fixed: a second stack in the account would collide"
+            );
+        }
+    }
+}
+
+/// `(namespace, metric, dimension names)` of every EMF line the functions
+/// write, recorded from real requests through the observability layer
+/// (2xx, 4xx and 5xx, a cold start), and the values each dimension took.
+async fn emitted_emf() -> (
+    BTreeSet<(String, String, Vec<String>)>,
+    BTreeMap<String, BTreeSet<String>>,
+) {
+    use lambda_http::tower::{Layer, Service};
+    use lambda_http::{Body, Request, Response, service_fn};
+    use shared::adapters::memory::MemoryStore;
+    use shared::http::observability::{ObservabilityLayer, init_metrics};
+    use shared::runtime::{App, HandlerResult, respond};
+
+    async fn status(_app: &App<MemoryStore>, req: Request) -> HandlerResult {
+        let code = match req.uri().query() {
+            Some("status=404") => 404,
+            Some("status=500") => 500,
+            _ => 200,
+        };
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = lambda_http::http::StatusCode::from_u16(code).expect("a status");
+        Ok(response)
+    }
+
+    let collector = init_metrics("TheFunction").expect("the EMF recorder (once per process)");
+    let app = crate::support::app(&[]);
+    let mut service = ObservabilityLayer::new().layer(service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(respond(app, status, req).await)
+    }));
+    for query in ["", "status=404", "status=500"] {
+        let mut event = crate::support::event_json("get_task");
+        event["rawQueryString"] = query.into();
+        service
+            .call(crate::support::request(&event))
+            .await
+            .expect("infallible");
+    }
+    let mut out = Vec::new();
+    collector.flush(&mut out).expect("EMF written");
+    let mut metrics = BTreeSet::new();
+    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8(out).expect("utf-8").lines() {
+        let emf: Value = serde_json::from_str(line).expect("an EMF line is JSON");
+        for directive in emf["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .expect("CloudWatchMetrics")
+        {
+            let namespace = directive["Namespace"].as_str().expect("Namespace");
+            for dimensions in directive["Dimensions"].as_array().expect("Dimensions") {
+                let keys = strings(dimensions);
+                for key in &keys {
+                    values
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(emf[key].as_str().expect("a dimension value").to_owned());
+                }
+                for metric in directive["Metrics"].as_array().expect("Metrics") {
+                    let name = metric["Name"].as_str().expect("Name");
+                    metrics.insert((namespace.to_owned(), name.to_owned(), keys.clone()));
+                }
+            }
+        }
+    }
+    (metrics, values)
+}
+
+/// An AWS namespace's metrics a widget may show: their names, the one
+/// dimension, the resource type it names and the attribute it takes.
+type AwsMetrics = (
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// A `Fn::Sub` string with each `${X}` written `<X>`.
+fn substituted(sub: &Value) -> String {
+    let text = match sub {
+        Value::String(s) => s.as_str(),
+        Value::Array(parts) => parts[0].as_str().expect("Fn::Sub's string"),
+        other => panic!("Fn::Sub of {other}"),
+    };
+    regex::Regex::new(r"\$\{([^}]+)\}")
+        .expect("regex")
+        .replace_all(text, "<$1>")
+        .into_owned()
+}
+
+/// The resource `<Id>` (or `<Id.Attribute>`) names, if it is of `kind`.
+fn named<'a>(t: &Value, value: &'a str, kind: &str, attribute: Option<&str>) -> Option<&'a str> {
+    let inner = value.strip_prefix('<')?.strip_suffix('>')?;
+    let id = match attribute {
+        Some(attribute) => inner.strip_suffix(&format!(".{attribute}"))?,
+        None => inner,
+    };
+    (t["Resources"][id]["Type"] == kind).then_some(id)
+}
+
+/// The dashboard shows only metrics something emits: each widget's
+/// namespace, metric and dimensions are the functions' EMF (recorded from
+/// real requests), the access log's metric filter, or a metric AWS
+/// documents for the resource the dimension names; and every route has
+/// its latency percentiles and error classes.
+#[tokio::test]
+#[ignore = "needs the transformed template: make template-check"]
+async fn every_dashboard_widget_shows_an_emitted_metric() {
+    let t = deployed();
+    let dashboards = resources(&t, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let (_, dashboard) = dashboards[0];
+    let name = substituted(&dashboard["Properties"]["DashboardName"]["Fn::Sub"]);
+    assert!(name.contains("<AWS::StackName>"), "{name}: one per stack");
+    let body: Value = serde_json::from_str(&substituted(
+        &dashboard["Properties"]["DashboardBody"]["Fn::Sub"],
+    ))
+    .expect("the dashboard body is JSON");
+
+    let (emf, emf_values) = emitted_emf().await;
+    let functions = functions(&t);
+    let filters: BTreeSet<(String, String)> = resources(&t, "AWS::Logs::MetricFilter")
+        .into_iter()
+        .flat_map(|(_, f)| {
+            f["Properties"]["MetricTransformations"]
+                .as_array()
+                .expect("MetricTransformations")
+                .iter()
+                .map(|m| {
+                    let namespace = match &m["MetricNamespace"] {
+                        Value::String(s) => s.clone(),
+                        sub => substituted(&sub["Fn::Sub"]),
+                    };
+                    (
+                        namespace,
+                        m["MetricName"].as_str().expect("name").to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let stream_consumers: BTreeSet<&str> = resources(&t, "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .map(|(_, m)| {
+            let target = ref_id(&m["Properties"]["FunctionName"]);
+            if t["Resources"][target]["Type"] == "AWS::Lambda::Alias" {
+                live_alias_of(&t, target)
+            } else {
+                target
+            }
+        })
+        .collect();
+    let aws: BTreeMap<&str, AwsMetrics> = [
+        (
+            "AWS/Lambda",
+            (
+                &[
+                    "Invocations",
+                    "Errors",
+                    "Throttles",
+                    "Duration",
+                    "IteratorAge",
+                ][..],
+                "FunctionName",
+                "AWS::Lambda::Function",
+                None,
+            ),
+        ),
+        (
+            "AWS/ApiGateway",
+            (
+                &["Count", "4xx", "5xx", "Latency", "IntegrationLatency"][..],
+                "ApiId",
+                "AWS::ApiGatewayV2::Api",
+                None,
+            ),
+        ),
+        (
+            "AWS/DynamoDB",
+            (
+                &[
+                    "ConsumedReadCapacityUnits",
+                    "ConsumedWriteCapacityUnits",
+                    "ReadThrottleEvents",
+                    "WriteThrottleEvents",
+                ][..],
+                "TableName",
+                "AWS::DynamoDB::Table",
+                None,
+            ),
+        ),
+        (
+            "AWS/SQS",
+            (
+                &[
+                    "ApproximateNumberOfMessagesVisible",
+                    "ApproximateAgeOfOldestMessage",
+                ][..],
+                "QueueName",
+                "AWS::SQS::Queue",
+                Some("QueueName"),
+            ),
+        ),
+    ]
+    .into_iter()
+    .collect();
+
+    let mut shown: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut per_route: BTreeSet<(String, String)> = BTreeSet::new();
+    let widgets = body["widgets"].as_array().expect("widgets");
+    for widget in widgets.iter().filter(|w| w["type"] == "metric") {
+        let title = &widget["properties"]["title"];
+        let metrics = widget["properties"]["metrics"]
+            .as_array()
+            .expect("a metric widget's metrics");
+        assert!(!metrics.is_empty(), "{title}: no metric");
+        for metric in metrics {
+            let items = metric.as_array().expect("a metric is an array");
+            let (options, names): (Vec<&Value>, Vec<&Value>) =
+                items.iter().partition(|v| v.is_object());
+            let names: Vec<&str> = names
+                .iter()
+                .map(|v| v.as_str().expect("a string"))
+                .collect();
+            assert!(
+                !names.contains(&".") && !names.contains(&"..."),
+                "{title}: write each metric out ({metric})"
+            );
+            let (namespace, name) = (names[0], names[1]);
+            let dims: Vec<(&str, &str)> = names[2..].chunks(2).map(|p| (p[0], p[1])).collect();
+            let keys: Vec<String> = dims.iter().map(|(k, _)| (*k).to_owned()).collect();
+            let stat = options
+                .first()
+                .and_then(|o| o["stat"].as_str())
+                .unwrap_or("Average");
+            shown.insert((namespace.to_owned(), name.to_owned()));
+            if namespace == "TaskApi" {
+                assert!(
+                    emf.contains(&(namespace.to_owned(), name.to_owned(), keys.clone())),
+                    "{title}: {metric} is not a metric the functions write: {emf:?}"
+                );
+                let function = dims
+                    .iter()
+                    .find(|(k, _)| *k == "function")
+                    .and_then(|(_, v)| named(&t, v, "AWS::Lambda::Function", None))
+                    .unwrap_or_else(|| panic!("{title}: {metric}: function names no function"));
+                let krate = functions[function].as_str();
+                assert!(
+                    !EVENT_FUNCTIONS.contains(&krate),
+                    "{title}: {krate} writes no EMF"
+                );
+                for (key, value) in &dims {
+                    match *key {
+                        "function" => {}
+                        "route" => {
+                            let served = ROUTES.iter().any(|r| {
+                                r.function == krate && format!("{} {}", r.method, r.path) == *value
+                            }) || (krate == FALLBACK && *value == "$default");
+                            assert!(served, "{title}: {krate} serves no route {value}");
+                            per_route.insert((value.to_string(), format!("{name} {stat}")));
+                        }
+                        key => assert!(
+                            emf_values[key].contains(*value),
+                            "{title}: {key} is never {value}: {:?}",
+                            emf_values[key]
+                        ),
+                    }
+                }
+                if let Some((_, class)) = dims.iter().find(|(k, _)| *k == "class") {
+                    per_route.insert((
+                        dims.iter()
+                            .find(|(k, _)| *k == "route")
+                            .map(|(_, r)| r.to_string())
+                            .unwrap_or_default(),
+                        format!("{name} {class}"),
+                    ));
+                }
+            } else if let Some((known, key, kind, attribute)) = aws.get(namespace) {
+                assert!(known.contains(&name), "{title}: {namespace} has no {name}");
+                assert_eq!(keys, [*key], "{title}: {metric}: dimensions");
+                let id = named(&t, dims[0].1, kind, *attribute)
+                    .unwrap_or_else(|| panic!("{title}: {metric}: {key} names no {kind}"));
+                if name == "IteratorAge" {
+                    assert!(
+                        stream_consumers.contains(id),
+                        "{title}: {id} reads no stream: no IteratorAge"
+                    );
+                }
+            } else {
+                assert!(
+                    filters.contains(&(namespace.to_owned(), name.to_owned())) && dims.is_empty(),
+                    "{title}: {metric} is neither the functions' EMF, a metric filter's, nor AWS's"
+                );
+            }
+        }
+    }
+    for (namespace, name) in [
+        ("AWS/Lambda", "Throttles"),
+        ("TaskApi", "cold_starts"),
+        ("AWS/DynamoDB", "ConsumedReadCapacityUnits"),
+        ("AWS/DynamoDB", "ConsumedWriteCapacityUnits"),
+        ("AWS/Lambda", "IteratorAge"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ] {
+        assert!(
+            shown.contains(&(namespace.into(), name.into())),
+            "the dashboard has no {namespace} {name}"
+        );
+    }
+    let routes = ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .chain(["$default".to_owned()]);
+    for route in routes {
+        for want in [
+            "latency_ms p50",
+            "latency_ms p99",
+            "errors 4xx",
+            "errors 5xx",
+        ] {
+            assert!(
+                per_route.contains(&(route.clone(), want.to_owned())),
+                "the dashboard has no {want} of {route}"
             );
         }
     }

@@ -37,6 +37,10 @@ pub fn client(settings: &AwsSettings) -> Client {
     if let Some(endpoint) = &settings.endpoint_url {
         config = config.endpoint_url(endpoint);
     }
+    // Active tracing: each call a subsegment of the invocation's segment.
+    if let Some(daemon) = crate::adapters::xray::daemon() {
+        config = config.interceptor(crate::adapters::xray::DynamoDbTracing::new(daemon));
+    }
     Client::from_conf(config.build())
 }
 
