@@ -32,6 +32,9 @@ export CORS_ALLOWED_ORIGINS="http://localhost:5173"
 # Short live-feed streams, so the tests see one end and the reconnect
 # (deployed: 240 s). Read by the functions (through watch) and the tests.
 export EVENTS_LIFETIME_SECONDS=8
+# Heartbeats (and so the check that a stream still holds its place) every
+# 2 s, so a stream replaced by a newer one is seen ending (deployed: 15 s).
+export EVENTS_HEARTBEAT_SECONDS=2
 rm -f .dev/e2e-traces.jsonl
 export AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:$XRAY_PORT" XRAY_LOCAL_SEGMENTS=1
 export TASK_API_CORS_ORIGIN="$CORS_ALLOWED_ORIGINS"

@@ -1016,14 +1016,19 @@ async fn csv_export_neutralises_formulas_end_to_end() {
     assert_eq!(task["title"], formula);
 }
 
-/// Through `cargo lambda watch`: a caller holds at most
-/// MAX_FEED_STREAMS_PER_CALLER (3) open feed streams; the next is a 429
-/// with `Retry-After`, another caller is not affected, and a place frees
-/// when a stream ends.
+/// Through `cargo lambda watch`: a caller never has more than
+/// MAX_FEED_STREAMS_PER_CALLER (3) open feed streams, and a new one is
+/// never refused because of the others: opened once the others are
+/// MIN_LEASE_AGE old, the 4th is served and takes the oldest's place; that
+/// stream ends with its retry hint at its next heartbeat
+/// (EVENTS_HEARTBEAT_SECONDS=2 in scripts/e2e.sh), long before its
+/// lifetime (8 s). (Opening faster than that is a 429: the handler tests
+/// show it, deterministically.)
 #[tokio::test]
 #[ignore = "needs the local stack: scripts/e2e.sh"]
 async fn a_caller_holds_at_most_three_feed_streams() {
     let api = Api::new();
+    let first_opened = std::time::Instant::now();
     let mut open = Vec::new();
     for _ in 0..3 {
         let response = api
@@ -1034,30 +1039,31 @@ async fn a_caller_holds_at_most_three_feed_streams() {
         assert_eq!(response.status(), StatusCode::OK);
         open.push(response);
     }
-    let refused = api
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fourth = api
         .request(Method::GET, "/tasks/events")
         .send()
         .await
         .expect("the local stack answers");
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert!(retry_after >= 1, "{retry_after}");
-    let body: Value = refused.json().await.expect("JSON");
-    assert_eq!(body["detail"], "too many open feed streams (3)");
-    // The streams end after EVENTS_LIFETIME_SECONDS; then a place is free.
-    for response in open {
-        let _ = response.bytes().await;
-    }
-    let again = api
-        .request(Method::GET, "/tasks/events")
-        .send()
+    assert_eq!(
+        fourth.status(),
+        StatusCode::OK,
+        "a new stream is never locked out"
+    );
+    // The oldest ends: replaced, at its next heartbeat, not at its lifetime.
+    let oldest = open
+        .remove(0)
+        .text()
         .await
-        .expect("the local stack answers");
-    assert_eq!(again.status(), StatusCode::OK);
+        .expect("the replaced stream's body");
+    let ended_after = first_opened.elapsed();
+    assert!(oldest.contains("retry:"), "{oldest}");
+    assert!(
+        ended_after < std::time::Duration::from_secs(7),
+        "the replaced stream ended after {ended_after:?}, its lifetime is 8 s"
+    );
+    drop(open);
+    drop(fourth);
 }
 
 /// Through `cargo lambda watch`, with devstack's fault proxy between the

@@ -20,7 +20,8 @@ use shared::domain::change::{Action, Change, Sequence};
 use shared::domain::task::{FIELDS, ListQuery, Task, TaskCreate, TaskPatch, now};
 use shared::ports::StoreError;
 use shared::ports::{
-    AuditStore, CreateRules, HistoryQuery, Idempotency, Precondition, Recorded, TaskStore,
+    AuditStore, CreateRules, HistoryQuery, Idempotency, Lease, LeaseStore, MIN_LEASE_AGE,
+    Precondition, Recorded, TaskStore,
 };
 use uuid::Uuid;
 
@@ -625,6 +626,67 @@ async fn keyed_writes_replay_the_first_answer_and_apply_once(store: &impl TaskSt
         .expect("the deleted task's room, freed once");
 }
 
+/// The caller's feed places: free ones first; when all are held, a new
+/// stream takes the oldest's place (and the replaced lease no longer
+/// holds), unless the oldest is younger than MIN_LEASE_AGE.
+async fn a_new_stream_takes_the_oldest_place_when_all_are_held(store: &impl LeaseStore) {
+    let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+    let lease = |at: chrono::DateTime<Utc>| Lease {
+        owner: caller("alice"),
+        slot: 0,
+        id: Uuid::new_v4(),
+        acquired_at: at,
+        expires_at: at + chrono::Duration::hours(1),
+    };
+    let mut held = Vec::new();
+    for n in 0..3 {
+        let at = t0 + chrono::Duration::seconds(n);
+        let taken = store.acquire(&lease(at), 3, at).await.expect("acquire");
+        held.push(taken.expect("a free place"));
+    }
+    let slots: std::collections::BTreeSet<u32> = held.iter().map(|l| l.slot).collect();
+    assert_eq!(slots.len(), 3, "three different places");
+    // All held: the fourth takes the oldest's place (acquired at t0).
+    let at = t0 + chrono::Duration::seconds(10);
+    let fourth = store
+        .acquire(&lease(at), 3, at)
+        .await
+        .expect("acquire")
+        .expect("the oldest's place");
+    assert_eq!(fourth.slot, held[0].slot);
+    assert!(
+        !store.holds(&held[0]).await.expect("holds"),
+        "the replaced stream lost its place"
+    );
+    assert!(store.holds(&held[1]).await.expect("holds"));
+    assert!(store.holds(&fourth).await.expect("holds"));
+    // Its release is not ours to make any more: the newer keeps the place.
+    store.release(&held[0]).await.expect("release");
+    assert!(store.holds(&fourth).await.expect("holds"));
+    // The next takes the next oldest (acquired at t0 + 1 s).
+    let fifth = store
+        .acquire(&lease(at), 3, at)
+        .await
+        .expect("acquire")
+        .expect("a place");
+    assert_eq!(fifth.slot, held[1].slot);
+    // Everything younger than MIN_LEASE_AGE: refused, with when to retry.
+    let young = store.acquire(&lease(at), 3, at).await.expect("acquire");
+    assert!(
+        young.is_ok(),
+        "the oldest (t0 + 2 s) is old enough: {young:?}"
+    );
+    let too_soon = store.acquire(&lease(at), 3, at).await.expect("acquire");
+    let retry = too_soon.expect_err("three places taken at the same instant");
+    assert_eq!(retry, at + MIN_LEASE_AGE);
+    // Another caller is not affected.
+    let bob = Lease {
+        owner: caller("bob"),
+        ..lease(at)
+    };
+    assert!(store.acquire(&bob, 3, at).await.expect("acquire").is_ok());
+}
+
 /// Each case on dynoxide, in memory, and on moto (a second DynamoDB
 /// implementation: what passes on both is DynamoDB's behaviour, not one
 /// emulator's).
@@ -765,6 +827,7 @@ contract!(
     create_then_get_round_trips_every_field,
     every_declared_field_is_stored_patched_and_replaced,
     keyed_writes_replay_the_first_answer_and_apply_once,
+    a_new_stream_takes_the_oldest_place_when_all_are_held,
     a_caller_cannot_reach_another_callers_task,
     list_pages_oldest_first_and_ends_with_no_cursor,
     done_filter_returns_full_pages,

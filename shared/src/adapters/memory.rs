@@ -17,8 +17,8 @@ use crate::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask}
 use crate::ports::page;
 use crate::ports::{
     AuditStore, ChangeBatch, CreateRules, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL_SECONDS,
-    Idempotency, Lease, LeaseStore, Precondition, Recorded, StoreError, StoredPage, TaskStore,
-    Ticket, TicketStore,
+    Idempotency, Lease, LeaseStore, MIN_LEASE_AGE, Precondition, Recorded, StoreError, StoredPage,
+    TaskStore, Ticket, TicketStore,
 };
 
 type Tasks = BTreeMap<Uuid, VersionedTask>;
@@ -34,8 +34,8 @@ struct Owned {
     keys: HashMap<String, Key>,
     /// Changes by stream sequence: the change feed, in order.
     changes: BTreeMap<Sequence, Change>,
-    /// Feed stream places: slot → (lease id, expiry).
-    leases: HashMap<u32, (Uuid, DateTime<Utc>)>,
+    /// Feed stream places: slot → (lease id, taken at, expiry).
+    leases: HashMap<u32, (Uuid, DateTime<Utc>, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Default)]
@@ -336,23 +336,39 @@ impl LeaseStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Result<Lease, DateTime<Utc>>, StoreError> {
         self.with_owned(&lease.owner, |owned| {
-            for slot in 0..max {
-                let free = owned
+            let free = (0..max).find(|slot| {
+                owned
                     .leases
-                    .get(&slot)
-                    .is_none_or(|(_, expires)| *expires <= now);
-                if free {
-                    owned.leases.insert(slot, (lease.id, lease.expires_at));
-                    return Ok(Lease {
-                        slot,
-                        ..lease.clone()
-                    });
-                }
-            }
-            Err((0..max)
-                .filter_map(|slot| owned.leases.get(&slot).map(|(_, expires)| *expires))
-                .min()
-                .unwrap_or(lease.expires_at))
+                    .get(slot)
+                    .is_none_or(|(_, _, expires)| *expires <= now)
+            });
+            let oldest = || {
+                (0..max)
+                    .filter_map(|slot| owned.leases.get(&slot).map(|(_, at, _)| (slot, *at)))
+                    .min_by_key(|(_, at)| *at)
+            };
+            let slot = match (free, oldest()) {
+                (Some(slot), _) => slot,
+                (None, Some((slot, at))) if now - at >= MIN_LEASE_AGE => slot,
+                (None, Some((_, at))) => return Err(at + MIN_LEASE_AGE),
+                (None, None) => return Err(now + MIN_LEASE_AGE),
+            };
+            owned
+                .leases
+                .insert(slot, (lease.id, lease.acquired_at, lease.expires_at));
+            Ok(Lease {
+                slot,
+                ..lease.clone()
+            })
+        })
+    }
+
+    async fn holds(&self, lease: &Lease) -> Result<bool, StoreError> {
+        self.with_owned(&lease.owner, |owned| {
+            owned
+                .leases
+                .get(&lease.slot)
+                .is_some_and(|(id, _, _)| *id == lease.id)
         })
     }
 
@@ -361,7 +377,7 @@ impl LeaseStore for MemoryStore {
             if owned
                 .leases
                 .get(&lease.slot)
-                .is_some_and(|(id, _)| *id == lease.id)
+                .is_some_and(|(id, _, _)| *id == lease.id)
             {
                 owned.leases.remove(&lease.slot);
             }

@@ -105,7 +105,7 @@ where
         None => app.store.latest_change(&owner).await?,
     };
     let lease = hold_a_place(app, &owner, settings.lifetime).await?;
-    let frames = sse::changes(&app.store, owner, after, settings);
+    let frames = sse::changes(&app.store, owner, after, settings, lease.lease.clone());
     streaming::ok(
         &[
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -122,8 +122,10 @@ where
 }
 
 /// One of the caller's `MAX_FEED_STREAMS_PER_CALLER` places, for a stream
-/// of `lifetime`; 429 with `Retry-After` (when the first place frees) if
-/// all are held.
+/// of `lifetime`: a free one, or the oldest stream's (which then ends at
+/// its next heartbeat); 429 with `Retry-After` only when the oldest was
+/// opened less than `MIN_LEASE_AGE` ago (streams opened far faster than a
+/// person reloads a page).
 async fn hold_a_place<S: LeaseStore + 'static>(
     app: &'static App<S>,
     owner: &crate::domain::caller::Caller,
@@ -134,6 +136,7 @@ async fn hold_a_place<S: LeaseStore + 'static>(
         owner: owner.clone(),
         slot: 0,
         id: Uuid::new_v4(),
+        acquired_at: now,
         expires_at: now + chrono::Duration::from_std(lifetime + LEASE_MARGIN).unwrap_or_default(),
     };
     let max = app.config.max_feed_streams;

@@ -420,9 +420,10 @@ error_responses! {
     TooManyEntityTags = "`If-Match` is not `*` or a list of at most 20 entity tags.",
         http_error(), ApiError::TooManyEntityTags { max: 20 }, [];
     /// 429 of the live feed.
-    TooManyStreams = "The caller already has `MAX_FEED_STREAMS_PER_CALLER` feed streams open \
-        (3 by default): retry after `Retry-After` seconds, when one ends.",
-        http_error(), ApiError::TooManyStreams { max: 3, retry_after: 60 }, [RETRY_AFTER];
+    TooManyStreams = "The caller opened more than `MAX_FEED_STREAMS_PER_CALLER` feed streams \
+        (3 by default) within one second: retry after `Retry-After` seconds. (Slower, a new \
+        stream takes the place of the caller's oldest, which ends within a heartbeat.)",
+        http_error(), ApiError::TooManyStreams { max: 3, retry_after: 1 }, [RETRY_AFTER];
     /// 401 of the live feed (a token or a ticket).
     FeedUnauthorized = "No caller: no valid bearer token (or, locally, `X-User-Id`), or a \
         `ticket` that does not exist or has expired. Checked before anything else.",

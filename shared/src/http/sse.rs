@@ -30,7 +30,7 @@ use super::schemas::ChangeView;
 use crate::config::FeedSettings;
 use crate::domain::caller::Caller;
 use crate::domain::change::{Action, Change, Sequence};
-use crate::ports::AuditStore;
+use crate::ports::{AuditStore, Lease, LeaseStore};
 
 /// Changes read per Query.
 pub const FEED_PAGE: u32 = 100;
@@ -90,6 +90,11 @@ pub struct FeedCost {
 struct Feed<S: 'static> {
     store: &'static S,
     owner: Caller,
+    /// The stream's place among the caller's; checked at every heartbeat,
+    /// the stream ends once a newer stream has taken it.
+    lease: Option<Lease>,
+    /// When the lease is checked next.
+    next_check: Instant,
     settings: FeedSettings,
     /// The last change sent (or the starting point).
     after: Option<Sequence>,
@@ -104,11 +109,12 @@ struct Feed<S: 'static> {
 
 /// The frames of the owner's changes after `after`, as they happen, for
 /// `settings.lifetime`; then the closing `retry:` frame.
-pub fn changes<S: AuditStore + 'static>(
+pub fn changes<S: AuditStore + LeaseStore + 'static>(
     store: &'static S,
     owner: Caller,
     after: Option<Sequence>,
     settings: FeedSettings,
+    lease: Option<Lease>,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let now = Instant::now();
     let mut pending = VecDeque::new();
@@ -116,6 +122,8 @@ pub fn changes<S: AuditStore + 'static>(
     let feed = Feed {
         store,
         owner,
+        lease,
+        next_check: now + settings.heartbeat,
         settings,
         after,
         deadline: now + settings.lifetime,
@@ -131,7 +139,7 @@ pub fn changes<S: AuditStore + 'static>(
     })
 }
 
-impl<S: AuditStore + 'static> Feed<S> {
+impl<S: AuditStore + LeaseStore + 'static> Feed<S> {
     /// The next chunk to send, waiting for one if need be; `None` once the
     /// closing frame has been sent.
     async fn next_chunk(&mut self) -> Option<Bytes> {
@@ -147,9 +155,25 @@ impl<S: AuditStore + 'static> Feed<S> {
             if now >= self.deadline {
                 return Some(self.close("lifetime reached"));
             }
+            if now >= self.next_check {
+                self.next_check = now + self.settings.heartbeat;
+                if let Some(lease) = &self.lease {
+                    match self.store.holds(lease).await {
+                        Ok(true) => {}
+                        Ok(false) => return Some(self.close("replaced by a newer stream")),
+                        // A read that failed says nothing of the place:
+                        // keep streaming, check again at the next beat.
+                        Err(error) => tracing::warn!(%error, "feed lease check failed"),
+                    }
+                }
+            }
             if now < self.next_read {
                 let heartbeat_due = self.last_sent + self.settings.heartbeat;
-                let wake = self.next_read.min(heartbeat_due).min(self.deadline);
+                let wake = self
+                    .next_read
+                    .min(heartbeat_due)
+                    .min(self.next_check)
+                    .min(self.deadline);
                 tokio::time::sleep_until(wake).await;
                 let now = Instant::now();
                 if now >= heartbeat_due && now < self.deadline {

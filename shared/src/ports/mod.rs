@@ -384,23 +384,44 @@ pub struct Lease {
     pub slot: u32,
     /// Identifies this holder: only it releases the place early.
     pub id: Uuid,
+    /// When the place was taken: the oldest stream is the one a new stream
+    /// replaces when every place is held.
+    pub acquired_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
+
+/// How old the caller's oldest stream must be before a new stream may take
+/// its place: opening more than `MAX_FEED_STREAMS_PER_CALLER` streams
+/// within this long (far faster than a person reloads a page) is refused
+/// (429, `Retry-After`), so a runaway client cannot churn the places.
+pub const MIN_LEASE_AGE: chrono::Duration = chrono::Duration::seconds(1);
 
 /// The caller's open feed streams, bounded across every instance of the
 /// function: each stream holds a lease on one of `max` places, which
 /// expires on its own (a crashed instance never keeps a place for longer
 /// than its stream could have lasted).
+///
+/// A new stream is never refused because of streams whose clients have
+/// gone (a reloaded tab's old stream keeps running, deployed, until it
+/// ends: AWS does not stop a streamed response when its client leaves):
+/// when every place is held it takes the place of the caller's oldest
+/// stream, which notices at its next heartbeat ([`LeaseStore::holds`]) and
+/// ends.
 pub trait LeaseStore: Send + Sync {
     /// Takes a free (or expired) place for `lease` (its `slot` is ignored
-    /// and set to the place taken), or answers when the first held place
-    /// expires, when all `max` are held.
+    /// and set to the place taken); when all `max` are held, the place of
+    /// the oldest lease, unless that one is younger than
+    /// [`MIN_LEASE_AGE`] (then `Err` with when to try again).
     fn acquire(
         &self,
         lease: &Lease,
         max: u32,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Result<Lease, DateTime<Utc>>, StoreError>> + Send;
+
+    /// Whether `lease` still holds its place (a newer stream may have
+    /// taken it): a consistent read.
+    fn holds(&self, lease: &Lease) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Gives the place back early, if `lease` still holds it.
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;

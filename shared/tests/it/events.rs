@@ -391,3 +391,61 @@ async fn a_caller_holds_at_most_its_streams_and_the_next_waits() {
     );
     drop(second);
 }
+
+/// A reload storm (a tab reloaded every 0.4 s, ten times): every open is
+/// served, none refused because of the streams whose clients have gone;
+/// each new stream takes the oldest's place, and that stream ends at its
+/// next heartbeat: at the end exactly the last `MAX_FEED_STREAMS_PER_CALLER`
+/// are open. (Real time: the places are stamped with the wall clock.)
+#[tokio::test]
+async fn a_reload_storm_never_locks_the_caller_out() {
+    let app = crate::support::app(&[
+        ("EVENTS_LIFETIME_SECONDS", "60"),
+        ("EVENTS_HEARTBEAT_SECONDS", "1"),
+        ("MAX_FEED_STREAMS_PER_CALLER", "3"),
+    ]);
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let response = open(app, request(Some("alice"), None, "")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "a reload is never refused"
+        );
+        // The "tab" keeps the connection but nobody reads it any more.
+        streams.push(tokio::spawn(blocks(response)));
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    // One heartbeat (1 s) and a margin for the replaced ones to notice.
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    let ended: Vec<bool> = streams
+        .iter()
+        .map(tokio::task::JoinHandle::is_finished)
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            true, true, true, true, true, true, true, false, false, false
+        ],
+        "the seven replaced streams ended, the last three are open"
+    );
+    for stream in streams.drain(..7) {
+        let blocks = stream.await.expect("joined");
+        let last = blocks.last().expect("a closing block");
+        assert!(
+            last.iter().any(|(f, _)| f == "retry"),
+            "ends with a retry hint: {last:?}"
+        );
+    }
+    for stream in streams {
+        stream.abort();
+    }
+    // Far faster than a person reloads: all three places taken within
+    // MIN_LEASE_AGE, the next open is refused for about a second.
+    let other = crate::support::app(&[("MAX_FEED_STREAMS_PER_CALLER", "2")]);
+    let _a = open(other, request(Some("carol"), None, "")).await;
+    let _b = open(other, request(Some("carol"), None, "")).await;
+    let refused = open(other, request(Some("carol"), None, "")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+}

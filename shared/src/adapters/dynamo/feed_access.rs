@@ -13,7 +13,7 @@ use super::expressions::string;
 use super::table::{PK, SK, TICKET_SK, TTL_ATTRIBUTE, lease_sk, owner_pk, ticket_pk};
 use super::{DynamoStore, Item};
 use crate::domain::caller::Caller;
-use crate::ports::{Lease, LeaseStore, StoreError, Ticket, TicketStore};
+use crate::ports::{Lease, LeaseStore, MIN_LEASE_AGE, StoreError, Ticket, TicketStore};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct TicketItem {
@@ -28,7 +28,23 @@ struct LeaseItem {
     pk: String,
     sk: String,
     lease: Uuid,
+    /// Milliseconds since the epoch when the place was taken (0 for a
+    /// lease written before the field: the oldest).
+    #[serde(default)]
+    acquired_at: i64,
     expires_at: i64,
+}
+
+impl LeaseItem {
+    fn of(lease: &Lease, slot: u32) -> Self {
+        LeaseItem {
+            pk: owner_pk(&lease.owner),
+            sk: lease_sk(slot),
+            lease: lease.id,
+            acquired_at: lease.acquired_at.timestamp_millis(),
+            expires_at: lease.expires_at.timestamp(),
+        }
+    }
 }
 
 impl TicketStore for DynamoStore {
@@ -75,52 +91,55 @@ impl LeaseStore for DynamoStore {
         max: u32,
         now: DateTime<Utc>,
     ) -> Result<Result<Lease, DateTime<Utc>>, StoreError> {
-        let mut first_free: Option<DateTime<Utc>> = None;
+        // The places held, by whom and since when: a new stream takes the
+        // oldest one's place when none is free.
+        let mut held: Vec<(u32, LeaseItem)> = Vec::new();
         for slot in 0..max {
-            let item: Item = serde_dynamo::to_item(LeaseItem {
-                pk: owner_pk(&lease.owner),
-                sk: lease_sk(slot),
-                lease: lease.id,
-                expires_at: lease.expires_at.timestamp(),
-            })
-            .map_err(|e| StoreError::internal("encoding a lease", e))?;
             // A place is free when nobody holds it or its lease has expired.
-            let written = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(format!("attribute_not_exists({PK}) OR #expires <= :now"))
-                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-                .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            match written {
-                Ok(_) => {
+            let free = format!("attribute_not_exists({PK}) OR #expires <= :now");
+            let values = [(":now", AttributeValue::N(now.timestamp().to_string()))];
+            match self.put_lease(lease, slot, &free, &values).await? {
+                None => {
                     return Ok(Ok(Lease {
                         slot,
                         ..lease.clone()
                     }));
                 }
-                Err(error) => match error.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(held)) => {
-                        let expires = held
-                            .item()
-                            .and_then(|item| item.get(TTL_ATTRIBUTE))
-                            .and_then(|value| value.as_n().ok())
-                            .and_then(|n| n.parse::<i64>().ok())
-                            .and_then(|secs| DateTime::from_timestamp(secs, 0))
-                            .unwrap_or(lease.expires_at);
-                        first_free = Some(first_free.map_or(expires, |t| t.min(expires)));
-                    }
-                    _ => return Err(classify("PutItem", error)),
-                },
+                Some(item) => held.push((slot, item)),
             }
         }
-        Ok(Err(first_free.unwrap_or(lease.expires_at)))
+        let Some((slot, oldest)) = held.into_iter().min_by_key(|(_, item)| item.acquired_at) else {
+            return Ok(Err(now + MIN_LEASE_AGE));
+        };
+        let taken = DateTime::from_timestamp_millis(oldest.acquired_at).unwrap_or(now);
+        if now - taken < MIN_LEASE_AGE {
+            return Ok(Err(taken + MIN_LEASE_AGE));
+        }
+        // Only that holder's place: a stream that took it meanwhile keeps it.
+        let values = [(":held", string(oldest.lease.to_string()))];
+        match self
+            .put_lease(lease, slot, "#lease = :held", &values)
+            .await?
+        {
+            None => Ok(Ok(Lease {
+                slot,
+                ..lease.clone()
+            })),
+            Some(_) => Ok(Err(now + MIN_LEASE_AGE)),
+        }
+    }
+
+    async fn holds(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let key = Item::from([
+            (PK.to_owned(), string(owner_pk(&lease.owner))),
+            (SK.to_owned(), string(lease_sk(lease.slot))),
+        ]);
+        let Some(item) = self.read(key).await? else {
+            return Ok(false);
+        };
+        let stored: LeaseItem = serde_dynamo::from_item(item)
+            .map_err(|e| StoreError::internal("malformed lease item", e))?;
+        Ok(stored.lease == lease.id)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -149,6 +168,55 @@ impl LeaseStore for DynamoStore {
                 Ok(())
             }
             Err(error) => Err(classify("DeleteItem", error)),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Writes `lease` into place `slot` if `condition` holds: `None` once
+    /// written, else the lease item that holds the place.
+    async fn put_lease(
+        &self,
+        lease: &Lease,
+        slot: u32,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Option<LeaseItem>, StoreError> {
+        let item: Item = serde_dynamo::to_item(LeaseItem::of(lease, slot))
+            .map_err(|e| StoreError::internal("encoding a lease", e))?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in values {
+            put = put.expression_attribute_values(*name, value.clone());
+        }
+        if condition.contains("#expires") {
+            put = put.expression_attribute_names("#expires", TTL_ATTRIBUTE);
+        }
+        if condition.contains("#lease") {
+            put = put.expression_attribute_names("#lease", "lease");
+        }
+        match put.send().await {
+            Ok(_) => Ok(None),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(held)) => {
+                    let item = held.item().cloned().unwrap_or_default();
+                    // Freed meanwhile (no item): held by nobody, so not ours either.
+                    let held: LeaseItem = serde_dynamo::from_item(item).unwrap_or(LeaseItem {
+                        pk: String::new(),
+                        sk: String::new(),
+                        lease: Uuid::nil(),
+                        acquired_at: i64::MAX,
+                        expires_at: 0,
+                    });
+                    Ok(Some(held))
+                }
+                _ => Err(classify("PutItem", error)),
+            },
         }
     }
 }
