@@ -45,12 +45,70 @@ ensure_tools
 # shared/local-authorizer: in token mode every function checks bearer
 # tokens, standing in for API Gateway's JWT authorizer (shared/Cargo.toml).
 LOCAL_FEATURES=(--features shared/local-authorizer)
+BUILD_ARGS=(--workspace --bins "${LOCAL_FEATURES[@]}")
 echo "==> building the functions and the local DynamoDB"
-cargo build --workspace --bins "${LOCAL_FEATURES[@]}"
+touch target/debug/.cargo-run-built.stamp.next 2> /dev/null || true
+cargo build "${BUILD_ARGS[@]}"
+mv target/debug/.cargo-run-built.stamp.next target/debug/.cargo-run-built.stamp 2> /dev/null || true
+# Watch starts each instance through scripts/cargo-run-built: the binary
+# just built, in milliseconds, instead of a `cargo run` (and a `cargo
+# metadata`) per instance that wait on cargo's lock, seconds each under a
+# burst. Watch also walks the tree under its manifest's directory before it
+# starts each instance (its file watcher's ignore files, even with
+# --ignore-changes): with .dev/'s venv and target/ that is 7,000
+# directories, up to two seconds an instance, one instance after another.
+# So watch is given a copy of Cargo.toml (the router) in a directory of its
+# own, .dev/watch/, and cargo-run-built answers for the checkout
+# (CARGO_RUN_BUILT_ROOT). Its own reload (a watcher per instance) would
+# cost as much again, so it runs with --ignore-changes and this script
+# reloads instead (run_watch): when a source of the functions changes,
+# watch is restarted at once, and the first instance started after it
+# rebuilds (CARGO_RUN_BUILT_REBUILD) before it serves, so the first
+# request after a change is served by the new code, as with `cargo run`.
+# Watch itself is run directly (`cargo lambda` would set CARGO itself).
+# scripts/burst.py measures a burst of cold starts.
+export REAL_CARGO
+REAL_CARGO="$(command -v cargo)"
+export CARGO="$PWD/scripts/cargo-run-built"
+export CARGO_RUN_BUILT_REBUILD="${BUILD_ARGS[*]}"
+export CARGO_RUN_BUILT_ROOT="$PWD"
+# --concurrency 4: up to 4 instances of a function, as Lambda scales out
+# (an open /tasks/events stream holds one for its lifetime).
+# --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
+# deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
+# CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
+WATCH=("$PWD/$TOOLS_VENV/bin/cargo-lambda" lambda watch "${LOCAL_FEATURES[@]}" --ignore-changes
+  --disable-cors --concurrency 4 --invoke-port "$API_PORT")
+WATCH_PID=""
+
+# Runs watch until it exits; restarts it when a source of the functions
+# (what CARGO_RUN_BUILT_REBUILD rebuilds from) is newer than its start.
+run_watch() {
+  local started=".dev/watch.started"
+  mkdir -p .dev
+  while true; do
+    touch "$started"
+    mkdir -p .dev/watch
+    cp Cargo.toml .dev/watch/Cargo.toml
+    (cd .dev/watch && exec setsid "${WATCH[@]}") &
+    WATCH_PID=$!
+    while kill -0 "$WATCH_PID" 2> /dev/null; do
+      sleep 0.5
+      if [ -n "$(find shared functions Cargo.toml Cargo.lock -newer "$started" -type f -print -quit 2> /dev/null)" ]; then
+        echo "==> sources changed: restarting the functions (the next request rebuilds them)"
+        stop_group "$WATCH_PID"
+        break
+      fi
+    done
+    kill -0 "$WATCH_PID" 2> /dev/null || [ -n "$(find shared functions Cargo.toml Cargo.lock -newer "$started" -type f -print -quit 2> /dev/null)" ] || return 0
+  done
+}
 
 if [ "${DYNAMODB:-local}" = aws ]; then
   echo "==> the API: http://localhost:$API_PORT on table $TABLE_NAME (AWS${AWS_PROFILE:+, profile $AWS_PROFILE})"
-  exec cargo lambda watch "${LOCAL_FEATURES[@]}" --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+  trap '[ -z "$WATCH_PID" ] || stop_group "$WATCH_PID"' EXIT INT TERM
+  run_watch
+  exit 0
 fi
 
 mkdir -p .dev
@@ -68,7 +126,7 @@ if [ -n "$FAULT_PROXY_PORT" ]; then
 fi
 setsid target/debug/devstack "${DEVSTACK_ARGS[@]}" &
 DEVSTACK_PID=$!
-trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM
+trap '[ -z "$WATCH_PID" ] || stop_group "$WATCH_PID"; stop_group "$DEVSTACK_PID"' EXIT INT TERM
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 
 if [ "$AUTH" = token ]; then
@@ -78,9 +136,4 @@ if [ "$AUTH" = token ]; then
 else
   echo "==> the API: http://localhost:$API_PORT (try: curl -H 'X-User-Id: alice' localhost:$API_PORT/tasks)"
 fi
-# --concurrency 4: up to 4 instances of a function, as Lambda scales out
-# (an open /tasks/events stream holds one for its lifetime).
-# --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
-# deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
-# CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
-cargo lambda watch "${LOCAL_FEATURES[@]}" --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+run_watch
