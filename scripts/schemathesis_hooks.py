@@ -4,7 +4,9 @@
 own 500 before any function runs, so such bodies, which schemathesis sends
 among its malformed ones, would only test the local router. They are skipped
 here; the functions' own answer to them (400, as FastAPI) is tested in
-shared/tests/validation.rs. Every other malformed body is still sent.
+shared/tests/it/validation.rs and, through the local stack's Invoke API, in
+devstack/tests/it/e2e.rs (docs/development.md, "Local stack vs deployed").
+Every other malformed body is still sent.
 """
 
 import schemathesis
