@@ -203,7 +203,7 @@ schemathesis_run() {
   ) > ".dev/schemathesis/$name.log" 2>&1
   local status=$?
   # What it ran: its summary's test case count, and the time.
-  echo "schemathesis $name: $(grep -Eo '[0-9]+ test cases? generated[^,]*' ".dev/schemathesis/$name.log" | tail -n 1 || echo '? test cases'), $((SECONDS - started)) s"
+  echo "schemathesis $name: $(grep -A1 '^Test cases:' ".dev/schemathesis/$name.log" | tail -n 1 | sed 's/^ *//') test cases, $((SECONDS - started)) s"
   if [ "$status" -ne 0 ]; then
     tail -n 60 ".dev/schemathesis/$name.log" >&2
   fi
