@@ -650,3 +650,42 @@ fn if_match_is_documented_exactly() {
         });
     }
 }
+
+/// The content type of a 200 of `GET path` (a streamed route) is, exactly,
+/// one the document declares for it, with an example (called by the
+/// export's and the feed's tests with their real answers).
+pub fn assert_documented_content_type<B>(path: &str, response: &lambda_http::http::Response<B>) {
+    let doc = document();
+    let content = at(&doc, &["paths", path, "get", "responses", "200", "content"]);
+    let answered = response.headers()["content-type"]
+        .to_str()
+        .expect("a text content type");
+    let declared = content.get(answered).unwrap_or_else(|| {
+        panic!("GET {path} answers {answered}, the document declares {content}")
+    });
+    assert!(
+        declared["example"].is_string(),
+        "{path} {answered}: an example"
+    );
+}
+
+#[test]
+fn the_streamed_routes_declare_exactly_their_content_types() {
+    let doc = document();
+    for (path, expected) in [
+        (
+            "/tasks/export",
+            &["application/x-ndjson", "text/csv; charset=utf-8"][..],
+        ),
+        ("/tasks/events", &["text/event-stream"][..]),
+    ] {
+        let content = at(&doc, &["paths", path, "get", "responses", "200", "content"]);
+        let declared: Vec<&str> = content
+            .as_object()
+            .expect("content")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(declared, expected, "GET {path}");
+    }
+}
