@@ -77,8 +77,15 @@ export CARGO_RUN_BUILT_ROOT="$PWD"
 # --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
 # deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
 # CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
+# With a local DynamoDB, watch listens on WATCH_PORT behind devstack's API
+# proxy on API_PORT; against AWS (no devstack) on API_PORT itself.
+if [ "${DYNAMODB:-local}" = aws ]; then
+  WATCH_PORT="$API_PORT"
+else
+  WATCH_PORT="${WATCH_PORT:-$(free_port)}"
+fi
 WATCH=("$PWD/$TOOLS_VENV/bin/cargo-lambda" lambda watch "${LOCAL_FEATURES[@]}" --ignore-changes
-  --disable-cors --concurrency 4 --invoke-port "$API_PORT")
+  --disable-cors --concurrency 4 --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT")
 WATCH_PID=""
 
 # Runs watch until it exits; restarts it when a source of the functions
@@ -115,7 +122,12 @@ mkdir -p .dev
 # --stream-to: the table's stream goes to the audit function (task
 # history) through watch's Invoke API, as deployed; the position is kept
 # beside the database, so a restart delivers only what is new.
-DEVSTACK_ARGS=(--port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$API_PORT")
+# --api-proxy: the API on API_PORT is devstack's front door to watch on
+# WATCH_PORT: the requests watch cannot carry (a body that is not UTF-8, a
+# header value with bytes over 0x7F) go to the functions as API Gateway
+# sends them (devstack/src/api_proxy.rs); everything else passes as is.
+DEVSTACK_ARGS=(--port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$WATCH_PORT"
+  --api-proxy "$API_PORT=http://127.0.0.1:$WATCH_PORT")
 if [ "$AUTH" = token ]; then
   # The local OpenID issuer: JWKS and discovery on ISSUER_PORT, its key
   # kept in .dev/issuer-key.der (tokens: make token USER=alice).

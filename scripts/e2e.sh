@@ -16,6 +16,10 @@ source scripts/lib.sh
 
 ensure_api_test_tools
 API_PORT="$(free_port)"
+# cargo lambda watch's own port, behind devstack's API proxy on API_PORT
+# (devstack/src/api_proxy.rs: the requests watch cannot carry go to the
+# functions as API Gateway sends them).
+WATCH_PORT="$(free_port)"
 DYNAMODB_PORT="$(free_port)"
 ISSUER_PORT="$(free_port)"
 FAULT_PORT="$(free_port)"
@@ -54,7 +58,8 @@ trap cleanup EXIT INT TERM
 # --fault-proxy: the functions reach DynamoDB through devstack's
 # fault-injecting proxy (passing everything through until a test sets
 # rules aimed at its own caller: docs/faults.md).
-setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$API_PORT" \
+setsid target/debug/devstack --memory --port "$DYNAMODB_PORT" --stream-to "http://127.0.0.1:$WATCH_PORT" \
+  --api-proxy "$API_PORT=http://127.0.0.1:$WATCH_PORT" \
   --issuer-port "$ISSUER_PORT" --issuer-key "$DEVSTACK_ISSUER_KEY" \
   --fault-proxy "$FAULT_PORT" > .dev/e2e-dynamodb.log 2>&1 &
 PIDS+=($!)
@@ -70,7 +75,7 @@ wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
 # CARGO: cargo-lambda starts a function with "$CARGO run --bin <f>"
 # (cargo-lambda is run directly: `cargo lambda` would set CARGO itself).
 REAL_CARGO="$(command -v cargo)" CARGO="$PWD/scripts/cargo-run-built" \
-  setsid cargo-lambda lambda watch --disable-cors --ignore-changes --concurrency 4 --invoke-address 127.0.0.1 --invoke-port "$API_PORT" > "$LOG" 2>&1 &
+  setsid cargo-lambda lambda watch --disable-cors --ignore-changes --concurrency 4 --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" > "$LOG" 2>&1 &
 PIDS+=($!)
 if ! wait_for_http "http://127.0.0.1:$API_PORT/health" 120; then
   cat "$LOG" >&2

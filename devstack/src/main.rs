@@ -52,6 +52,9 @@ struct Args {
     issuer_port: Option<u16>,
     issuer_key: PathBuf,
     fault_proxy: Option<u16>,
+    /// `--api-proxy PORT=UPSTREAM`: the API's front door on PORT, in front
+    /// of cargo lambda watch at UPSTREAM ([`devstack::api_proxy`]).
+    api_proxy: Option<(u16, String)>,
 }
 
 /// `devstack token USER ...`
@@ -70,7 +73,7 @@ enum Command {
 
 const USAGE: &str = "usage: devstack [--port 8000] [--db FILE | --memory] [--table tasks] \
                      [--stream-to http://127.0.0.1:9000] [--issuer-port 9001] [--issuer-key FILE] \
-                     [--fault-proxy 8010]\n       \
+                     [--fault-proxy 8010] [--api-proxy 9000=http://127.0.0.1:9100]\n       \
                      devstack token USER [--kind valid|expired|wrong-audience|wrong-issuer|unsigned|foreign-key] \
                      [--issuer URL] [--audience ID] [--issuer-key FILE]";
 
@@ -92,6 +95,7 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
         issuer_port: None,
         issuer_key: PathBuf::from(issuer::DEFAULT_KEY_FILE),
         fault_proxy: None,
+        api_proxy: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -119,6 +123,14 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
                         .parse()
                         .map_err(|_| "--fault-proxy must be a port number")?,
                 )
+            }
+            "--api-proxy" => {
+                let spec = value()?;
+                let (port, upstream) = spec
+                    .split_once('=')
+                    .ok_or("--api-proxy takes PORT=UPSTREAM_URL")?;
+                let port = port.parse().map_err(|_| "--api-proxy: not a port number")?;
+                args.api_proxy = Some((port, upstream.to_owned()));
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -238,6 +250,16 @@ async fn run(args: Args) -> Result<(), String> {
                 fault_proxy::CONTROL_PATH
             );
             Some(proxy)
+        }
+        None => None,
+    };
+    let _api_proxy = match &args.api_proxy {
+        Some((port, upstream)) => {
+            let task =
+                devstack::api_proxy::start(SocketAddr::from(([127, 0, 0, 1], *port)), upstream)
+                    .await?;
+            println!("devstack: the API on http://127.0.0.1:{port}, in front of {upstream}");
+            Some(AbortOnDrop(task))
         }
         None => None,
     };
