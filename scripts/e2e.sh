@@ -178,19 +178,33 @@ served_openapi_is_the_committed_valid_document() {
 # contract's deliberate differences from those checks' expectations are
 # stated per operation in scripts/schemathesis.toml (a stale `If-Match` is
 # a 412, lax booleans, PUT /tasks/export is PUT /tasks/{task_id}, a history
-# outlives its task). The coverage phase does not apply per-operation
-# settings, so it runs apart: with every check on the operations that have
-# none (health, me, get_task), and on the others with every check but the
-# three their settings adjust (positive_data_acceptance,
-# negative_data_rejection, unsupported_method), which the other phases
-# check there with the settings. Two seeds; the examples and the coverage
-# phase do not depend on the seed, so the second runs fuzzing and stateful
-# only. One worker, no example database: the same requests on every run.
-# Each run in a fresh directory so no cache of an earlier run leaks in.
+# outlives its task). The coverage phase applies the per-operation
+# expected statuses but not a per-operation `enabled = false` (with
+# 4.32.5, unsupported_method still sent PUT /tasks/export there), and it
+# sends `If-Match: 0` as a schema-valid value though the documented
+# pattern forbids it (the contract's 400 then fails the positive check).
+# So the coverage phase runs apart, per group of operations, each with
+# every check but those the group's settings turn off (or that the bug
+# above makes fail): health, me, get_task, task_history: none left out;
+# create_task, list_tasks: negative_data_rejection (lax booleans);
+# replace_task, update_task: that and positive_data_acceptance (`If-Match:
+# 0`); delete_task: positive_data_acceptance; export_tasks:
+# unsupported_method. The other phases run every check with the settings.
+# Two seeds; the examples and the coverage phase do not depend on the
+# seed, so the second runs fuzzing and stateful only. One worker, no
+# example database: the same requests on every run. Each run in a fresh
+# directory so no cache of an earlier run leaks in.
 SCHEMATHESIS_SEEDS=(20261125 27)
 SCHEMATHESIS_SECOND_MAX_EXAMPLES=30
 SCHEMATHESIS_NOT_STREAMED=(--exclude-operation-id task_events --exclude-operation-id create_ticket)
-SCHEMATHESIS_ADJUSTED=(create_task list_tasks replace_task update_task delete_task task_history export_tasks)
+# The coverage phase's groups: operations, then the checks left out.
+SCHEMATHESIS_COVERAGE_GROUPS=(
+  "health me get_task task_history|"
+  "create_task list_tasks|negative_data_rejection"
+  "replace_task update_task|negative_data_rejection,positive_data_acceptance"
+  "delete_task|positive_data_acceptance"
+  "export_tasks|unsupported_method"
+)
 schemathesis_run() {
   local name="$1"
   shift
@@ -215,25 +229,26 @@ schemathesis_run() {
   return "$status"
 }
 schemathesis_finds_nothing() {
-  local failed=0 adjusted=() operation
-  for operation in "${SCHEMATHESIS_ADJUSTED[@]}"; do
-    adjusted+=(--exclude-operation-id "$operation")
-  done
-  local only_adjusted=(--include-operation-id "${SCHEMATHESIS_ADJUSTED[0]}")
-  for operation in "${SCHEMATHESIS_ADJUSTED[@]:1}"; do
-    only_adjusted+=(--include-operation-id "$operation")
-  done
+  local failed=0 group operations left_out operation args n=0
   schemathesis_run "seed-${SCHEMATHESIS_SEEDS[0]}" "${SCHEMATHESIS_NOT_STREAMED[@]}" \
     --phases examples,fuzzing,stateful --seed "${SCHEMATHESIS_SEEDS[0]}" \
     --max-examples "$SCHEMATHESIS_MAX_EXAMPLES" || failed=1
   schemathesis_run "seed-${SCHEMATHESIS_SEEDS[1]}" "${SCHEMATHESIS_NOT_STREAMED[@]}" \
     --phases fuzzing,stateful --seed "${SCHEMATHESIS_SEEDS[1]}" \
     --max-examples "$SCHEMATHESIS_SECOND_MAX_EXAMPLES" || failed=1
-  schemathesis_run coverage "${SCHEMATHESIS_NOT_STREAMED[@]}" "${adjusted[@]}" \
-    --phases coverage --seed "${SCHEMATHESIS_SEEDS[0]}" || failed=1
-  schemathesis_run coverage-adjusted "${only_adjusted[@]}" \
-    --exclude-checks positive_data_acceptance,negative_data_rejection,unsupported_method \
-    --phases coverage --seed "${SCHEMATHESIS_SEEDS[0]}" || failed=1
+  for group in "${SCHEMATHESIS_COVERAGE_GROUPS[@]}"; do
+    operations="${group%%|*}"
+    left_out="${group#*|}"
+    args=()
+    for operation in $operations; do
+      args+=(--include-operation-id "$operation")
+    done
+    if [ -n "$left_out" ]; then
+      args+=(--exclude-checks "$left_out")
+    fi
+    n=$((n + 1))
+    schemathesis_run "coverage-$n" "${args[@]}" --phases coverage --seed "${SCHEMATHESIS_SEEDS[0]}" || failed=1
+  done
   return "$failed"
 }
 
