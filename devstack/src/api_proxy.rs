@@ -324,3 +324,38 @@ fn decode(raw: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode_as_api_gateway_decodes_them() {
+        assert_eq!(decode("a%20b+c"), "a b c");
+        assert_eq!(decode("%"), "%");
+        assert_eq!(decode("%2"), "%2");
+        assert_eq!(decode("%zz"), "%zz");
+        assert_eq!(decode("%C3%A9"), "é");
+    }
+
+    #[test]
+    fn a_payload_2_answer_becomes_the_http_response() {
+        let answer = json!({
+            "statusCode": 400,
+            "headers": {"content-type": "application/json"},
+            "multiValueHeaders": {"vary": ["origin", "accept"]},
+            "cookies": ["a=1"],
+            "body": "{\"detail\":\"There was an error parsing the body\"}",
+            "isBase64Encoded": false,
+        });
+        let response = response_of(&answer).expect("a response");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers().get_all("vary").iter().count(), 2);
+        assert_eq!(response.headers()["set-cookie"], "a=1");
+        let encoded =
+            json!({"statusCode": 200, "body": STANDARD.encode([0xff_u8]), "isBase64Encoded": true});
+        assert!(response_of(&encoded).is_some());
+        assert!(response_of(&json!({"statusCode": "x"})).is_none());
+    }
+}
