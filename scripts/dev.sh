@@ -48,19 +48,89 @@ ensure_tools
 # shared/local-authorizer: in token mode every function checks bearer
 # tokens, standing in for API Gateway's JWT authorizer (shared/Cargo.toml).
 LOCAL_FEATURES=(--features shared/local-authorizer)
+BUILD_ARGS=(--workspace --bins "${LOCAL_FEATURES[@]}")
 echo "==> building the functions and the local DynamoDB"
-cargo build --workspace --bins "${LOCAL_FEATURES[@]}"
+touch target/debug/.cargo-run-built.stamp.next 2> /dev/null || true
+cargo build "${BUILD_ARGS[@]}"
+mv target/debug/.cargo-run-built.stamp.next target/debug/.cargo-run-built.stamp 2> /dev/null || true
+# Watch starts each instance through scripts/cargo-run-built: the binary
+# just built, in milliseconds, instead of a `cargo run` (and a `cargo
+# metadata`) per instance that wait on cargo's lock, seconds each under a
+# burst. Watch also walks the tree under its manifest's directory before it
+# starts each instance (its file watcher's ignore files, even with
+# --ignore-changes): with .dev/'s venv and target/ that is 7,000
+# directories, up to two seconds an instance, one instance after another.
+# So watch is given a copy of Cargo.toml (the router) in a directory of its
+# own, .dev/watch/, and cargo-run-built answers for the checkout
+# (CARGO_RUN_BUILT_ROOT). Its own reload (a watcher per instance) would
+# cost as much again, so it runs with --ignore-changes and this script
+# reloads instead (run_watch): when a source of the functions changes,
+# watch is restarted at once, and the first instance started after it
+# rebuilds (CARGO_RUN_BUILT_REBUILD) before it serves, so the first
+# request after a change is served by the new code, as with `cargo run`.
+# Watch itself is run directly (`cargo lambda` would set CARGO itself).
+# scripts/burst.py measures a burst of cold starts.
+export REAL_CARGO
+REAL_CARGO="$(command -v cargo)"
+export CARGO="$PWD/scripts/cargo-run-built"
+export CARGO_RUN_BUILT_REBUILD="${BUILD_ARGS[*]}"
+export CARGO_RUN_BUILT_ROOT="$PWD"
+# --concurrency 4: up to 4 instances of a function, as Lambda scales out
+# (an open /tasks/events stream holds one for its lifetime).
+# --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
+# deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
+# CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
+# With a local DynamoDB, watch listens on WATCH_PORT behind devstack's API
+# proxy on API_PORT; against AWS (no devstack) on API_PORT itself.
+if [ "${DYNAMODB:-local}" = aws ]; then
+  WATCH_PORT="$API_PORT"
+else
+  WATCH_PORT="${WATCH_PORT:-$(free_port)}"
+fi
+WATCH=("$PWD/$TOOLS_VENV/bin/cargo-lambda" lambda watch "${LOCAL_FEATURES[@]}" --ignore-changes
+  --disable-cors --concurrency 4 --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT")
+WATCH_PID=""
+
+# Runs watch until it exits; restarts it when a source of the functions
+# (what CARGO_RUN_BUILT_REBUILD rebuilds from) is newer than its start.
+run_watch() {
+  local started=".dev/watch.started"
+  mkdir -p .dev
+  while true; do
+    touch "$started"
+    mkdir -p .dev/watch
+    cp Cargo.toml .dev/watch/Cargo.toml
+    (cd .dev/watch && exec setsid "${WATCH[@]}") &
+    WATCH_PID=$!
+    while kill -0 "$WATCH_PID" 2> /dev/null; do
+      sleep 0.5
+      if [ -n "$(find shared functions Cargo.toml Cargo.lock -newer "$started" -type f -print -quit 2> /dev/null)" ]; then
+        echo "==> sources changed: restarting the functions (the next request rebuilds them)"
+        stop_group "$WATCH_PID"
+        break
+      fi
+    done
+    kill -0 "$WATCH_PID" 2> /dev/null || [ -n "$(find shared functions Cargo.toml Cargo.lock -newer "$started" -type f -print -quit 2> /dev/null)" ] || return 0
+  done
+}
 
 if [ "${DYNAMODB:-local}" = aws ]; then
   echo "==> the API: http://localhost:$API_PORT on table $TABLE_NAME (AWS${AWS_PROFILE:+, profile $AWS_PROFILE})"
-  exec cargo lambda watch "${LOCAL_FEATURES[@]}" --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+  trap '[ -z "$WATCH_PID" ] || stop_group "$WATCH_PID"' EXIT INT TERM
+  run_watch
+  exit 0
 fi
 
 mkdir -p .dev
 # --stream-to: the table's stream goes to the audit function (task
 # history) through watch's Invoke API, as deployed; the position is kept
 # beside the database, so a restart delivers only what is new.
-DEVSTACK_ARGS=(--port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$API_PORT")
+# --api-proxy: the API on API_PORT is devstack's front door to watch on
+# WATCH_PORT: the requests watch cannot carry (a body that is not UTF-8, a
+# header value with bytes over 0x7F) go to the functions as API Gateway
+# sends them (devstack/src/api_proxy.rs); everything else passes as is.
+DEVSTACK_ARGS=(--port "$DYNAMODB_PORT" --db .dev/dynamodb.sqlite --stream-to "http://127.0.0.1:$WATCH_PORT"
+  --api-proxy "$API_PORT=http://127.0.0.1:$WATCH_PORT")
 if [ "$AUTH" = token ]; then
   # The local OpenID issuer: JWKS and discovery on ISSUER_PORT, its key
   # kept in .dev/issuer-key.der (tokens: make token USER=alice).
@@ -78,7 +148,7 @@ DEVSTACK_ARGS+=(--xray-port "$XRAY_PORT" --traces .dev/traces.jsonl)
 export AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:$XRAY_PORT" XRAY_LOCAL_SEGMENTS=1
 setsid target/debug/devstack "${DEVSTACK_ARGS[@]}" &
 DEVSTACK_PID=$!
-trap 'stop_group "$DEVSTACK_PID"' EXIT INT TERM
+trap '[ -z "$WATCH_PID" ] || stop_group "$WATCH_PID"; stop_group "$DEVSTACK_PID"' EXIT INT TERM
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 
 if [ "$AUTH" = token ]; then
@@ -88,9 +158,4 @@ if [ "$AUTH" = token ]; then
 else
   echo "==> the API: http://localhost:$API_PORT (try: curl -H 'X-User-Id: alice' localhost:$API_PORT/tasks)"
 fi
-# --concurrency 4: up to 4 instances of a function, as Lambda scales out
-# (an open /tasks/events stream holds one for its lifetime).
-# --disable-cors: CORS is the functions' (shared::cors), as API Gateway's is
-# deployed: none unless CORS_ALLOWED_ORIGINS is set, e.g.
-# CORS_ALLOWED_ORIGINS=http://localhost:5173 make dev
-cargo lambda watch "${LOCAL_FEATURES[@]}" --disable-cors --concurrency 4 --invoke-port "$API_PORT"
+run_watch

@@ -1,20 +1,10 @@
 """Schemathesis hooks for the run against the local stack (scripts/e2e.sh).
 
-`cargo lambda watch` answers a request whose JSON body is not UTF-8 with its
-own 500 before any function runs, so such bodies, which schemathesis sends
-among its malformed ones, would only test the local router. They are skipped
-here; the functions' own answer to them (400, as FastAPI) is tested in
-shared/tests/validation.rs. Every other malformed body is still sent.
+None today. Bodies that are not UTF-8, which schemathesis sends among its
+malformed ones, used to be skipped here: `cargo lambda watch` answers them
+with its own 500 before any function runs. The local stack's front door
+(devstack's API proxy, devstack/src/api_proxy.rs) now hands them to the
+functions as API Gateway does, so they are sent and must get the
+functions' 400, as deployed (docs/development.md, "Local stack vs
+deployed"). Hooks for this run go here (SCHEMATHESIS_HOOKS).
 """
-
-import schemathesis
-
-
-@schemathesis.hook
-def filter_body(context, body):
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            bytes(body).decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return True

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 pub use dynoxide::Database;
 
+pub mod api_proxy;
 pub mod fault_proxy;
 pub mod issuer;
 pub mod runtime_api;

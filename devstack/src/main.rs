@@ -60,6 +60,9 @@ struct Args {
     fault_proxy: Option<u16>,
     xray_port: Option<u16>,
     traces: PathBuf,
+    /// `--api-proxy PORT=UPSTREAM`: the API's front door on PORT, in front
+    /// of cargo lambda watch at UPSTREAM ([`devstack::api_proxy`]).
+    api_proxy: Option<(u16, String)>,
 }
 
 /// `devstack trace ...`
@@ -85,7 +88,8 @@ enum Command {
 
 const USAGE: &str = "usage: devstack [--port 8000] [--db FILE | --memory] [--table tasks] \
                      [--stream-to http://127.0.0.1:9000] [--issuer-port 9001] [--issuer-key FILE] \
-                     [--fault-proxy 8010] [--xray-port 2000] [--traces FILE]\n       \
+                     [--fault-proxy 8010] [--xray-port 2000] [--traces FILE] \
+                     [--api-proxy 9000=http://127.0.0.1:9100]\n       \
                      devstack trace [--last 5] [--traces FILE]\n       \
                      devstack token USER [--kind valid|expired|wrong-audience|wrong-issuer|unsigned|foreign-key] \
                      [--issuer URL] [--audience ID] [--issuer-key FILE]";
@@ -126,6 +130,7 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
         fault_proxy: None,
         xray_port: None,
         traces: PathBuf::from(devstack::traces::DEFAULT_FILE),
+        api_proxy: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -162,6 +167,14 @@ fn parse_serve_args(mut it: impl Iterator<Item = String>) -> Result<Args, String
                 )
             }
             "--traces" => args.traces = PathBuf::from(value()?),
+            "--api-proxy" => {
+                let spec = value()?;
+                let (port, upstream) = spec
+                    .split_once('=')
+                    .ok_or("--api-proxy takes PORT=UPSTREAM_URL")?;
+                let port = port.parse().map_err(|_| "--api-proxy: not a port number")?;
+                args.api_proxy = Some((port, upstream.to_owned()));
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -296,6 +309,16 @@ async fn run(args: Args) -> Result<(), String> {
                 socket,
                 args.traces.clone(),
             ))))
+        }
+        None => None,
+    };
+    let _api_proxy = match &args.api_proxy {
+        Some((port, upstream)) => {
+            let task =
+                devstack::api_proxy::start(SocketAddr::from(([127, 0, 0, 1], *port)), upstream)
+                    .await?;
+            println!("devstack: the API on http://127.0.0.1:{port}, in front of {upstream}");
+            Some(AbortOnDrop(task))
         }
         None => None,
     };

@@ -134,7 +134,7 @@ fn csv_row(task: &Task) -> Result<Vec<String>, ApiError> {
         (status = 200, description = "All of the caller's tasks, streamed.",
             content(
                 (String = "application/x-ndjson", example = json!("{\"id\":\"0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d\",\"title\":\"Write the README\",\"description\":\"\",\"done\":false,\"created_at\":\"2026-11-25T09:00:00.000000Z\",\"updated_at\":\"2026-11-25T09:00:00.000000Z\"}\n")),
-                (String = "text/csv", example = json!("id,title,description,done,created_at,updated_at\n0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d,Write the README,,false,2026-11-25T09:00:00.000000Z,2026-11-25T09:00:00.000000Z\n")),
+                (String = "text/csv; charset=utf-8", example = json!("id,title,description,done,created_at,updated_at\n0193f1d2-7c4e-7a3b-9c1d-2e3f4a5b6c7d,Write the README,,false,2026-11-25T09:00:00.000000Z,2026-11-25T09:00:00.000000Z\n")),
             )),
         (status = 401, response = Unauthorized),
         (status = 422, response = ValidationFailed),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::headers::{IDEMPOTENCY_KEY, LAST_EVENT_ID};
+use super::routes;
 use super::validation::{FieldError, Validated, loc, parse_bool_str, parse_int_str, zip};
 use crate::domain::change::Sequence;
 use crate::domain::task::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT};
@@ -137,21 +138,32 @@ pub fn idempotency_key(req: &Request) -> Validated<Option<String>> {
 /// with it; `try_parse` only says `failed to parse a UUID`.
 pub fn task_id(req: &Request) -> Validated<Uuid> {
     let at = loc(&["path", "task_id"]);
-    let params = req.path_parameters();
-    let Some(raw) = params.first("task_id") else {
+    let Some(raw) = path_param(req, "task_id") else {
         return Err(vec![FieldError::missing(at, Value::Null)]);
     };
-    Uuid::parse_str(raw).map_err(|e| vec![FieldError::uuid_parsing(at, raw, &e)])
+    Uuid::parse_str(&raw).map_err(|e| vec![FieldError::uuid_parsing(at, &raw, &e)])
+}
+
+/// A path parameter: the event's, else the one API Gateway would have
+/// filled from the route table ([`routes::path_parameter`]). A router
+/// that matched the request on another pattern of the same path, as
+/// `cargo lambda watch` does with `PUT /tasks/events` (its static
+/// `/tasks/events` route sends PUT to `replace_task`, with no parameter),
+/// still gets `task_id = "events"`, as API Gateway and FastAPI give it.
+fn path_param(req: &Request, name: &str) -> Option<String> {
+    if let Some(value) = req.path_parameters().first(name) {
+        return Some(value.to_owned());
+    }
+    routes::path_parameter(req.method().as_str(), req.uri().path(), name)
 }
 
 /// Path parameters as text, in the order of `names` (what a route added
 /// by `make route` answers with): each one the event lacks is a `missing`
 /// failure at `["path", name]`, all of them listed.
 pub fn path_strings<const N: usize>(req: &Request, names: [&str; N]) -> Validated<[String; N]> {
-    let params = req.path_parameters();
     let mut missing = Vec::new();
-    let values = names.map(|name| match params.first(name) {
-        Some(value) => value.to_owned(),
+    let values = names.map(|name| match path_param(req, name) {
+        Some(value) => value,
         None => {
             missing.push(FieldError::missing(loc(&["path", name]), Value::Null));
             String::new()
@@ -181,17 +193,86 @@ fn limit_param(req: &Request) -> Validated<u32> {
     }
 }
 
-/// `cursor`, decoded by `decode` (`None`: not a cursor of this listing).
-fn cursor_param<T>(req: &Request, decode: impl Fn(&str) -> Option<T>) -> Validated<Option<T>> {
+/// The documented form of a string parameter, checked as pydantic checks
+/// `Query(min_length=..., max_length=..., pattern=...)`: the length (in
+/// characters) first, then the pattern. The pattern's text is what the
+/// document states; `matches` is the same rule in code (the tests check
+/// that they agree).
+pub struct StringRule {
+    pub min_length: u64,
+    pub max_length: u64,
+    pub pattern: &'static str,
+    pub matches: fn(&str) -> bool,
+}
+
+impl StringRule {
+    pub fn check(&self, at: Vec<Value>, raw: &str) -> Result<(), FieldError> {
+        let length = raw.chars().count() as u64;
+        if length < self.min_length {
+            return Err(FieldError::string_too_short(
+                at,
+                Value::from(raw),
+                self.min_length,
+            ));
+        }
+        if length > self.max_length {
+            return Err(FieldError::string_too_long(
+                at,
+                Value::from(raw),
+                self.max_length,
+            ));
+        }
+        if !(self.matches)(raw) {
+            return Err(FieldError::string_pattern_mismatch(at, raw, self.pattern));
+        }
+        Ok(())
+    }
+}
+
+/// `cursor` of `GET /tasks`: base64url (no padding) of 17 bytes, the
+/// version byte then a task id: 23 characters, the first two fixed by the
+/// version, the last one carrying 4 bits (the decoder refuses other
+/// trailing bits). Every string of this form decodes.
+pub const LIST_CURSOR: StringRule = StringRule {
+    min_length: 23,
+    max_length: 23,
+    pattern: "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$",
+    matches: |raw| decode_cursor(raw).is_some(),
+};
+
+/// `cursor` of `GET /tasks/{task_id}/history`: `h` and a change id (1 to
+/// 40 digits). Every string of this form decodes.
+pub const HISTORY_CURSOR: StringRule = StringRule {
+    min_length: 2,
+    max_length: 41,
+    pattern: "^h[0-9]{1,40}$",
+    matches: |raw| decode_history_cursor(raw).is_some(),
+};
+
+/// A change id (`since`, `Last-Event-ID` of `GET /tasks/events`).
+pub const CHANGE_ID: StringRule = StringRule {
+    min_length: 1,
+    max_length: 40,
+    pattern: "^[0-9]{1,40}$",
+    matches: |raw| Sequence::parse(raw).is_some(),
+};
+
+/// `cursor`, checked against its documented `rule` and decoded by
+/// `decode`.
+fn cursor_param<T>(
+    req: &Request,
+    rule: &StringRule,
+    decode: impl Fn(&str) -> Option<T>,
+) -> Validated<Option<T>> {
+    let at = loc(&["query", "cursor"]);
     match last_param(req, "cursor") {
         None => Ok(None),
-        Some(raw) => decode(&raw).map(Some).ok_or_else(|| {
-            vec![FieldError::value_error(
-                loc(&["query", "cursor"]),
-                &raw,
-                "invalid cursor",
-            )]
-        }),
+        Some(raw) => {
+            rule.check(at.clone(), &raw).map_err(|e| vec![e])?;
+            decode(&raw)
+                .map(Some)
+                .ok_or_else(|| vec![FieldError::value_error(at, &raw, "invalid cursor")])
+        }
     }
 }
 
@@ -208,7 +289,7 @@ pub fn list_query(req: &Request) -> Validated<ListQuery> {
     };
     let ((limit, done), after) = zip(
         zip(limit_param(req), done),
-        cursor_param(req, decode_cursor),
+        cursor_param(req, &LIST_CURSOR, decode_cursor),
     )?;
     Ok(ListQuery { limit, done, after })
 }
@@ -252,18 +333,24 @@ pub fn export_format(req: &Request) -> Validated<Format> {
 /// `Last-Event-ID` (what `EventSource` sends when it reconnects), else
 /// after `?since=`, else `None` (now).
 pub fn feed_start(req: &Request) -> Validated<Option<Sequence>> {
+    // FastAPI validates every parameter, query before header, whichever
+    // is used: `since` is checked even when `Last-Event-ID` wins.
+    let change_id = |raw: Option<String>, at: Vec<Value>| -> Validated<Option<Sequence>> {
+        let Some(raw) = raw else { return Ok(None) };
+        CHANGE_ID.check(at.clone(), &raw).map_err(|e| vec![e])?;
+        Sequence::parse(&raw)
+            .map(Some)
+            .ok_or_else(|| vec![FieldError::value_error(at, &raw, "invalid change id")])
+    };
     let header = req
         .headers()
         .get(LAST_EVENT_ID)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
-    let (raw, at) = match (header, last_param(req, "since")) {
-        (Some(id), _) => (id, loc(&["header", "last-event-id"])),
-        (None, Some(id)) => (id, loc(&["query", "since"])),
-        (None, None) => return Ok(None),
-    };
-    Sequence::parse(&raw)
-        .map(Some)
-        .ok_or_else(|| vec![FieldError::value_error(at, &raw, "invalid change id")])
+    let (since, header) = zip(
+        change_id(last_param(req, "since"), loc(&["query", "since"])),
+        change_id(header, loc(&["header", "last-event-id"])),
+    )?;
+    Ok(header.or(since))
 }
 
 /// `ticket` of `GET /tasks/events`, if any: what a browser's `EventSource`
@@ -274,7 +361,10 @@ pub fn feed_ticket(req: &Request) -> Option<String> {
 
 /// `limit` and `cursor` of `GET /tasks/{task_id}/history`.
 pub fn history_query(req: &Request) -> Validated<HistoryQuery> {
-    let (limit, before) = zip(limit_param(req), cursor_param(req, decode_history_cursor))?;
+    let (limit, before) = zip(
+        limit_param(req),
+        cursor_param(req, &HISTORY_CURSOR, decode_history_cursor),
+    )?;
     Ok(HistoryQuery { limit, before })
 }
 
@@ -305,33 +395,26 @@ pub fn encode_cursor(after: Uuid) -> String {
 }
 
 pub fn decode_cursor(token: &str) -> Option<Uuid> {
-    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
     match bytes.split_first() {
         Some((&CURSOR_VERSION, id)) => Uuid::from_slice(id).ok(),
         _ => None,
     }
 }
 
-/// The history's cursors have their own version byte, so a listing's
-/// cursor is invalid here and the other way round.
-const HISTORY_CURSOR_VERSION: u8 = 0x81;
+/// The history's cursors: `h` and the change id to list before, so a
+/// listing's cursor is invalid here and the other way round. (Version 1
+/// was base64 of a version byte and the digits, whose exact form no
+/// pattern can state: [`HISTORY_CURSOR`].)
+const HISTORY_CURSOR_PREFIX: char = 'h';
 
 /// Encodes "older than this change" as an opaque token.
 pub fn encode_history_cursor(before: &Sequence) -> String {
-    let mut bytes = Vec::with_capacity(41);
-    bytes.push(HISTORY_CURSOR_VERSION);
-    bytes.extend_from_slice(before.id().as_bytes());
-    URL_SAFE_NO_PAD.encode(bytes)
+    format!("{HISTORY_CURSOR_PREFIX}{}", before.id())
 }
 
 pub fn decode_history_cursor(token: &str) -> Option<Sequence> {
-    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
-    match bytes.split_first() {
-        Some((&HISTORY_CURSOR_VERSION, digits)) => {
-            Sequence::parse(std::str::from_utf8(digits).ok()?)
-        }
-        _ => None,
-    }
+    Sequence::parse(token.strip_prefix(HISTORY_CURSOR_PREFIX)?)
 }
 
 /// Most entity tags one `If-Match` may list: each becomes a value of the
@@ -340,32 +423,58 @@ pub fn decode_history_cursor(token: &str) -> Option<Sequence> {
 /// more than a few.
 pub const MAX_IF_MATCH_TAGS: usize = 20;
 
+/// What `If-Match` may be: `*`, or 1 to [`MAX_IF_MATCH_TAGS`] entity tags
+/// (RFC 9110: `"opaque"` or weak `W/"opaque"`, the opaque part visible
+/// ASCII but `"`) separated by commas, with optional spaces or tabs
+/// around them. [`if_match`] accepts exactly what this matches (the tests
+/// check it), and refuses the rest with a 400.
+pub const IF_MATCH_PATTERN: &str =
+    "^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\"){0,19})$";
+
+/// The entity tags of an `If-Match` value as `(weak, opaque)`, or `None`
+/// if it is not a list of them (`*` included). No limit on their number.
+pub fn entity_tags(value: &str) -> Option<Vec<(bool, &str)>> {
+    let is_ows = |c: char| c == ' ' || c == '\t';
+    let mut tags = Vec::new();
+    let mut rest = value;
+    loop {
+        let (weak, after) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let inner = after.strip_prefix('"')?;
+        let end = inner.find('"')?;
+        let opaque = &inner[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
+            return None;
+        }
+        tags.push((weak, opaque));
+        rest = inner[end + 1..].trim_start_matches(is_ows);
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        rest = rest.strip_prefix(',')?.trim_start_matches(is_ows);
+    }
+}
+
 /// `If-Match`: absent → no condition, `*` → any existing task, otherwise a
-/// list of entity tags (RFC 9110: `"opaque"` or weak `W/"opaque"`). A tag
-/// that is no version of ours (or weak: If-Match compares strongly) never
-/// matches, so it fails the precondition as a stale one would (412). A
-/// value that is not `*` or such a list is a 400, as is a list of more than
-/// [`MAX_IF_MATCH_TAGS`] tags.
+/// list of entity tags ([`IF_MATCH_PATTERN`]). A tag that is no version of
+/// ours (or weak: If-Match compares strongly) never matches, so it fails
+/// the precondition as a stale one would (412). A value that is not `*` or
+/// such a list is a 400, as is a list of more than [`MAX_IF_MATCH_TAGS`]
+/// tags.
 pub fn if_match(req: &Request) -> Result<Precondition, ApiError> {
     let Some(value) = req.headers().get(header::IF_MATCH) else {
         return Ok(Precondition::None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::MalformedIfMatch)?
-        .trim();
+    let value = value.to_str().map_err(|_| ApiError::MalformedIfMatch)?;
     if value == "*" {
         return Ok(Precondition::Exists);
     }
-    let tags: Vec<&str> = value.split(',').map(str::trim).collect();
-    let opaque = |tag: &str| -> Option<String> {
-        let quoted = tag.strip_prefix("W/").unwrap_or(tag);
-        let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
-        (!inner.contains('"')).then(|| inner.to_owned())
-    };
-    if tags.iter().any(|tag| opaque(tag).is_none()) {
-        return Err(ApiError::MalformedIfMatch);
-    }
+    let tags = entity_tags(value).ok_or(ApiError::MalformedIfMatch)?;
     if tags.len() > MAX_IF_MATCH_TAGS {
         return Err(ApiError::TooManyEntityTags {
             max: MAX_IF_MATCH_TAGS,
@@ -374,8 +483,8 @@ pub fn if_match(req: &Request) -> Result<Precondition, ApiError> {
     // A list of ETags matches if any does; ours are all strong.
     let versions: Vec<u64> = tags
         .iter()
-        .filter(|tag| !tag.starts_with("W/"))
-        .filter_map(|tag| opaque(tag)?.parse().ok())
+        .filter(|(weak, _)| !weak)
+        .filter_map(|(_, opaque)| opaque.parse().ok())
         .collect();
     Ok(match versions.as_slice() {
         [] => Precondition::Never,

@@ -120,6 +120,49 @@ pub fn route_for(method: &str, path: &str) -> Option<&'static Route> {
         .find(|r| r.method == method && matches(r.path, path))
 }
 
+/// The value of the path parameter `name` that API Gateway gives the
+/// route serving `method` on `path` ([`route_for`]), percent-decoded as
+/// API Gateway decodes it; `None` if that route has no such parameter.
+pub fn path_parameter(method: &str, path: &str, name: &str) -> Option<String> {
+    let route = route_for(method, path)?;
+    let mut have = path.split('/');
+    for want in route.path.split('/') {
+        let segment = have.next()?;
+        if want == format!("{{{name}}}") {
+            return Some(percent_decode(segment));
+        }
+        if want == format!("{{{name}+}}") {
+            let rest: Vec<&str> = std::iter::once(segment).chain(have).collect();
+            return Some(percent_decode(&rest.join("/")));
+        }
+    }
+    None
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are), as UTF-8 where
+/// it is, else lossily.
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether `function` streams its responses ([`STREAMED`]).
 pub fn is_streamed(function: &str) -> bool {
     STREAMED.contains(&function)
@@ -181,5 +224,19 @@ mod tests {
         assert_eq!(function("PUT", "/tasks/export"), Some("replace_task"));
         assert_eq!(function("GET", "/tasks/abc"), Some("get_task"));
         assert_eq!(function("POST", "/tasks/abc"), None);
+    }
+
+    #[test]
+    fn path_parameters_are_those_of_the_route_api_gateway_picks() {
+        let param = |m, p| path_parameter(m, p, "task_id");
+        assert_eq!(param("PUT", "/tasks/events").as_deref(), Some("events"));
+        assert_eq!(param("DELETE", "/tasks/export").as_deref(), Some("export"));
+        assert_eq!(param("GET", "/tasks/a%20b/history").as_deref(), Some("a b"));
+        assert_eq!(param("GET", "/tasks/export"), None);
+        assert_eq!(param("POST", "/tasks/abc"), None);
+        assert_eq!(
+            path_parameter("GET", "/docs/a/b.css", "proxy").as_deref(),
+            Some("a/b.css")
+        );
     }
 }

@@ -498,8 +498,13 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// Only tasks with this `done` value (lax booleans: `true`, `yes`, `1`, ...).
     pub done: Option<bool>,
-    /// The `next_cursor` of the previous page (opaque, never empty).
-    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
+    /// The `next_cursor` of the previous page (opaque; exactly this form,
+    /// any other is a 422).
+    #[param(
+        min_length = 23,
+        max_length = 23,
+        pattern = "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -519,7 +524,7 @@ pub struct ExportParams {
 pub struct LastEventIdHeader {
     /// The id of the last change received: the feed sends every later one.
     /// `EventSource` sends it when it reconnects.
-    #[param(rename = "Last-Event-ID", value_type = String, required = false, pattern = "^[0-9]{1,40}$")]
+    #[param(rename = "Last-Event-ID", value_type = String, required = false, min_length = 1, max_length = 40, pattern = "^[0-9]{1,40}$")]
     pub last_event_id: Option<String>,
 }
 
@@ -528,8 +533,8 @@ pub struct LastEventIdHeader {
 #[into_params(parameter_in = Query)]
 pub struct EventsParams {
     /// A change id to start after, for a client that cannot set the header
-    /// (`Last-Event-ID` wins when both are sent).
-    #[param(pattern = "^[0-9]{1,40}$")]
+    /// (`Last-Event-ID` wins when both are sent; both are checked).
+    #[param(min_length = 1, max_length = 40, pattern = "^[0-9]{1,40}$")]
     pub since: Option<String>,
 }
 
@@ -540,8 +545,9 @@ pub struct HistoryParams {
     /// Changes per page.
     #[param(default = 20, minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page (opaque, never empty).
-    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
+    /// The `next_cursor` of the previous page (opaque; exactly this form,
+    /// any other is a 422).
+    #[param(min_length = 2, max_length = 41, pattern = "^h[0-9]{1,40}$")]
     pub cursor: Option<String>,
 }
 
@@ -552,12 +558,13 @@ pub struct IfMatchHeader {
     /// Apply the write only if the task's `ETag` is this one (or one of a
     /// comma-separated list of at most 20); `*` matches any version. A
     /// stale (or weak) tag is a 412; more than 20 tags, or a value that is
-    /// not `*` or entity tags, a 400.
+    /// not `*` or entity tags (RFC 9110: `"..."` or `W/"..."`, visible
+    /// ASCII inside the quotes but `"`), a 400.
     #[param(
         rename = "If-Match",
         value_type = String,
         required = false,
-        pattern = "^(\\*|(W/)?\"[^\"]*\"( *, *(W/)?\"[^\"]*\"){0,19})$"
+        pattern = "^(\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\"){0,19})$"
     )]
     pub if_match: Option<String>,
 }

@@ -78,6 +78,16 @@ impl FieldError {
         .with_ctx(json!({ "max_length": max }))
     }
 
+    pub fn string_pattern_mismatch(loc: Vec<Value>, input: &str, pattern: &str) -> Self {
+        Self::new(
+            "string_pattern_mismatch",
+            loc,
+            format!("String should match pattern '{pattern}'"),
+            Value::from(input),
+        )
+        .with_ctx(json!({ "pattern": pattern }))
+    }
+
     pub fn bool_parsing(loc: Vec<Value>, input: Value) -> Self {
         Self::new(
             "bool_parsing",

@@ -122,6 +122,7 @@ async fn a_new_stream_starts_now_and_sends_changes_in_order() {
         response.headers()[header::CONTENT_TYPE],
         "text/event-stream"
     );
+    crate::openapi::assert_documented_content_type("/tasks/events", &response);
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(5)).await;

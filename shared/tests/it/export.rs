@@ -88,6 +88,7 @@ async fn ndjson_is_every_task_in_order_a_page_per_chunk() {
         response.headers()[header::CONTENT_TYPE],
         "application/x-ndjson"
     );
+    crate::openapi::assert_documented_content_type("/tasks/export", &response);
     let chunks = chunks(response).await;
     assert_eq!(chunks.len(), 250_usize.div_ceil(EXPORT_PAGE as usize));
     let text: String = chunks
@@ -115,6 +116,7 @@ async fn csv_has_a_header_and_quotes_what_needs_it() {
         response.headers()[header::CONTENT_TYPE],
         "text/csv; charset=utf-8"
     );
+    crate::openapi::assert_documented_content_type("/tasks/export", &response);
     let bytes: Vec<u8> = chunks(response).await.concat();
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
     let headers: Vec<String> = reader

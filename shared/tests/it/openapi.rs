@@ -411,3 +411,281 @@ fn every_reference_resolves() {
     walk(&document, &document, &mut missing);
     assert!(missing.is_empty(), "unresolved references: {missing:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Every documented string rule is exactly what the API accepts: for each
+// parameter with a pattern, a corpus of strings (valid values, their
+// mutations, random strings over the rule's alphabet and beyond) is
+// accepted by the API if and only if the document's schema (length bounds
+// and pattern) allows it.
+// ---------------------------------------------------------------------------
+
+use lambda_http::http::{HeaderValue, Request as HttpRequest};
+use lambda_http::{Body, Request, RequestExt};
+use shared::domain::change::Sequence;
+use shared::http::request;
+
+/// A small deterministic generator (xorshift), so the corpus is the same
+/// on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn string(&mut self, alphabet: &[char], max_len: usize) -> String {
+        let len = self.below(max_len + 1);
+        (0..len)
+            .map(|_| alphabet[self.below(alphabet.len())])
+            .collect()
+    }
+}
+
+/// Each valid value, then single-character edits of it (replaced, dropped,
+/// doubled), then random strings.
+fn corpus(valid: &[String], alphabet: &[char], max_len: usize) -> Vec<String> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut strings: Vec<String> = valid.to_vec();
+    for value in valid {
+        let chars: Vec<char> = value.chars().collect();
+        for _ in 0..40 {
+            let mut edited = chars.clone();
+            let i = rng.below(chars.len().max(1));
+            match rng.below(3) {
+                0 if i < edited.len() => edited[i] = alphabet[rng.below(alphabet.len())],
+                1 if i < edited.len() => {
+                    edited.remove(i);
+                }
+                _ => edited.insert(i, alphabet[rng.below(alphabet.len())]),
+            }
+            strings.push(edited.into_iter().collect());
+        }
+    }
+    for _ in 0..3000 {
+        strings.push(rng.string(alphabet, max_len));
+    }
+    strings.extend(["", " ", "0", "%", "A", "h", "*"].map(str::to_owned));
+    strings
+}
+
+/// The schema of parameter `name` of `method path`.
+fn parameter_schema(doc: &Value, method: &str, path: &str, name: &str) -> Value {
+    at(doc, &["paths", path, method, "parameters"])
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path} documents {name}"))["schema"]
+        .clone()
+}
+
+/// Whether the schema (a string's `minLength`, `maxLength`, `pattern`)
+/// allows `value`, as a JSON Schema validator decides it.
+fn schema_allows(schema: &Value, pattern: &regex::Regex, value: &str) -> bool {
+    let length = value.chars().count() as u64;
+    let min = schema["minLength"].as_u64().unwrap_or(0);
+    let max = schema["maxLength"].as_u64().unwrap_or(u64::MAX);
+    min <= length && length <= max && pattern.is_match(value)
+}
+
+fn query_request(name: &str, value: &str) -> Request {
+    let req = HttpRequest::builder()
+        .uri("https://localhost/")
+        .body(Body::Empty)
+        .expect("a request");
+    req.with_query_string_parameters(lambda_http::aws_lambda_events::query_map::QueryMap::from(
+        std::collections::HashMap::from([(name.to_owned(), value.to_owned())]),
+    ))
+}
+
+fn header_request(name: &str, value: &str) -> Option<Request> {
+    let value = HeaderValue::from_str(value).ok()?;
+    Some(
+        HttpRequest::builder()
+            .uri("https://localhost/")
+            .header(name, value)
+            .body(Body::Empty)
+            .expect("a request"),
+    )
+}
+
+/// Every string of the corpus: accepted by `accepts` exactly when the
+/// schema allows it (`None`: a string no request can carry, skipped).
+fn assert_schema_is_exact(
+    what: &str,
+    schema: &Value,
+    strings: &[String],
+    accepts: impl Fn(&str) -> Option<bool>,
+) {
+    let pattern = schema["pattern"].as_str().expect("a pattern");
+    let pattern = regex::Regex::new(pattern).expect("the pattern compiles");
+    let mut checked = 0;
+    let mut allowed = 0;
+    for value in strings {
+        let Some(accepted) = accepts(value) else {
+            continue;
+        };
+        let documented = schema_allows(schema, &pattern, value);
+        assert_eq!(
+            accepted,
+            documented,
+            "{what}: {value:?} is {} by the API but {} by the document ({schema})",
+            if accepted { "accepted" } else { "refused" },
+            if documented { "allowed" } else { "forbidden" },
+        );
+        checked += 1;
+        allowed += usize::from(documented);
+    }
+    assert!(
+        allowed >= 1 && allowed < checked,
+        "{what}: the corpus has both kinds"
+    );
+}
+
+const BASE64URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn chars(extra: &str) -> Vec<char> {
+    format!("{BASE64URL}{extra}").chars().collect()
+}
+
+#[test]
+fn the_list_cursor_is_documented_exactly() {
+    let doc = document();
+    let schema = parameter_schema(&doc, "get", "/tasks", "cursor");
+    let valid: Vec<String> = (0..50u128)
+        .map(|i| {
+            request::encode_cursor(uuid::Uuid::from_u128(
+                i.wrapping_mul(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            ))
+        })
+        .chain([
+            request::encode_cursor(uuid::Uuid::max()),
+            request::encode_cursor(uuid::Uuid::nil()),
+        ])
+        .collect();
+    let strings = corpus(&valid, &chars("=+/ %"), 26);
+    assert_schema_is_exact("GET /tasks cursor", &schema, &strings, |value| {
+        Some(request::list_query(&query_request("cursor", value)).is_ok())
+    });
+    assert_eq!(schema["pattern"], request::LIST_CURSOR.pattern);
+}
+
+#[test]
+fn the_history_cursor_is_documented_exactly() {
+    let doc = document();
+    let schema = parameter_schema(&doc, "get", "/tasks/{task_id}/history", "cursor");
+    let valid: Vec<String> = ["0", "7", "111300000000017845912208", &"9".repeat(40)]
+        .iter()
+        .map(|id| request::encode_history_cursor(&Sequence::parse(id).expect("an id")))
+        .collect();
+    let strings = corpus(&valid, &chars(" "), 44);
+    assert_schema_is_exact("history cursor", &schema, &strings, |value| {
+        Some(request::history_query(&query_request("cursor", value)).is_ok())
+    });
+    assert_eq!(schema["pattern"], request::HISTORY_CURSOR.pattern);
+}
+
+#[test]
+fn the_feeds_change_ids_are_documented_exactly() {
+    let doc = document();
+    let valid: Vec<String> = ["0", "42", "111300000000017845912208", &"9".repeat(40)]
+        .map(str::to_owned)
+        .to_vec();
+    let strings = corpus(&valid, &"0123456789a -%".chars().collect::<Vec<_>>(), 44);
+    let since = parameter_schema(&doc, "get", "/tasks/events", "since");
+    assert_schema_is_exact("since", &since, &strings, |value| {
+        Some(request::feed_start(&query_request("since", value)).is_ok())
+    });
+    let header = parameter_schema(&doc, "get", "/tasks/events", "Last-Event-ID");
+    // HTTP strips a header value's surrounding spaces: none can be sent.
+    assert_schema_is_exact("Last-Event-ID", &header, &strings, |value| {
+        (value.trim() == value)
+            .then(|| header_request("last-event-id", value))
+            .flatten()
+            .map(|req| request::feed_start(&req).is_ok())
+    });
+}
+
+#[test]
+fn since_is_checked_even_when_last_event_id_wins() {
+    let mut req = query_request("since", "%");
+    req.headers_mut()
+        .insert("last-event-id", HeaderValue::from_static("5"));
+    let errors = request::feed_start(&req).expect_err("since=% is refused");
+    let first = serde_json::to_value(&errors[0]).expect("JSON");
+    assert_eq!(first["type"], "string_pattern_mismatch");
+}
+
+#[test]
+fn if_match_is_documented_exactly() {
+    let doc = document();
+    let valid: Vec<String> = [
+        "*",
+        "\"1\"",
+        "W/\"1\"",
+        "\"\"",
+        "\"a,b\"",
+        "\"1\", \"2\"",
+        "\"1\"\t,W/\"x!#~\"",
+        &vec!["\"7\""; 20].join(","),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let alphabet: Vec<char> = "\"W/*, \t0123456789ax!#~".chars().collect();
+    let strings = corpus(&valid, &alphabet, 30);
+    for method in ["put", "patch", "delete"] {
+        let schema = parameter_schema(&doc, method, "/tasks/{task_id}", "If-Match");
+        assert_eq!(schema["pattern"], request::IF_MATCH_PATTERN);
+        assert_schema_is_exact("If-Match", &schema, &strings, |value| {
+            (value.trim() == value)
+                .then(|| header_request("if-match", value))
+                .flatten()
+                .map(|req| request::if_match(&req).is_ok())
+        });
+    }
+}
+
+/// The content type of a 200 of `GET path` (a streamed route) is, exactly,
+/// one the document declares for it, with an example (called by the
+/// export's and the feed's tests with their real answers).
+pub fn assert_documented_content_type<B>(path: &str, response: &lambda_http::http::Response<B>) {
+    let doc = document();
+    let content = at(&doc, &["paths", path, "get", "responses", "200", "content"]);
+    let answered = response.headers()["content-type"]
+        .to_str()
+        .expect("a text content type");
+    let declared = content.get(answered).unwrap_or_else(|| {
+        panic!("GET {path} answers {answered}, the document declares {content}")
+    });
+    assert!(
+        declared["example"].is_string(),
+        "{path} {answered}: an example"
+    );
+}
+
+#[test]
+fn the_streamed_routes_declare_exactly_their_content_types() {
+    let doc = document();
+    for (path, expected) in [
+        (
+            "/tasks/export",
+            &["application/x-ndjson", "text/csv; charset=utf-8"][..],
+        ),
+        ("/tasks/events", &["text/event-stream"][..]),
+    ] {
+        let content = at(&doc, &["paths", path, "get", "responses", "200", "content"]);
+        let declared: Vec<&str> = content
+            .as_object()
+            .expect("content")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(declared, expected, "GET {path}");
+    }
+}

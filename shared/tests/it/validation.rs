@@ -10,8 +10,8 @@
 //!
 //! The expected bodies were checked against FastAPI 0.165 / pydantic 2.14
 //! (pydantic-core 2.50) serving the same models: `extra="forbid"`, `title`
-//! 1..=200, `description` ..=2000, `limit` `Query(ge=1, le=100)`, the cursor
-//! checked by a validator raising `ValueError("invalid cursor")`.
+//! 1..=200, `description` ..=2000, `limit` `Query(ge=1, le=100)`, the cursor `Query(min_length=23, max_length=23, pattern=...)`
+//! (its exact form: every such cursor decodes).
 
 use lambda_http::http::HeaderMap;
 use lambda_http::{Body, Request};
@@ -817,13 +817,13 @@ async fn path_and_query_failures_as_fastapi_reports_them() {
             }]}),
         ),
         case(
-            "cursor garbage (a ValueError's ctx renders as {})",
+            "cursor garbage: shorter than the documented 23 characters",
             Call::list("cursor=garbage"),
             422,
             json!({"detail": [{
-                "type": "value_error", "loc": ["query", "cursor"],
-                "msg": "Value error, invalid cursor",
-                "input": "garbage", "ctx": {"error": {}},
+                "type": "string_too_short", "loc": ["query", "cursor"],
+                "msg": "String should have at least 23 characters",
+                "input": "garbage", "ctx": {"min_length": 23},
             }]}),
         ),
         case(
@@ -831,9 +831,30 @@ async fn path_and_query_failures_as_fastapi_reports_them() {
             Call::list("cursor="),
             422,
             json!({"detail": [{
-                "type": "value_error", "loc": ["query", "cursor"],
-                "msg": "Value error, invalid cursor",
-                "input": "", "ctx": {"error": {}},
+                "type": "string_too_short", "loc": ["query", "cursor"],
+                "msg": "String should have at least 23 characters",
+                "input": "", "ctx": {"min_length": 23},
+            }]}),
+        ),
+        case(
+            "cursor of the right length but not the documented pattern",
+            Call::list("cursor=BQAAAAAAAAAAAAAAAAAAAAA"),
+            422,
+            json!({"detail": [{
+                "type": "string_pattern_mismatch", "loc": ["query", "cursor"],
+                "msg": "String should match pattern '^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$'",
+                "input": "BQAAAAAAAAAAAAAAAAAAAAA",
+                "ctx": {"pattern": "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"},
+            }]}),
+        ),
+        case(
+            "cursor too long",
+            Call::list("cursor=AQAAAAAAAAAAAAAAAAAAAAAA"),
+            422,
+            json!({"detail": [{
+                "type": "string_too_long", "loc": ["query", "cursor"],
+                "msg": "String should have at most 23 characters",
+                "input": "AQAAAAAAAAAAAAAAAAAAAAAA", "ctx": {"max_length": 23},
             }]}),
         ),
     ])
@@ -883,8 +904,9 @@ async fn every_failure_is_listed_in_pydantic_order() {
         {"type": "bool_parsing", "loc": ["query", "done"],
          "msg": "Input should be a valid boolean, unable to interpret input",
          "input": "maybe"},
-        {"type": "value_error", "loc": ["query", "cursor"],
-         "msg": "Value error, invalid cursor", "input": "bad", "ctx": {"error": {}}},
+        {"type": "string_too_short", "loc": ["query", "cursor"],
+         "msg": "String should have at least 23 characters", "input": "bad",
+         "ctx": {"min_length": 23}},
     ]});
     run(vec![
         case(
