@@ -412,3 +412,86 @@ async fn a_stopped_dynamodb_is_503_and_service_resumes_without_loss() {
     );
     dynamo.stop().await.expect("stop");
 }
+
+/// The feed's places on DynamoDB, through the handler: with every place
+/// held, a new stream (opened after MIN_LEASE_AGE) takes the oldest's,
+/// which ends at its next heartbeat, long before its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_feed_stream_ends_at_its_next_heartbeat_on_dynamodb() {
+    use http_body_util::BodyExt;
+    let dynamo = LocalDynamo::in_memory(TABLE)
+        .await
+        .expect("dynoxide starts");
+    let endpoint = dynamo.endpoint.clone();
+    let config = Config::from_lookup(move |name| {
+        let value = match name {
+            "TABLE_NAME" => TABLE.to_owned(),
+            "IDENTITY_MODE" => "header".to_owned(),
+            "AWS_REGION" => "us-east-1".to_owned(),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "local".to_owned(),
+            "AWS_ENDPOINT_URL_DYNAMODB" => endpoint.clone(),
+            "EVENTS_LIFETIME_SECONDS" => "30".to_owned(),
+            "EVENTS_HEARTBEAT_SECONDS" => "1".to_owned(),
+            _ => return None,
+        };
+        Some(value)
+    })
+    .expect("test config");
+    let store = DynamoStore::new(client(&config.aws), TABLE);
+    let app: &'static App<DynamoStore> = Box::leak(Box::new(App::new(config, store)));
+    let open = || async {
+        let mut event = serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../events/task_events.json"
+            ))
+            .expect("event"),
+        )
+        .expect("JSON");
+        event["headers"]["x-user-id"] = serde_json::Value::from("dana");
+        if let Some(context) = event["requestContext"].as_object_mut() {
+            context.remove("authorizer");
+        }
+        let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+        shared::runtime::respond_with(
+            app,
+            handlers::task_events::handle,
+            req,
+            shared::http::streaming::buffered,
+        )
+        .await
+    };
+    let first = open().await;
+    assert_eq!(first.status(), 200);
+    let first = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut body = first.into_body();
+        let mut text = String::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("frame").into_data() {
+                text.push_str(std::str::from_utf8(&data).expect("UTF-8"));
+            }
+        }
+        (started.elapsed(), text)
+    });
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let response = open().await;
+        assert_eq!(response.status(), 200);
+        others.push(response);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fourth = open().await;
+    assert_eq!(fourth.status(), 200, "a new stream is never locked out");
+    let (ended_after, text) = tokio::time::timeout(std::time::Duration::from_secs(10), first)
+        .await
+        .expect("the replaced stream ends within a heartbeat, not its 30 s lifetime")
+        .expect("joined");
+    assert!(text.contains("retry:"), "{text}");
+    assert!(
+        ended_after < std::time::Duration::from_secs(5),
+        "{ended_after:?}"
+    );
+    drop(others);
+    drop(fourth);
+}
