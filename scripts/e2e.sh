@@ -156,7 +156,7 @@ echo "invoke: $passed passed, $failed failed"
 
 # The documentation checks, each counted like an invoke.
 API="http://127.0.0.1:$API_PORT"
-SCHEMATHESIS_MAX_EXAMPLES=100
+SCHEMATHESIS_MAX_EXAMPLES=50
 check() {
   local name="$1"
   shift

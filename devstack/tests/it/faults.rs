@@ -683,13 +683,6 @@ const ROTATION: [Kind; 6] = [
 ];
 
 impl Kind {
-    fn applied_first(self) -> bool {
-        matches!(
-            self,
-            Kind::InternalError | Kind::Late | Kind::Reset | Kind::AppliedThenUnavailable
-        )
-    }
-
     fn rule(self, operation: &str) -> Rule {
         // The SDK makes 3 attempts: 3 faults leave it nothing.
         match self {
@@ -981,26 +974,6 @@ async fn without_keys_a_write_applied_behind_a_503_is_refused_or_doubled() {
         tally.refusals + tally.duplicates > 0,
         "a retry without a key after an applied write: {tally:?}"
     );
-}
-
-/// The same, with the faults after an applied UpdateItem left out (they
-/// need the write token): what holds today.
-#[tokio::test]
-async fn a_careful_client_under_faults_writes_each_write_once_but_updates() {
-    let rig = rig().await;
-    let before_the_write: Vec<Kind> = ROTATION
-        .into_iter()
-        .filter(|k| !k.applied_first())
-        .collect();
-    let tally = careful_client(
-        &rig,
-        &PlainWrites,
-        &caller("careful"),
-        &ROTATION,
-        &before_the_write,
-    )
-    .await;
-    assert_once(&tally);
 }
 
 /// The round trips of each write, as the proxy saw them: a key adds at
