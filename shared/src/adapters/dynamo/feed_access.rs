@@ -97,8 +97,9 @@ impl LeaseStore for DynamoStore {
         for slot in 0..max {
             // A place is free when nobody holds it or its lease has expired.
             let free = format!("attribute_not_exists({PK}) OR #expires <= :now");
+            let names = [("#expires", TTL_ATTRIBUTE)];
             let values = [(":now", AttributeValue::N(now.timestamp().to_string()))];
-            match self.put_lease(lease, slot, &free, &values).await? {
+            match self.put_lease(lease, slot, &free, &names, &values).await? {
                 None => {
                     return Ok(Ok(Lease {
                         slot,
@@ -116,9 +117,10 @@ impl LeaseStore for DynamoStore {
             return Ok(Err(taken + MIN_LEASE_AGE));
         }
         // Only that holder's place: a stream that took it meanwhile keeps it.
+        let names = [("#lease", "lease")];
         let values = [(":held", string(oldest.lease.to_string()))];
         match self
-            .put_lease(lease, slot, "#lease = :held", &values)
+            .put_lease(lease, slot, "#lease = :held", &names, &values)
             .await?
         {
             None => Ok(Ok(Lease {
@@ -180,6 +182,7 @@ impl DynamoStore {
         lease: &Lease,
         slot: u32,
         condition: &str,
+        names: &[(&str, &str)],
         values: &[(&str, AttributeValue)],
     ) -> Result<Option<LeaseItem>, StoreError> {
         let item: Item = serde_dynamo::to_item(LeaseItem::of(lease, slot))
@@ -191,14 +194,11 @@ impl DynamoStore {
             .set_item(Some(item))
             .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        for (name, value) in values {
-            put = put.expression_attribute_values(*name, value.clone());
+        for (placeholder, name) in names {
+            put = put.expression_attribute_names(*placeholder, *name);
         }
-        if condition.contains("#expires") {
-            put = put.expression_attribute_names("#expires", TTL_ATTRIBUTE);
-        }
-        if condition.contains("#lease") {
-            put = put.expression_attribute_names("#lease", "lease");
+        for (placeholder, value) in values {
+            put = put.expression_attribute_values(*placeholder, value.clone());
         }
         match put.send().await {
             Ok(_) => Ok(None),
