@@ -22,6 +22,7 @@ use crate::http::logging::{Invocation, PowertoolsJson};
 use crate::http::observability::{LoggedCaller, ObservabilityLayer, init_metrics};
 use crate::http::request::request_id;
 use crate::http::streaming::{StreamedBody, buffered};
+use crate::http::ticket::TicketKeys;
 
 /// The functions fed by an event source rather than an HTTP route (see
 /// [`start_events`]): each is a crate under `functions/` with no route.
@@ -37,6 +38,8 @@ pub struct App<S> {
     pub store: S,
     pub authenticator: Authenticator,
     pub cors: Cors,
+    /// The key of the feed's tickets, once read ([`TicketKeys`]).
+    pub tickets: TicketKeys,
 }
 
 /// Whether this build stands in for API Gateway's JWT authorizer: the
@@ -103,6 +106,7 @@ impl<S> App<S> {
             store,
             authenticator,
             cors,
+            tickets: TicketKeys::default(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! operation, with a transaction counted as the actions of its parts, as
 //! IAM counts it. The audit function gets the sample stream batch. A call
 //! the declaration lacks would be an AccessDenied on AWS (a 500, or an
-//! audit entry never written): here it fails the test.
+//! audit entry never written): here it fails the test. A confined action
+//! (`DynamoDbAccess::confined`, granted under a `dynamodb:LeadingKeys`
+//! condition) is checked on the partition key each call named.
 //!
 //! `cargo test -p devstack --test dynamodb_calls -- --nocapture` prints
 //! what each function called.
@@ -18,8 +20,13 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemInput;
+use aws_sdk_dynamodb::operation::get_item::GetItemInput;
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::query::QueryInput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use devstack::LocalDynamo;
 use lambda_http::http::{self, StatusCode};
@@ -27,13 +34,20 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 use shared::adapters::dynamo::DynamoStore;
 use shared::config::Config;
-use shared::handlers::{self, DynamoDbAccess, dynamodb_access};
-use shared::runtime::{App, HandlerResult, respond};
+use shared::handlers::{self, DynamoDbAccess, LeadingKey, dynamodb_access};
+use shared::http::streaming::buffered;
+use shared::runtime::{App, HandlerResult, respond, respond_with};
 
 const TABLE: &str = "tasks";
 
-/// `(IAM action, index)` of one call.
-type Call = (String, Option<String>);
+/// `(IAM action, index, partition key)` of one call (the partition key
+/// of an item operation, which IAM's `dynamodb:LeadingKeys` names).
+type Call = (String, Option<String>, Option<String>);
+
+/// The partition key of an item or key.
+fn partition(item: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+    item?.get("pk")?.as_s().ok().cloned()
+}
 
 /// Records the IAM actions of every DynamoDB operation the client sends.
 #[derive(Debug, Clone, Default)]
@@ -66,26 +80,38 @@ impl Intercept for Recorder {
         let mut calls = Vec::new();
         if let Some(transaction) = input.downcast_ref::<TransactWriteItemsInput>() {
             for item in transaction.transact_items() {
-                let part = if item.put().is_some() {
-                    "PutItem"
-                } else if item.update().is_some() {
-                    "UpdateItem"
-                } else if item.delete().is_some() {
-                    "DeleteItem"
-                } else if item.condition_check().is_some() {
-                    "ConditionCheckItem"
+                let (part, key) = if let Some(put) = item.put() {
+                    ("PutItem", partition(Some(put.item())))
+                } else if let Some(update) = item.update() {
+                    ("UpdateItem", partition(Some(update.key())))
+                } else if let Some(delete) = item.delete() {
+                    ("DeleteItem", partition(Some(delete.key())))
+                } else if let Some(check) = item.condition_check() {
+                    ("ConditionCheckItem", partition(Some(check.key())))
                 } else {
-                    "<unknown transaction part>"
+                    ("<unknown transaction part>", None)
                 };
-                calls.push((format!("dynamodb:{part}"), None));
+                calls.push((format!("dynamodb:{part}"), None, key));
             }
         } else if let Some(query) = input.downcast_ref::<QueryInput>() {
             calls.push((
                 format!("dynamodb:{operation}"),
                 query.index_name().map(str::to_owned),
+                None,
             ));
         } else {
-            calls.push((format!("dynamodb:{operation}"), None));
+            let key = if let Some(get) = input.downcast_ref::<GetItemInput>() {
+                partition(get.key())
+            } else if let Some(put) = input.downcast_ref::<PutItemInput>() {
+                partition(put.item())
+            } else if let Some(update) = input.downcast_ref::<UpdateItemInput>() {
+                partition(update.key())
+            } else if let Some(delete) = input.downcast_ref::<DeleteItemInput>() {
+                partition(delete.key())
+            } else {
+                None
+            };
+            calls.push((format!("dynamodb:{operation}"), None, key));
         }
         self.calls.lock().expect("recorder lock").extend(calls);
         Ok(())
@@ -98,6 +124,8 @@ fn config() -> Config {
             "TABLE_NAME" => TABLE,
             "MAX_TASKS" => "3",
             "IDENTITY_MODE" => "header",
+            // Feed streams of a second, checking their place each second.
+            "EVENTS_LIFETIME_SECONDS" | "EVENTS_HEARTBEAT_SECONDS" => "1",
             "AWS_REGION" => "us-east-1",
             "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "local",
             _ => return None,
@@ -148,7 +176,8 @@ fn json(response: &Response<Body>) -> Value {
 
 struct Harness {
     _dynamo: LocalDynamo,
-    app: App<DynamoStore>,
+    /// Leaked, as the runtime's is: the streamed feed needs `'static`.
+    app: &'static App<DynamoStore>,
     recorder: Recorder,
     /// What each function called, by function.
     calls: HashMap<&'static str, BTreeSet<Call>>,
@@ -168,7 +197,10 @@ impl Harness {
                 .interceptor(recorder.clone())
                 .build(),
         );
-        let app = App::new(config(), DynamoStore::new(client, TABLE));
+        let app = Box::leak(Box::new(App::new(
+            config(),
+            DynamoStore::new(client, TABLE),
+        )));
         Harness {
             _dynamo: dynamo,
             app,
@@ -192,7 +224,7 @@ impl Harness {
     {
         let what = format!("{function} {} {}", req.method(), req.uri());
         self.recorder.take();
-        let response = respond(&self.app, handler, req).await;
+        let response = respond(self.app, handler, req).await;
         let calls = self.recorder.take();
         self.calls.entry(function).or_default().extend(calls);
         assert_eq!(
@@ -203,24 +235,54 @@ impl Harness {
         );
         response
     }
+
+    /// Opens the feed with `req`, checks the status, reads the stream to
+    /// its end (a second) and waits for its lease's release; records the
+    /// calls under `task_events`.
+    async fn follow(&mut self, req: Request, status: u16) {
+        use http_body_util::BodyExt;
+        self.recorder.take();
+        let response = respond_with(self.app, handlers::task_events::handle, req, buffered).await;
+        assert_eq!(response.status().as_u16(), status, "task_events");
+        let body = response.into_body().collect();
+        tokio::time::timeout(std::time::Duration::from_secs(5), body)
+            .await
+            .expect("the stream ends with its lifetime")
+            .expect("a stream");
+        // The lease is given back on the runtime, after the stream.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let calls = self.recorder.take();
+        self.calls.entry("task_events").or_default().extend(calls);
+    }
 }
 
-fn covered(access: DynamoDbAccess, (action, index): &Call) -> bool {
-    access.actions.contains(&action.as_str())
+/// Whether `access` grants the call: an action on the table or the index
+/// it named, or a confined action on an item under one of its leading keys.
+fn covered(access: DynamoDbAccess, (action, index, key): &Call) -> bool {
+    let granted = access.actions.contains(&action.as_str())
         && match index.as_deref() {
             None => access.table,
             Some(index) => access.indexes.contains(&index),
-        }
+        };
+    let confined = index.is_none()
+        && access.confined.contains(&action.as_str())
+        && key
+            .as_deref()
+            .is_some_and(|key| access.leading_keys.iter().any(|lead| lead.allows(key)));
+    granted || confined
 }
 
 fn show(calls: &BTreeSet<Call>) -> String {
-    let shown: Vec<String> = calls
+    let shown: BTreeSet<String> = calls
         .iter()
-        .map(|(action, index)| match index {
-            Some(index) => format!("{action} (index {index})"),
-            None => action.clone(),
+        .map(|(action, index, key)| match (index, key) {
+            (Some(index), _) => format!("{action} (index {index})"),
+            (None, Some(key)) if key.starts_with("USER#") => format!("{action} (USER#…)"),
+            (None, Some(key)) => format!("{action} ({key})"),
+            (None, None) => action.clone(),
         })
         .collect();
+    let shown: Vec<String> = shown.into_iter().collect();
     if shown.is_empty() {
         "nothing".to_owned()
     } else {
@@ -303,14 +365,38 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     )
     .await;
 
-    // create_ticket: the ticket, by its hash.
-    h.serve(
-        "create_ticket",
-        handlers::create_ticket::handle,
-        request("POST", "/tasks/events/tickets", None, &[]),
-        201,
+    // create_ticket: the first creates the ticket key, the next reads it
+    // (each as a new instance would: the key is kept per instance).
+    let mut ticket = String::new();
+    for _ in 0..2 {
+        h.app.tickets.forget();
+        let issued = h
+            .serve(
+                "create_ticket",
+                handlers::create_ticket::handle,
+                request("POST", "/tasks/events/tickets", None, &[]),
+                201,
+            )
+            .await;
+        ticket = json(&issued)["ticket"]
+            .as_str()
+            .expect("a ticket")
+            .to_owned();
+    }
+
+    // task_events: by ticket (on an instance that reads the key), and as
+    // the caller, from the start and from now; its lease taken, checked at
+    // the heartbeat and given back.
+    h.app.tickets.forget();
+    h.follow(
+        request("GET", &format!("/tasks/events?ticket={ticket}"), None, &[]),
+        200,
     )
     .await;
+    h.follow(request("GET", "/tasks/events?since=0", None, &[]), 200)
+        .await;
+    h.follow(request("GET", "/tasks/events", None, &[]), 200)
+        .await;
 
     // get_task
     for (task, status) in [(id.as_str(), 200), (missing, 404)] {
@@ -440,14 +526,16 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
             .collect();
         if !undeclared.is_empty() {
             problems.push(format!(
-                "{function} called {} but declares {:?} (indexes {:?})",
+                "{function} called {} but declares {:?} (indexes {:?}), and {:?} on {:?}",
                 show(&undeclared),
                 access.actions,
-                access.indexes
+                access.indexes,
+                access.confined,
+                access.leading_keys,
             ));
         }
         // The recorder saw the storage functions' writes (not vacuous).
-        if !access.actions.is_empty() {
+        if access.uses_storage() {
             assert!(!calls.is_empty(), "{function}: no call recorded");
         }
     }
@@ -459,7 +547,10 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
 
     // The transactions are seen as their parts.
     let parts = |function: &str| -> BTreeSet<String> {
-        h.calls[function].iter().map(|(a, _)| a.clone()).collect()
+        h.calls[function]
+            .iter()
+            .map(|(a, _, _)| a.clone())
+            .collect()
     };
     assert!(parts("create_task").is_superset(&BTreeSet::from([
         "dynamodb:PutItem".to_owned(),
@@ -472,16 +563,101 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
             "dynamodb:UpdateItem".to_owned()
         ])
     );
-    assert!(
-        h.calls["list_tasks"].contains(&("dynamodb:Query".to_owned(), Some("GSI1".to_owned())))
-    );
-    assert!(
-        h.calls["task_history"].contains(&("dynamodb:Query".to_owned(), Some("GSI1".to_owned())))
-    );
+    let gsi1_query = ("dynamodb:Query".to_owned(), Some("GSI1".to_owned()), None);
+    assert!(h.calls["list_tasks"].contains(&gsi1_query));
+    assert!(h.calls["task_history"].contains(&gsi1_query));
     assert_eq!(
         parts("audit"),
         BTreeSet::from(["dynamodb:PutItem".to_owned()])
     );
+    // The feed's writes were seen, and with their keys (not vacuous).
+    for (function, action) in [
+        ("task_events", "dynamodb:PutItem"),
+        ("task_events", "dynamodb:DeleteItem"),
+        ("create_ticket", "dynamodb:PutItem"),
+    ] {
+        assert!(
+            h.calls[function]
+                .iter()
+                .any(|(a, _, key)| a == action && key.is_some()),
+            "{function}: no {action} seen"
+        );
+    }
+}
+
+/// The feed's Function URL is public: whatever anybody sends it without a
+/// valid token or ticket is refused (401) without a DynamoDB call. A
+/// well-formed ticket needs the ticket key, read once per instance; after
+/// that, forgeries cost nothing either.
+#[tokio::test]
+async fn the_feed_refuses_anonymous_and_forged_requests_without_reading_dynamodb() {
+    let mut h = Harness::start().await;
+    let issued = h
+        .serve(
+            "create_ticket",
+            handlers::create_ticket::handle,
+            request("POST", "/tasks/events/tickets", None, &[]),
+            201,
+        )
+        .await;
+    let ticket = json(&issued)["ticket"]
+        .as_str()
+        .expect("a ticket")
+        .to_owned();
+    let anonymous = |query: &str| {
+        let mut req = request("GET", &format!("/tasks/events{query}"), None, &[]);
+        req.headers_mut().remove("x-user-id");
+        req
+    };
+    // A well-formed ticket whose seal is wrong: the key decides.
+    let mut forged = ticket.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    let junk = [
+        String::new(),
+        "?ticket=".to_owned(),
+        "?ticket=x".to_owned(),
+        format!("?ticket={}", "A".repeat(5000)),
+        format!("?ticket={}", &ticket[1..]),
+        format!("?ticket={forged}"),
+    ];
+
+    // A new instance: nothing read, not even the key, for junk.
+    h.app.tickets.forget();
+    h.recorder.take();
+    for query in &junk[..5] {
+        let response = respond_with(
+            h.app,
+            handlers::task_events::handle,
+            anonymous(query),
+            buffered,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{query}");
+    }
+    assert_eq!(h.recorder.take(), [], "junk read DynamoDB");
+
+    // A forgery: the key, once; then nothing, however many come.
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        let response = respond_with(
+            h.app,
+            handlers::task_events::handle,
+            anonymous(&junk[5]),
+            buffered,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let took = started.elapsed();
+    let calls = h.recorder.take();
+    assert_eq!(
+        calls.iter().map(|(a, _, _)| a.as_str()).collect::<Vec<_>>(),
+        ["dynamodb:GetItem"],
+        "{calls:?}"
+    );
+    println!("100 forged tickets refused in {took:?} (one key read included)");
 }
 
 #[test]
@@ -490,9 +666,10 @@ fn the_coverage_rule_needs_action_and_index() {
         actions: &["dynamodb:Query"],
         table: true,
         indexes: &["GSI1"],
-        stream: false,
+        ..DynamoDbAccess::NONE
     };
-    let call = |action: &str, index: Option<&str>| (action.to_owned(), index.map(str::to_owned));
+    let call =
+        |action: &str, index: Option<&str>| (action.to_owned(), index.map(str::to_owned), None);
     assert!(covered(access, &call("dynamodb:Query", None)));
     assert!(covered(access, &call("dynamodb:Query", Some("GSI1"))));
     assert!(!covered(access, &call("dynamodb:Query", Some("GSI2"))));
@@ -508,4 +685,24 @@ fn the_coverage_rule_needs_action_and_index() {
     };
     assert!(!covered(index_only, &call("dynamodb:Query", None)));
     assert!(covered(index_only, &call("dynamodb:Query", Some("GSI1"))));
+}
+
+#[test]
+fn a_confined_action_is_covered_on_its_leading_keys_only() {
+    let access = DynamoDbAccess::table(&["dynamodb:GetItem"]).confined(
+        &["dynamodb:PutItem"],
+        &[LeadingKey::Prefix("FEED#"), LeadingKey::Exact("KEY#one")],
+    );
+    let put = |key: Option<&str>| ("dynamodb:PutItem".to_owned(), None, key.map(str::to_owned));
+    assert!(covered(access, &put(Some("FEED#alice"))));
+    assert!(covered(access, &put(Some("KEY#one"))));
+    assert!(!covered(access, &put(Some("KEY#one#two"))));
+    assert!(!covered(access, &put(Some("USER#alice"))));
+    assert!(!covered(access, &put(None)));
+    let get = (
+        "dynamodb:GetItem".to_owned(),
+        None,
+        Some("USER#alice".to_owned()),
+    );
+    assert!(covered(access, &get));
 }

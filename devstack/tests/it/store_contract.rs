@@ -21,7 +21,7 @@ use shared::domain::task::{FIELDS, ListQuery, Task, TaskCreate, TaskPatch, now};
 use shared::ports::StoreError;
 use shared::ports::{
     AuditStore, CreateRules, HistoryQuery, Idempotency, Lease, LeaseStore, MIN_LEASE_AGE,
-    Precondition, Recorded, TaskStore,
+    Precondition, Recorded, TaskStore, TicketStore,
 };
 use uuid::Uuid;
 
@@ -626,6 +626,18 @@ async fn keyed_writes_replay_the_first_answer_and_apply_once(store: &impl TaskSt
         .expect("the deleted task's room, freed once");
 }
 
+/// The key feed tickets are sealed with: made once, by whichever of many
+/// cold instances asks first, and the same for every later one.
+async fn the_ticket_key_is_made_once_and_kept_for_all(store: &impl TicketStore) {
+    let keys = futures::future::join_all((0..8).map(|_| store.ticket_key())).await;
+    let first = keys[0].as_ref().expect("a key").to_owned();
+    assert!(first.iter().any(|b| *b != 0), "random bytes");
+    for key in keys {
+        assert_eq!(key.expect("a key"), first, "two keys for one table");
+    }
+    assert_eq!(store.ticket_key().await.expect("again"), first);
+}
+
 /// The caller's feed places: free ones first; when all are held, a new
 /// stream takes the oldest's place (and the replaced lease no longer
 /// holds), unless the oldest is younger than MIN_LEASE_AGE.
@@ -792,7 +804,12 @@ impl Drop for Moto {
 
 /// Contract cases moto cannot pass because of moto itself (not our code),
 /// with the reason: skipped, the reason printed.
-const MOTO_GAPS: &[(&str, &str)] = &[];
+const MOTO_GAPS: &[(&str, &str)] = &[(
+    "concurrent_patches_of_different_fields_lose_nothing",
+    "moto's threaded server checks a condition and writes without a lock, so two \
+     concurrent conditional updates can both pass (seen once on a loaded machine: \
+     two writes got one version); DynamoDB and dynoxide apply each atomically",
+)];
 
 /// Runs one contract case on a fresh table of moto's, catching its panic
 /// (the remaining cases still run; `failed` names the failures).
@@ -828,6 +845,7 @@ contract!(
     every_declared_field_is_stored_patched_and_replaced,
     keyed_writes_replay_the_first_answer_and_apply_once,
     a_new_stream_takes_the_oldest_place_when_all_are_held,
+    the_ticket_key_is_made_once_and_kept_for_all,
     a_caller_cannot_reach_another_callers_task,
     list_pages_oldest_first_and_ends_with_no_cursor,
     done_filter_returns_full_pages,

@@ -14,11 +14,12 @@ use uuid::Uuid;
 use crate::domain::caller::Caller;
 use crate::domain::change::{Change, Sequence};
 use crate::domain::task::{ListQuery, Task, TaskCreate, TaskPatch, VersionedTask};
+use crate::domain::ticket::{KEY_LEN, TicketKey};
 use crate::ports::page;
 use crate::ports::{
     AuditStore, ChangeBatch, CreateRules, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL_SECONDS,
     Idempotency, Lease, LeaseStore, MIN_LEASE_AGE, Precondition, Recorded, StoreError, StoredPage,
-    TaskStore, Ticket, TicketStore,
+    TaskStore, TicketStore,
 };
 
 type Tasks = BTreeMap<Uuid, VersionedTask>;
@@ -41,8 +42,8 @@ struct Owned {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     by_owner: Mutex<HashMap<String, Owned>>,
-    /// Feed tickets by hash.
-    tickets: Mutex<HashMap<String, Ticket>>,
+    /// The key feed tickets are sealed with, once made.
+    ticket_key: Mutex<Option<[u8; KEY_LEN]>>,
 }
 
 impl MemoryStore {
@@ -311,20 +312,17 @@ impl AuditStore for MemoryStore {
 }
 
 impl TicketStore for MemoryStore {
-    async fn issue(&self, hash: &str, ticket: &Ticket) -> Result<(), StoreError> {
-        self.tickets
-            .lock()
-            .map_err(|_| StoreError::internal_because("memory store lock poisoned"))?
-            .insert(hash.to_owned(), ticket.clone());
-        Ok(())
-    }
-
-    async fn redeem(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<Ticket>, StoreError> {
-        let tickets = self
-            .tickets
+    async fn ticket_key(&self) -> Result<[u8; KEY_LEN], StoreError> {
+        let mut key = self
+            .ticket_key
             .lock()
             .map_err(|_| StoreError::internal_because("memory store lock poisoned"))?;
-        Ok(tickets.get(hash).filter(|t| t.expires_at > now).cloned())
+        match *key {
+            Some(bytes) => Ok(bytes),
+            None => Ok(*key.insert(
+                TicketKey::random_bytes().map_err(|e| StoreError::internal("a ticket key", e))?,
+            )),
+        }
     }
 }
 

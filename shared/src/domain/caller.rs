@@ -4,7 +4,7 @@
 
 /// Longest accepted caller id (a Cognito `sub` is 36 characters); keeps
 /// storage keys far below DynamoDB's limits.
-const MAX_CALLER_LEN: usize = 256;
+pub const MAX_CALLER_LEN: usize = 256;
 
 /// An authenticated caller; every task key is scoped by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

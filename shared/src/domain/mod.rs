@@ -7,8 +7,10 @@
 //! - [`caller`]: who owns what.
 //! - [`change`]: one recorded change of a task (the audit trail, the
 //!   history and the live feed are all made of them).
+//! - [`ticket`]: a feed ticket, sealed so it verifies itself.
 
 pub mod caller;
 pub mod change;
 pub mod fields;
 pub mod task;
+pub mod ticket;

@@ -30,6 +30,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     table: true,
     indexes: &[],
     stream: true,
+    ..DynamoDbAccess::NONE
 };
 
 /// How many callers' changes one invocation writes at once. A caller's

@@ -8,17 +8,25 @@ use lambda_http::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::DynamoDbAccess;
+use super::{DynamoDbAccess, LeadingKey};
+use crate::adapters::dynamo::table::TICKET_KEY_PK;
 use crate::domain::task::rfc3339;
-use crate::http::identity::{TICKET_LIFETIME_SECONDS, caller, new_ticket, ticket_hash};
+use crate::domain::ticket::Ticket;
+use crate::http::identity::{TICKET_LIFETIME_SECONDS, caller};
 use crate::http::response;
 use crate::http::schemas::{ServiceUnavailable, Unauthorized};
-use crate::ports::{Ticket, TicketStore};
+use crate::ports::{StoreError, TicketStore};
 use crate::runtime::{App, HandlerResult};
 
-/// The DynamoDB action [`handle`] calls (`TicketStore::issue`), which its
-/// function's policy in `template.yaml` grants: `PutItem` on the table.
-pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:PutItem"]);
+/// The DynamoDB actions [`handle`] calls, which its function's policy in
+/// `template.yaml` grants: reading the ticket key (`GetItem`), once per
+/// instance, and storing it the very first time (`PutItem`,
+/// `TicketStore::ticket_key`), on the key's item only. Issuing a ticket
+/// stores nothing.
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::NONE.confined(
+    &["dynamodb:GetItem", "dynamodb:PutItem"],
+    &[LeadingKey::Exact(TICKET_KEY_PK)],
+);
 
 /// The body of `POST /tasks/events/tickets`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,11 +61,13 @@ pub struct FeedTicket {
 )]
 pub async fn handle<S: TicketStore>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req)?;
-    let ticket = new_ticket();
-    let expires_at = Utc::now() + chrono::Duration::seconds(TICKET_LIFETIME_SECONDS);
-    app.store
-        .issue(&ticket_hash(&ticket), &Ticket { owner, expires_at })
-        .await?;
+    // Whole seconds: what the ticket carries.
+    let expires_at = DateTime::from_timestamp(Utc::now().timestamp() + TICKET_LIFETIME_SECONDS, 0)
+        .unwrap_or_else(Utc::now);
+    let key = app.tickets.get(&app.store).await?;
+    let ticket = key
+        .seal(&Ticket { owner, expires_at })
+        .map_err(|e| StoreError::internal("sealing a ticket", e))?;
     let body = FeedTicket {
         url: format!("{}?ticket={ticket}", app.config.events_url),
         ticket,

@@ -19,6 +19,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     table: true,
     indexes: &[GSI1],
     stream: false,
+    ..DynamoDbAccess::NONE
 };
 
 /// List tasks

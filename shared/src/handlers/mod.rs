@@ -44,6 +44,38 @@ pub struct DynamoDbAccess {
     /// mapping does, with the function's role): [`STREAM_ACTIONS`] on the
     /// stream's ARN.
     pub stream: bool,
+    /// Actions on the table allowed only on items whose partition key is
+    /// one of `leading_keys`: a second statement, with IAM's
+    /// `ForAllValues:StringLike` condition on `dynamodb:LeadingKeys`.
+    pub confined: &'static [&'static str],
+    pub leading_keys: &'static [LeadingKey],
+}
+
+/// A partition key value, or a family of them, a confined action may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadingKey {
+    /// Exactly this partition key.
+    Exact(&'static str),
+    /// Any partition key starting with this.
+    Prefix(&'static str),
+}
+
+impl LeadingKey {
+    /// As IAM's `StringLike` writes it (`*` matches any characters).
+    pub fn pattern(self) -> String {
+        match self {
+            LeadingKey::Exact(key) => key.to_owned(),
+            LeadingKey::Prefix(prefix) => format!("{prefix}*"),
+        }
+    }
+
+    /// Whether `partition_key` is one this allows.
+    pub fn allows(self, partition_key: &str) -> bool {
+        match self {
+            LeadingKey::Exact(key) => partition_key == key,
+            LeadingKey::Prefix(prefix) => partition_key.starts_with(prefix),
+        }
+    }
 }
 
 /// What a Lambda event source mapping needs to read a DynamoDB stream.
@@ -65,6 +97,27 @@ impl DynamoDbAccess {
             table: true,
             indexes: &[],
             stream: false,
+            confined: &[],
+            leading_keys: &[],
+        }
+    }
+
+    /// Whether the function touches the table at all (so may answer 503
+    /// when DynamoDB fails).
+    pub const fn uses_storage(&self) -> bool {
+        !self.actions.is_empty() || !self.confined.is_empty()
+    }
+
+    /// These access, plus `actions` only on items under `leading_keys`.
+    pub const fn confined(
+        self,
+        actions: &'static [&'static str],
+        leading_keys: &'static [LeadingKey],
+    ) -> Self {
+        DynamoDbAccess {
+            confined: actions,
+            leading_keys,
+            ..self
         }
     }
 }

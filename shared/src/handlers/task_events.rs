@@ -5,7 +5,8 @@ use futures::StreamExt;
 use lambda_http::Request;
 use lambda_http::http::{HeaderName, header};
 
-use super::DynamoDbAccess;
+use super::{DynamoDbAccess, LeadingKey};
+use crate::adapters::dynamo::table::{FEED_PREFIX, TICKET_KEY_PK};
 use crate::http::headers::ACCEL_BUFFERING;
 use crate::http::identity::identified;
 use crate::http::request::feed_start;
@@ -20,22 +21,27 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::domain::ticket::Sealed;
 use crate::http::error::ApiError;
-use crate::http::identity::ticket_hash;
 use crate::http::request::feed_ticket;
 use crate::ports::{AuditStore, Lease, LeaseStore, TicketStore};
 use crate::runtime::{App, StreamedResult};
 
 /// The DynamoDB actions [`handle`] calls, which its function's policy in
 /// `template.yaml` grants on the table: `Query` (`AuditStore::latest_change`
-/// and `changes`, consistent Queries of the caller's changes), `GetItem`
-/// (a ticket), `PutItem` and `DeleteItem` (the stream's lease).
-pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
-    "dynamodb:Query",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:DeleteItem",
-]);
+/// and `changes`, consistent Queries of the caller's changes) and `GetItem`
+/// (the ticket key, once per instance; whether a lease still holds its
+/// place); writes only to the feed's own items: `PutItem` and `DeleteItem`
+/// on the leases (`FEED#<sub>`), `PutItem` on the ticket key's item (the
+/// very first ticket ever checked may find none, and stores one).
+pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:Query", "dynamodb:GetItem"])
+    .confined(
+        &["dynamodb:PutItem", "dynamodb:DeleteItem"],
+        &[
+            LeadingKey::Prefix(FEED_PREFIX),
+            LeadingKey::Exact(TICKET_KEY_PK),
+        ],
+    );
 
 /// A lease outlives its stream by this much, so a stream that ends on
 /// time always still holds its place.
@@ -80,11 +86,10 @@ where
     // A ticket (a browser's EventSource) or the caller as identified.
     let (owner, expires_at) = match feed_ticket(&req) {
         Some(ticket) => {
-            let found = app
-                .store
-                .redeem(&ticket_hash(&ticket), Utc::now())
-                .await?
-                .ok_or(ApiError::InvalidTicket)?;
+            // Junk and expired tickets cost nothing: refused unread.
+            let sealed = Sealed::parse(&ticket, Utc::now()).ok_or(ApiError::InvalidTicket)?;
+            let key = app.tickets.get(&app.store).await?;
+            let found = key.open(sealed).ok_or(ApiError::InvalidTicket)?;
             (found.owner, Some(found.expires_at))
         }
         None => {

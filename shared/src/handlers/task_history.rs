@@ -23,6 +23,7 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess {
     table: false,
     indexes: &[GSI1],
     stream: false,
+    ..DynamoDbAccess::NONE
 };
 
 /// A task's history

@@ -148,20 +148,3 @@ fn authorizer_subject(req: &Request) -> Option<Caller> {
 /// How long a feed ticket opens its caller's feed (the contract allows at
 /// most 15 minutes): `EventSource`'s reconnects keep working until then.
 pub const TICKET_LIFETIME_SECONDS: i64 = 10 * 60;
-
-/// A new feed ticket: 244 random bits (two UUIDv4s, from the operating
-/// system's random source), base64url. Unguessable; never a token.
-pub fn new_ticket() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// What a ticket is stored and looked up by: its SHA-256, base64url.
-pub fn ticket_hash(ticket: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(ticket.as_bytes()))
-}

@@ -29,4 +29,5 @@ pub mod routes;
 pub mod schemas;
 pub mod sse;
 pub mod streaming;
+pub mod ticket;
 pub mod validation;

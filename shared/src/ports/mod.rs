@@ -348,32 +348,16 @@ pub trait AuditStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Sequence>, StoreError>> + Send;
 }
 
-/// A feed ticket as stored: whose feed it opens, and until when. The
-/// ticket itself is never stored, only its hash ([`TicketStore`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    pub owner: Caller,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// Tickets for browsers' `EventSource`, which cannot send a bearer token:
-/// a short-lived, unguessable key in the feed's URL that reads one
-/// caller's feed and nothing else. Kept by the SHA-256 of the ticket, so
-/// reading the table yields no usable ticket.
+/// The key feed tickets are sealed with ([`crate::domain::ticket`]), kept
+/// in the table: whoever can read the table can read every feed anyway, so
+/// the key widens nothing. One key per table, made of random bytes by the
+/// first caller that finds none; every later caller reads the same.
 pub trait TicketStore: Send + Sync {
-    /// Stores a ticket (by its hash) for `ticket.owner` until it expires.
-    fn issue(
+    /// The table's ticket key, created if there is none yet (two callers
+    /// creating it at once both get the one that was stored).
+    fn ticket_key(
         &self,
-        hash: &str,
-        ticket: &Ticket,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The ticket with this hash, if it exists and has not expired at `now`.
-    fn redeem(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<Ticket>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<[u8; crate::domain::ticket::KEY_LEN], StoreError>> + Send;
 }
 
 /// A held place among a caller's open feed streams.

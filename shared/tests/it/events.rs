@@ -311,40 +311,35 @@ async fn a_ticket_opens_its_callers_feed_only_until_it_expires() {
         );
     }
 
-    // An expired ticket is refused like a forged one.
-    use shared::ports::{Ticket, TicketStore};
-    let old = shared::http::identity::new_ticket();
-    app.store
-        .issue(
-            &shared::http::identity::ticket_hash(&old),
-            &Ticket {
-                owner: Caller::new("alice").expect("caller"),
-                expires_at: Utc::now() - chrono::Duration::seconds(1),
-            },
-        )
-        .await
-        .expect("issued");
+    // An expired ticket is refused like a forged one, and so is a ticket
+    // sealed with another table's key.
+    let old = sealed(app, "alice", -1).await;
     assert_eq!(
         open(app, with_ticket(&old)).await.status(),
         StatusCode::UNAUTHORIZED
     );
+    let elsewhere = crate::support::app(&[]);
+    let foreign = sealed(elsewhere, "alice", 600).await;
+    assert_eq!(
+        open(app, with_ticket(&foreign)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A ticket of `owner`'s, sealed with `app`'s key, expiring in `seconds`.
+async fn sealed(app: &'static App<MemoryStore>, owner: &str, seconds: i64) -> String {
+    let key = app.tickets.get(&app.store).await.expect("the ticket key");
+    key.seal(&shared::domain::ticket::Ticket {
+        owner: Caller::new(owner).expect("caller"),
+        expires_at: Utc::now() + chrono::Duration::seconds(seconds),
+    })
+    .expect("sealed")
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stream_ends_when_its_ticket_expires() {
     let app = crate::support::app(&[("EVENTS_LIFETIME_SECONDS", "240")]);
-    use shared::ports::{Ticket, TicketStore};
-    let ticket = shared::http::identity::new_ticket();
-    app.store
-        .issue(
-            &shared::http::identity::ticket_hash(&ticket),
-            &Ticket {
-                owner: Caller::new("alice").expect("caller"),
-                expires_at: Utc::now() + chrono::Duration::seconds(3),
-            },
-        )
-        .await
-        .expect("issued");
+    let ticket = sealed(app, "alice", 3).await;
     let started = tokio::time::Instant::now();
     let response = open(app, with_ticket(&ticket)).await;
     assert_eq!(response.status(), StatusCode::OK);

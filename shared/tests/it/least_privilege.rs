@@ -19,7 +19,9 @@ use shared::http::routes::{FALLBACK, ROUTES};
 use shared::runtime::EVENT_FUNCTIONS;
 
 /// What a function's policies grant: `(action, resource)` pairs, with the
-/// resource as `table`, `table/index/<name>`, `stream` or `queue/<id>`.
+/// resource as `table`, `table/index/<name>`, `stream` or `queue/<id>`;
+/// a grant confined to items by their partition keys (IAM's
+/// `dynamodb:LeadingKeys`) as `table under <pattern>,<pattern>`.
 type Grants = BTreeSet<(String, String)>;
 
 /// What Lambda needs to send a discarded batch's record to an SQS
@@ -98,10 +100,13 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
             {
                 let key = key.as_str().unwrap_or_default();
                 assert!(
-                    ["Sid", "Effect", "Action", "Resource"].contains(&key),
-                    "{whose}: unexpected {key} (NotAction, NotResource and Condition are not used)"
+                    ["Sid", "Effect", "Action", "Resource", "Condition"].contains(&key),
+                    "{whose}: unexpected {key} (NotAction and NotResource are not used)"
                 );
             }
+            let under = statement
+                .get("Condition")
+                .map(|condition| leading_keys(condition, &whose));
             assert_eq!(
                 statement.get("Effect").and_then(Value::as_str),
                 Some("Allow"),
@@ -114,7 +119,11 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
                     .as_str()
                     .unwrap_or_else(|| panic!("{whose}: {action:?}"));
                 for target in &targets {
-                    let name = resource_name(template, table, target, &whose);
+                    let mut name = resource_name(template, table, target, &whose);
+                    if let Some(patterns) = &under {
+                        assert_eq!(name, "table", "{whose}: a condition on the table only");
+                        name = format!("table under {patterns}");
+                    }
                     if name.starts_with("queue/") {
                         assert_eq!(
                             action, ON_FAILURE_ACTION,
@@ -132,6 +141,33 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
         }
     }
     grants
+}
+
+/// The partition keys a statement's `Condition` confines it to, sorted and
+/// comma-separated: only `ForAllValues:StringLike` on
+/// `dynamodb:LeadingKeys` is understood (`ForAnyValue`, or another key,
+/// would not confine every item a call touches).
+fn leading_keys(condition: &Value, whose: &str) -> String {
+    let mapping = condition.as_mapping().expect("a Condition is a mapping");
+    let [(operator, keys)] = mapping.iter().collect::<Vec<_>>()[..] else {
+        panic!("{whose}: one condition operator, got {condition:?}");
+    };
+    assert_eq!(
+        operator.as_str(),
+        Some("ForAllValues:StringLike"),
+        "{whose}: only ForAllValues:StringLike confines every item"
+    );
+    let keys = keys.as_mapping().expect("condition keys");
+    let [(key, values)] = keys.iter().collect::<Vec<_>>()[..] else {
+        panic!("{whose}: one condition key, got {keys:?}");
+    };
+    assert_eq!(key.as_str(), Some("dynamodb:LeadingKeys"), "{whose}");
+    let mut patterns: Vec<&str> = one_or_many(values)
+        .into_iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("{whose}: {v:?}")))
+        .collect();
+    patterns.sort();
+    patterns.join(",")
 }
 
 /// What `access` needs: every action on the table and on each index, and
@@ -157,6 +193,17 @@ fn expected(access: DynamoDbAccess) -> Grants {
                 .map(move |resource| (action.to_string(), resource.clone()))
         })
         .collect();
+    if !access.confined.is_empty() {
+        let mut patterns: Vec<String> = access.leading_keys.iter().map(|k| k.pattern()).collect();
+        patterns.sort();
+        let under = format!("table under {}", patterns.join(","));
+        grants.extend(
+            access
+                .confined
+                .iter()
+                .map(|action| (action.to_string(), under.clone())),
+        );
+    }
     if access.stream {
         grants.extend(
             STREAM_ACTIONS
@@ -250,7 +297,7 @@ fn each_function_is_granted_exactly_its_declared_dynamodb_access() {
                 show(&wanted)
             ));
         }
-        if access.actions.is_empty() && on_failure_grants(&template, id).is_empty() {
+        if !access.uses_storage() && on_failure_grants(&template, id).is_empty() {
             assert!(
                 at(function, &["Properties", "Policies"]).is_none(),
                 "{id} needs no storage: no Policies at all"
@@ -354,6 +401,12 @@ fn the_checker_rejects_what_it_should() {
             - Effect: Allow
               Action: sqs:SendMessage
               Resource: !GetAtt Q.Arn
+            - Effect: Allow
+              Action: dynamodb:PutItem
+              Resource: !GetAtt T.Arn
+              Condition:
+                ForAllValues:StringLike:
+                  dynamodb:LeadingKeys: ['KEY#a', 'FEED#*']
   M:
     Type: AWS::Lambda::EventSourceMapping
     Properties:
@@ -371,6 +424,10 @@ fn the_checker_rejects_what_it_should() {
         ("dynamodb:GetItem".to_owned(), "table/index/GSI1".to_owned()),
         ("dynamodb:GetItem".to_owned(), "stream".to_owned()),
         ("sqs:SendMessage".to_owned(), "queue/Q".to_owned()),
+        (
+            "dynamodb:PutItem".to_owned(),
+            "table under FEED#*,KEY#a".to_owned(),
+        ),
     ]
     .into();
     assert_eq!(granted, want);
@@ -393,6 +450,13 @@ fn the_checker_rejects_what_it_should() {
         "Action: sqs:SendMessage\n              Resource: !GetAtt T.Arn",
         "Action: sqs:SendMessage\n              Resource: !GetAtt Other.Arn",
         "Action: dynamodb:GetItem\n              Resource: !GetAtt Q.Arn",
+        // A condition that does not confine every item touched.
+        "Action: dynamodb:PutItem\n              Resource: !GetAtt T.Arn\n              \
+         Condition: {ForAnyValue:StringLike: {dynamodb:LeadingKeys: ['FEED#*']}}",
+        "Action: dynamodb:PutItem\n              Resource: !GetAtt T.Arn\n              \
+         Condition: {ForAllValues:StringLike: {dynamodb:Attributes: ['pk']}}",
+        "Action: dynamodb:PutItem\n              Resource: !Sub '${T.Arn}/index/GSI1'\n              \
+         Condition: {ForAllValues:StringLike: {dynamodb:LeadingKeys: ['FEED#*']}}",
     ] {
         let yaml = format!(
             "Resources:
@@ -414,4 +478,101 @@ fn the_checker_rejects_what_it_should() {
         let rejected = std::panic::catch_unwind(|| grants(&template, "F", &function)).is_err();
         assert!(rejected, "accepted: {bad}");
     }
+}
+
+/// `grants` as the docs' privilege table writes them: per resource, the
+/// actions (without `dynamodb:`), resources in a fixed order.
+fn render(grants: &Grants) -> String {
+    let mut by_resource: std::collections::BTreeMap<(u8, &str), Vec<String>> = Default::default();
+    for (action, resource) in grants {
+        let rank = match resource.as_str() {
+            "table" => 0,
+            r if r.starts_with("table/index/") => 1,
+            r if r.starts_with("table under ") => 2,
+            "stream" => 3,
+            _ => 4,
+        };
+        let action = action.strip_prefix("dynamodb:").unwrap_or(action);
+        by_resource
+            .entry((rank, resource))
+            .or_default()
+            .push(format!("`{action}`"));
+    }
+    let parts: Vec<String> = by_resource
+        .into_iter()
+        .map(|((_, resource), actions)| {
+            let on = if resource == "table" {
+                "the table".to_owned()
+            } else if let Some(index) = resource.strip_prefix("table/") {
+                format!("`{index}`")
+            } else if let Some(keys) = resource.strip_prefix("table under ") {
+                let keys: Vec<String> = keys.split(',').map(|k| format!("`{k}`")).collect();
+                format!(
+                    "the table, only items whose partition key is {}",
+                    keys.join(" or ")
+                )
+            } else if resource == "stream" {
+                "the table's stream".to_owned()
+            } else {
+                format!("`{resource}`")
+            };
+            format!("{} on {on}", actions.join(", "))
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The privilege table of docs/operations.md ("What the stack is") is what
+/// the template grants: each function's second column is its policies,
+/// rendered by [`render`]; every function is in it once.
+#[test]
+fn the_docs_privilege_table_is_the_templates() {
+    let template = template();
+    let docs = crate::support::read("docs/operations.md");
+    let header = "| function | what its policy grants | for |";
+    let start = docs
+        .find(header)
+        .unwrap_or_else(|| panic!("docs/operations.md has no table headed {header}"));
+    let mut documented: std::collections::BTreeMap<String, String> = Default::default();
+    for row in docs[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.trim_start().starts_with('|'))
+    {
+        let cells: Vec<&str> = row.trim().trim_matches('|').split(" | ").collect();
+        let [names, granted, _why] = cells[..] else {
+            panic!("a row of three cells: {row}");
+        };
+        for name in names.split(", ") {
+            let name = name.trim().trim_matches('`').to_owned();
+            let previous = documented.insert(name.clone(), granted.trim().to_owned());
+            assert!(previous.is_none(), "{name} is in the table twice");
+        }
+    }
+    let mut problems = Vec::new();
+    for (id, binary, function) in functions(&template) {
+        let mut granted = grants(&template, id, function);
+        granted.extend(on_failure_grants(&template, id));
+        let wanted = render(&granted);
+        match documented.remove(binary) {
+            Some(row) if row == wanted => {}
+            Some(row) => problems.push(format!(
+                "{binary}: the docs say\n  {row}\nthe template grants\n  {wanted}"
+            )),
+            None => problems.push(format!("{binary}: no row; the template grants\n  {wanted}")),
+        }
+    }
+    problems.extend(
+        documented
+            .keys()
+            .map(|name| format!("{name}: a row, but no such function")),
+    );
+    crate::support::assert_no_problems(
+        "docs/operations.md's privilege table differs from template.yaml",
+        &problems,
+    );
 }

@@ -191,7 +191,7 @@ fn every_operation_is_documented_with_the_contracts_responses() {
         if path == "/tasks/events" {
             expected.push("429");
         }
-        if !storage.actions.is_empty() {
+        if storage.uses_storage() {
             expected.push("503");
         }
         assert_eq!(codes, expected, "{whose}: response codes");

@@ -1,26 +1,28 @@
-//! The live feed's tickets and stream leases in the table (layout:
-//! [`super::table`]). Both carry `expires_at`, so DynamoDB's TTL clears
+//! The live feed's ticket key and stream leases in the table (layout:
+//! [`super::table`]). Leases carry `expires_at`, so DynamoDB's TTL clears
 //! them; expiry is also checked on every read, since TTL deletion lags.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::errors::classify;
 use super::expressions::string;
-use super::table::{PK, SK, TICKET_SK, TTL_ATTRIBUTE, lease_sk, owner_pk, ticket_pk};
+use super::table::{PK, SK, TICKET_KEY_PK, TICKET_KEY_SK, TTL_ATTRIBUTE, feed_pk, lease_sk};
 use super::{DynamoStore, Item};
-use crate::domain::caller::Caller;
-use crate::ports::{Lease, LeaseStore, MIN_LEASE_AGE, StoreError, Ticket, TicketStore};
+use crate::domain::ticket::{KEY_LEN, TicketKey};
+use crate::ports::{Lease, LeaseStore, MIN_LEASE_AGE, StoreError, TicketStore};
 
+/// The ticket key's item: the key's bytes, base64.
 #[derive(Debug, Serialize, Deserialize)]
-struct TicketItem {
+struct TicketKeyItem {
     pk: String,
     sk: String,
-    owner: String,
-    expires_at: i64,
+    key: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,7 +40,7 @@ struct LeaseItem {
 impl LeaseItem {
     fn of(lease: &Lease, slot: u32) -> Self {
         LeaseItem {
-            pk: owner_pk(&lease.owner),
+            pk: feed_pk(&lease.owner),
             sk: lease_sk(slot),
             lease: lease.id,
             acquired_at: lease.acquired_at.timestamp_millis(),
@@ -48,40 +50,58 @@ impl LeaseItem {
 }
 
 impl TicketStore for DynamoStore {
-    async fn issue(&self, hash: &str, ticket: &Ticket) -> Result<(), StoreError> {
-        let item: Item = serde_dynamo::to_item(TicketItem {
-            pk: ticket_pk(hash),
-            sk: TICKET_SK.to_owned(),
-            owner: ticket.owner.id().to_owned(),
-            expires_at: ticket.expires_at.timestamp(),
+    async fn ticket_key(&self) -> Result<[u8; KEY_LEN], StoreError> {
+        let key = || {
+            Item::from([
+                (PK.to_owned(), string(TICKET_KEY_PK)),
+                (SK.to_owned(), string(TICKET_KEY_SK)),
+            ])
+        };
+        if let Some(item) = self.read(key()).await? {
+            return decode_key(item);
+        }
+        // None yet: store one, unless another instance just did.
+        let item: Item = serde_dynamo::to_item(TicketKeyItem {
+            pk: TICKET_KEY_PK.to_owned(),
+            sk: TICKET_KEY_SK.to_owned(),
+            key: STANDARD.encode(
+                TicketKey::random_bytes().map_err(|e| StoreError::internal("a ticket key", e))?,
+            ),
         })
-        .map_err(|e| StoreError::internal("encoding a ticket", e))?;
-        self.client
+        .map_err(|e| StoreError::internal("encoding the ticket key", e))?;
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            .condition_expression(format!("attribute_not_exists({PK})"))
             .send()
-            .await
-            .map_err(|e| classify("PutItem", e))?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(error) => return Err(classify("PutItem", error)),
+        }
+        // Read back what is stored: ours, or the one that won the race.
+        let item = self
+            .read(key())
+            .await?
+            .ok_or_else(|| StoreError::internal_because("the ticket key vanished"))?;
+        decode_key(item)
     }
+}
 
-    async fn redeem(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<Ticket>, StoreError> {
-        let key = Item::from([
-            (PK.to_owned(), string(ticket_pk(hash))),
-            (SK.to_owned(), string(TICKET_SK)),
-        ]);
-        let Some(item) = self.read(key).await? else {
-            return Ok(None);
-        };
-        let stored: TicketItem = serde_dynamo::from_item(item)
-            .map_err(|e| StoreError::internal("malformed ticket item", e))?;
-        let expires_at = DateTime::from_timestamp(stored.expires_at, 0)
-            .ok_or_else(|| StoreError::internal_because("ticket expiry out of range"))?;
-        Ok(Caller::new(stored.owner)
-            .filter(|_| expires_at > now)
-            .map(|owner| Ticket { owner, expires_at }))
-    }
+fn decode_key(item: Item) -> Result<[u8; KEY_LEN], StoreError> {
+    let stored: TicketKeyItem = serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::internal("malformed ticket key item", e))?;
+    STANDARD
+        .decode(stored.key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| StoreError::internal_because("a ticket key that is not 32 bytes"))
 }
 
 impl LeaseStore for DynamoStore {
@@ -133,7 +153,7 @@ impl LeaseStore for DynamoStore {
 
     async fn holds(&self, lease: &Lease) -> Result<bool, StoreError> {
         let key = Item::from([
-            (PK.to_owned(), string(owner_pk(&lease.owner))),
+            (PK.to_owned(), string(feed_pk(&lease.owner))),
             (SK.to_owned(), string(lease_sk(lease.slot))),
         ]);
         let Some(item) = self.read(key).await? else {
@@ -146,7 +166,7 @@ impl LeaseStore for DynamoStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let key = Item::from([
-            (PK.to_owned(), string(owner_pk(&lease.owner))),
+            (PK.to_owned(), string(feed_pk(&lease.owner))),
             (SK.to_owned(), string(lease_sk(lease.slot))),
         ]);
         let deleted = self

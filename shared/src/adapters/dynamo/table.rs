@@ -9,11 +9,15 @@
 //! | task count | `USER#<sub>`  | `COUNT`      |                        |              |
 //! | idempotency key | `USER#<sub>` | `IDEMPOTENCY#<key>` |                |              |
 //! | change | `USER#<sub>` | `CHANGE#<sequence>` | `HISTORY#<sub>#<task id>` | `CHANGE#<sequence>` |
-//! | feed stream lease | `USER#<sub>` | `FEED#<slot>` |                  |              |
-//! | feed ticket | `TICKET#<sha-256 of the ticket>` | `TICKET` |           |              |
+//! | feed stream lease | `FEED#<sub>` | `SLOT#<slot>` |                  |              |
+//! | feed ticket key | `KEY#feed-tickets` | `KEY`         |                |              |
 //!
-//! The owner is in every partition key, so a caller can only ever query its
-//! own items. Task ids are UUIDv7, so sort-key order is creation order.
+//! The owner is in every partition key but the ticket key's, so a caller
+//! can only ever query its own items. The feed's leases have a partition
+//! of their own (`FEED#`) and the key that seals feed tickets one item
+//! ([`TICKET_KEY_PK`]): the two functions of the feed may write those and
+//! nothing else, which IAM can check (`dynamodb:LeadingKeys` conditions on
+//! the partition key; `shared::handlers::DynamoDbAccess::confined`). Task ids are UUIDv7, so sort-key order is creation order.
 //! `GSI1` partitions a caller's tasks by `done`: a filtered page is a Query
 //! of exactly the matching tasks, costing the page and never the caller's
 //! total. The caller's task count and idempotency keys live in the same
@@ -71,7 +75,7 @@ pub const COUNT_SK: &str = "COUNT";
 pub const COUNT_ATTRIBUTE: &str = "task_count";
 
 /// Epoch seconds after which DynamoDB may delete an item (idempotency keys,
-/// changes past their retention, feed leases and tickets).
+/// changes past their retention, feed leases).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The table's change stream: every change with the item before and after,
@@ -86,18 +90,25 @@ pub fn task_sk(id: Uuid) -> String {
     format!("{TASK_PREFIX}{}", id.hyphenated())
 }
 
+/// Prefix of the partition of a caller's feed stream places (the owner's
+/// id follows): apart from the caller's tasks, so a policy can confine the
+/// feed function's writes to it.
+pub const FEED_PREFIX: &str = "FEED#";
+
+/// Partition key of the caller's feed stream places.
+pub fn feed_pk(owner: &Caller) -> String {
+    format!("{FEED_PREFIX}{}", owner.id())
+}
+
 /// Sort key of one of the caller's feed stream places.
 pub fn lease_sk(slot: u32) -> String {
-    format!("FEED#{slot}")
+    format!("SLOT#{slot}")
 }
 
-/// Partition key of a feed ticket (its hash: the ticket itself is never
-/// stored); its sort key is [`TICKET_SK`].
-pub fn ticket_pk(hash: &str) -> String {
-    format!("TICKET#{hash}")
-}
-
-pub const TICKET_SK: &str = "TICKET";
+/// The key of the item holding the key feed tickets are sealed with
+/// ([`crate::domain::ticket`]): one per table.
+pub const TICKET_KEY_PK: &str = "KEY#feed-tickets";
+pub const TICKET_KEY_SK: &str = "KEY";
 
 /// Sort-key prefix of the caller's changes.
 pub const CHANGE_PREFIX: &str = "CHANGE#";
