@@ -379,8 +379,7 @@ pub const OTHER_CRATES_MAX_LEVEL: tracing::level_filters::LevelFilter =
 pub fn log_filter(level: tracing::Level) -> tracing_subscriber::filter::Targets {
     let own = tracing::level_filters::LevelFilter::from_level(level);
     OWN_LOG_TARGETS.iter().fold(
-        tracing_subscriber::filter::Targets::new()
-            .with_default(own.min(OTHER_CRATES_MAX_LEVEL)),
+        tracing_subscriber::filter::Targets::new().with_default(own.min(OTHER_CRATES_MAX_LEVEL)),
         |filter, target| filter.with_target(*target, own),
     )
 }

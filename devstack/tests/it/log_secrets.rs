@@ -111,6 +111,7 @@ async fn run_function(dynamo: &LocalDynamo, issuer: &str, token: &str, format: &
             ("AWS_ENDPOINT_URL_DYNAMODB", &dynamo.endpoint),
             ("JWT_ISSUER", issuer),
             ("JWT_AUDIENCE", AUDIENCE),
+            ("JWT_SCOPES", devstack::issuer::SCOPE),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -127,8 +128,18 @@ async fn run_function(dynamo: &LocalDynamo, issuer: &str, token: &str, format: &
             text
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
 
     let answer = tokio::time::timeout(
         Duration::from_secs(30),
