@@ -1008,33 +1008,3 @@ async fn keys_are_fetched_again_by_age_and_a_withdrawn_key_dropped() {
     server.answer(Reply::Status(500, "{}".into()));
     assert_503(check(&verifier, &new).await, "old keys, issuer down");
 }
-
-/// The filter of every function's logs (shared::runtime::log_filter):
-/// this project's crates at LOG_LEVEL, everything else at info at most.
-#[test]
-fn logs_of_other_crates_stop_at_info() {
-    use tracing::Level;
-    let filter = crate::runtime::log_filter(Level::TRACE);
-    for target in ["shared", "shared::adapters::token", "devstack::issuer"] {
-        assert!(filter.would_enable(target, &Level::TRACE), "{target}");
-    }
-    for target in [
-        "lambda_runtime::layers::api_response",
-        "lambda_runtime_api_client",
-        "lambda_http",
-        "aws_smithy_runtime::client::http",
-        "aws_sdk_dynamodb",
-        "hyper_util",
-        "h2",
-        "rustls",
-        "tower",
-        "a_crate_added_next_year",
-    ] {
-        assert!(!filter.would_enable(target, &Level::DEBUG), "{target}");
-        assert!(filter.would_enable(target, &Level::INFO), "{target}");
-    }
-    let quiet = crate::runtime::log_filter(Level::WARN);
-    assert!(!quiet.would_enable("lambda_runtime", &Level::INFO));
-    assert!(!quiet.would_enable("shared", &Level::INFO));
-    assert!(quiet.would_enable("shared", &Level::WARN));
-}
