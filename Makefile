@@ -10,7 +10,7 @@ SHELL := /bin/bash
 dev:
 	scripts/dev.sh
 
-## make token USER=alice [KIND=expired|wrong-audience|wrong-issuer|unsigned|foreign-key]:
+## make token USER=alice [KIND=expired|wrong-audience|wrong-issuer|unsigned|foreign-key|id-token|no-scope|future-iat]:
 ## prints an access token of the local issuer for `make dev AUTH=token`
 ## (valid for an hour; KIND: one the API must refuse).
 KIND ?= valid

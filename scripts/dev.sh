@@ -152,7 +152,7 @@ trap '[ -z "$WATCH_PID" ] || stop_group "$WATCH_PID"; stop_group "$DEVSTACK_PID"
 wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 
 if [ "$AUTH" = token ]; then
-  wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
+  wait_for_http "$JWT_ISSUER/.well-known/openid-configuration" 30
   echo "==> the API: http://localhost:$API_PORT, token mode (issuer $JWT_ISSUER, audience $JWT_AUDIENCE)"
   echo "    try: curl -H \"Authorization: Bearer \$(make -s token USER=alice)\" localhost:$API_PORT/tasks/export"
 else

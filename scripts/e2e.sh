@@ -76,7 +76,7 @@ wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB" 30
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$FAULT_PORT"
 export TASK_API_FAULTS="$AWS_ENDPOINT_URL_DYNAMODB"
 wait_for_http "$TASK_API_FAULTS/__faults" 30
-wait_for_http "$JWT_ISSUER/.well-known/jwks.json" 30
+wait_for_http "$JWT_ISSUER/.well-known/openid-configuration" 30
 
 # --ignore-changes: the functions were just built; an edit during the run
 # must not restart them under the tests. --concurrency 4: up to 4 instances

@@ -213,12 +213,15 @@ export_local_env() {
   case "$auth" in
     header)
       export IDENTITY_MODE=header
-      unset JWT_ISSUER JWT_AUDIENCE JWT_JWKS_URL
+      unset JWT_ISSUER JWT_AUDIENCE JWT_SCOPES
       ;;
     token)
-      unset IDENTITY_MODE JWT_JWKS_URL
+      unset IDENTITY_MODE
       export JWT_ISSUER="$issuer"
       export JWT_AUDIENCE="${JWT_AUDIENCE:-$LOCAL_AUDIENCE}"
+      # The scope the local issuer's access tokens carry, as Cognito's
+      # (devstack/src/issuer.rs); the template's JwtScope deployed.
+      export JWT_SCOPES="${JWT_SCOPES:-aws.cognito.signin.user.admin}"
       ;;
     *)
       echo "AUTH must be header or token (got \"$auth\")" >&2

@@ -40,8 +40,10 @@ pub const DEFAULT_AUDIENCE: &str = "task-api-local";
 pub const DEFAULT_KEY_FILE: &str = ".dev/issuer-key.der";
 /// How long a token is valid, as Cognito's access tokens by default.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-/// The scope Cognito puts in an access token of a user pool sign-in.
-const SCOPE: &str = "aws.cognito.signin.user.admin";
+/// The scope Cognito puts in an access token of a user pool sign-in (SRP),
+/// and what the functions require (`JWT_SCOPES`) in token mode, as the
+/// template's `JwtScope` does deployed.
+pub const SCOPE: &str = "aws.cognito.signin.user.admin";
 
 /// The issuer URL for a port: `http://127.0.0.1:<port>`.
 pub fn issuer_url(port: u16) -> String {
@@ -64,16 +66,27 @@ pub enum TokenKind {
     Unsigned,
     /// Names this issuer's key id but is signed by another key.
     ForeignKey,
+    /// An ID token, as Cognito issues one: `aud` the app client,
+    /// `token_use: "id"`, no scope. The API's routes require a scope: refused.
+    IdToken,
+    /// An access token without a scope. Refused: no required scope.
+    NoScope,
+    /// Issued (`iat`) five minutes from now. Refused: the authorizer
+    /// wants `iat` before the current time.
+    FutureIat,
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 6] = [
+    pub const ALL: [TokenKind; 9] = [
         TokenKind::Valid,
         TokenKind::Expired,
         TokenKind::WrongAudience,
         TokenKind::WrongIssuer,
         TokenKind::Unsigned,
         TokenKind::ForeignKey,
+        TokenKind::IdToken,
+        TokenKind::NoScope,
+        TokenKind::FutureIat,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +97,9 @@ impl TokenKind {
             TokenKind::WrongIssuer => "wrong-issuer",
             TokenKind::Unsigned => "unsigned",
             TokenKind::ForeignKey => "foreign-key",
+            TokenKind::IdToken => "id-token",
+            TokenKind::NoScope => "no-scope",
+            TokenKind::FutureIat => "future-iat",
         }
     }
 }
@@ -277,8 +293,11 @@ impl Issuer {
         &self.audience
     }
 
+    /// Where the JWKS is: not `/.well-known/jwks.json` (Cognito's), so
+    /// that a function finds it only through the discovery document's
+    /// `jwks_uri`, as API Gateway's authorizer does.
     pub fn jwks_url(&self) -> String {
-        format!("{}/.well-known/jwks.json", self.url)
+        format!("{}/keys", self.url)
     }
 
     /// `{"keys": [...]}`: the one signing key.
@@ -312,9 +331,26 @@ impl Issuer {
         let issued = match kind {
             // Issued two hours ago: expired an hour ago.
             TokenKind::Expired => now.saturating_sub(2 * lifetime),
+            TokenKind::FutureIat => now + 300,
             _ => now,
         };
-        let claims = json!({
+        if kind == TokenKind::IdToken {
+            let claims = json!({
+                "sub": user,
+                "iss": self.url,
+                "aud": self.audience,
+                "token_use": "id",
+                "auth_time": issued,
+                "iat": issued,
+                "exp": issued + lifetime,
+                "email": format!("{user}@example.com"),
+                "cognito:username": user,
+            });
+            return self
+                .key
+                .sign(&json!({"kid": self.key.kid, "alg": "RS256"}), &claims);
+        }
+        let mut claims = json!({
             "sub": user,
             "iss": match kind {
                 TokenKind::WrongIssuer => format!("{}/someone-else", self.url),
@@ -332,6 +368,9 @@ impl Issuer {
             "jti": uuid::Uuid::now_v7().to_string(),
             "username": user,
         });
+        if let (TokenKind::NoScope, Some(claims)) = (kind, claims.as_object_mut()) {
+            claims.remove("scope");
+        }
         let header = json!({"kid": self.key.kid, "alg": "RS256"});
         match kind {
             TokenKind::Unsigned => Ok(format!(
@@ -361,7 +400,7 @@ impl Issuer {
             }
         };
         Router::new()
-            .route("/.well-known/jwks.json", get(json(jwks)))
+            .route("/keys", get(json(jwks)))
             .route("/.well-known/openid-configuration", get(json(discovery)))
     }
 

@@ -59,7 +59,7 @@ pub struct Config {
     /// path (a custom domain's mapping) is kept as it is.
     pub events_url: String,
     pub aws: AwsSettings,
-    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_JWKS_URL`: bearer tokens checked
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_SCOPES`: bearer tokens checked
     /// by the function itself (see [`crate::adapters::token`]); `None` when
     /// `JWT_ISSUER` is unset. When set, the caller comes from a verified
     /// bearer token only (see [`crate::http::identity`]).
@@ -77,9 +77,11 @@ pub struct TokenSettings {
     /// its `client_id` (Cognito access tokens); the app client id, or
     /// several, comma-separated (the template's `JwtAudience` list).
     pub audience: String,
-    /// `JWT_JWKS_URL`, default `{issuer}/.well-known/jwks.json` (Cognito's).
-    /// https, or http on a loopback host (tests, local runs).
-    pub jwks_url: String,
+    /// `JWT_SCOPES`, required with `JWT_ISSUER`: a token must carry at
+    /// least one of these (space- or comma-separated), as the API's routes
+    /// require of the authorizer (the template's `JwtScope`). ID tokens
+    /// carry no scope: they are refused.
+    pub scopes: String,
 }
 
 impl TokenSettings {
@@ -89,6 +91,24 @@ impl TokenSettings {
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
+    }
+
+    /// The accepted scopes: [`TokenSettings::scopes`] split at commas and
+    /// spaces.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scopes
+            .split([',', ' ', '\t'])
+            .filter(|scope| !scope.is_empty())
+    }
+
+    /// Where the keys are found, as API Gateway's JWT authorizer finds
+    /// them: the issuer's OpenID discovery document, whose `jwks_uri`
+    /// names the key set.
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        )
     }
 }
 
@@ -276,7 +296,7 @@ impl Config {
         };
         let token = match get("JWT_ISSUER") {
             None => {
-                for var in ["JWT_AUDIENCE", "JWT_JWKS_URL"] {
+                for var in ["JWT_AUDIENCE", "JWT_SCOPES"] {
                     if get(var).is_some() {
                         return Err(invalid(
                             "JWT_ISSUER",
@@ -300,25 +320,20 @@ impl Config {
                     .ok_or_else(|| invalid("JWT_AUDIENCE", "is required when JWT_ISSUER is set"))?
                     .trim()
                     .to_owned();
-                let jwks_url = match get("JWT_JWKS_URL") {
-                    None => format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
-                    Some(url) => {
-                        let url = url.trim().to_owned();
-                        if !https_or_loopback_http(&url) {
-                            return Err(invalid(
-                                "JWT_JWKS_URL",
-                                format!(
-                                    "must be an https URL, or http on a loopback host (got {url:?})"
-                                ),
-                            ));
-                        }
-                        url
-                    }
-                };
+                let scopes = get("JWT_SCOPES")
+                    .ok_or_else(|| {
+                        invalid(
+                            "JWT_SCOPES",
+                            "is required when JWT_ISSUER is set (the scopes the API's \
+                             routes require, such as aws.cognito.signin.user.admin)",
+                        )
+                    })?
+                    .trim()
+                    .to_owned();
                 Some(TokenSettings {
                     issuer,
                     audience,
-                    jwks_url,
+                    scopes,
                 })
             }
         };
@@ -432,7 +447,7 @@ fn feed_on(url: String) -> String {
     }
 }
 
-fn https_or_loopback_http(url: &str) -> bool {
+pub(crate) fn https_or_loopback_http(url: &str) -> bool {
     let Ok(parsed) = url.parse::<lambda_http::http::Uri>() else {
         return false;
     };
@@ -521,43 +536,40 @@ mod tests {
         let config = Config::from_lookup(lookup(&[
             ("JWT_ISSUER", issuer),
             ("JWT_AUDIENCE", " 4k1ient1d "),
+            ("JWT_SCOPES", " aws.cognito.signin.user.admin "),
         ]))
         .expect("valid config");
+        let token = config.token.expect("token settings");
         assert_eq!(
-            config.token,
-            Some(TokenSettings {
+            token,
+            TokenSettings {
                 issuer: issuer.into(),
                 audience: "4k1ient1d".into(),
-                jwks_url: format!("{issuer}/.well-known/jwks.json"),
-            })
+                scopes: "aws.cognito.signin.user.admin".into(),
+            }
+        );
+        // The keys are found through the discovery document, as the
+        // authorizer finds them.
+        assert_eq!(
+            token.discovery_url(),
+            format!("{issuer}/.well-known/openid-configuration")
         );
 
-        for url in [
-            "https://keys.example/jwks.json",
-            "http://127.0.0.1:9000/jwks.json",
-            "http://localhost:9000/jwks.json",
-            "http://[::1]:9000/jwks.json",
-        ] {
-            let config = Config::from_lookup(lookup(&[
-                ("JWT_ISSUER", "https://issuer.example/"),
-                ("JWT_AUDIENCE", "api"),
-                ("JWT_JWKS_URL", url),
-            ]))
-            .expect(url);
-            let token = config.token.expect("token settings");
-            assert_eq!(token.jwks_url, url);
-            assert_eq!(token.issuer, "https://issuer.example/");
-        }
-
-        // The default JWKS URL does not double a trailing slash.
+        // No doubled slash; scopes split at commas and spaces.
         let config = Config::from_lookup(lookup(&[
             ("JWT_ISSUER", "https://issuer.example/"),
             ("JWT_AUDIENCE", "api"),
+            ("JWT_SCOPES", "tasks/read, tasks/write  openid"),
         ]))
         .expect("valid config");
+        let token = config.token.expect("token settings");
         assert_eq!(
-            config.token.expect("token settings").jwks_url,
-            "https://issuer.example/.well-known/jwks.json"
+            token.discovery_url(),
+            "https://issuer.example/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            token.scopes().collect::<Vec<_>>(),
+            ["tasks/read", "tasks/write", "openid"]
         );
     }
 
@@ -565,38 +577,21 @@ mod tests {
     fn bad_token_settings_name_their_variable() {
         let issuer = ("JWT_ISSUER", "https://issuer.example");
         let audience = ("JWT_AUDIENCE", "api");
+        let scopes = ("JWT_SCOPES", "api/tasks");
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[issuer], "JWT_AUDIENCE"),
-            (&[issuer, ("JWT_AUDIENCE", " ")], "JWT_AUDIENCE"),
+            (&[issuer, scopes], "JWT_AUDIENCE"),
+            (&[issuer, ("JWT_AUDIENCE", " "), scopes], "JWT_AUDIENCE"),
+            (&[issuer, audience], "JWT_SCOPES"),
+            (&[issuer, audience, ("JWT_SCOPES", " ")], "JWT_SCOPES"),
             (&[audience], "JWT_ISSUER"),
+            (&[scopes], "JWT_ISSUER"),
             (
-                &[("JWT_JWKS_URL", "https://issuer.example/jwks")],
-                "JWT_ISSUER",
-            ),
-            (&[("JWT_ISSUER", "issuer.example"), audience], "JWT_ISSUER"),
-            (
-                &[("JWT_ISSUER", "http://issuer.example"), audience],
+                &[("JWT_ISSUER", "issuer.example"), audience, scopes],
                 "JWT_ISSUER",
             ),
             (
-                &[
-                    issuer,
-                    audience,
-                    ("JWT_JWKS_URL", "http://keys.example/jwks"),
-                ],
-                "JWT_JWKS_URL",
-            ),
-            (
-                &[issuer, audience, ("JWT_JWKS_URL", "http://10.0.0.1/jwks")],
-                "JWT_JWKS_URL",
-            ),
-            (
-                &[issuer, audience, ("JWT_JWKS_URL", "ftp://127.0.0.1/jwks")],
-                "JWT_JWKS_URL",
-            ),
-            (
-                &[issuer, audience, ("JWT_JWKS_URL", "/jwks.json")],
-                "JWT_JWKS_URL",
+                &[("JWT_ISSUER", "http://issuer.example"), audience, scopes],
+                "JWT_ISSUER",
             ),
         ];
         for (pairs, named) in cases {

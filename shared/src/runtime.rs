@@ -337,18 +337,55 @@ where
 
 /// JSON logs when Lambda's log format says so (or locally on request),
 /// with Powertools for AWS Lambda's keys ([`PowertoolsJson`]); plain text
-/// otherwise.
+/// otherwise. Either way through [`log_filter`]: `LOG_LEVEL` is the level
+/// of this project's code only.
 fn init_tracing(level: tracing::Level) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
         .with_ansi(false);
     let _already_set = if json {
-        builder.event_format(PowertoolsJson::from_env()).try_init()
+        builder
+            .event_format(PowertoolsJson::from_env())
+            .finish()
+            .with(log_filter(level))
+            .try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(log_filter(level)).try_init()
     };
+}
+
+/// The crates whose lines `LOG_LEVEL` governs: this project's. Their
+/// debug and trace lines name what happened (a rejected token's rule, a
+/// JWKS fetch, a record already recorded), never a token, a ticket, a body
+/// or a table item.
+pub const OWN_LOG_TARGETS: &[&str] = &["shared", "devstack"];
+
+/// The most verbose level of every other crate, whatever `LOG_LEVEL` says.
+/// Below it they print what must never reach a log: lambda_runtime's
+/// `trace` is the raw invocation event (the `Authorization` header, a feed
+/// ticket in the query, the request body), the AWS SDK's `debug`/`trace`
+/// the requests and responses to DynamoDB (table items), hyper, h2 and
+/// rustls the bytes on the wire.
+pub const OTHER_CRATES_MAX_LEVEL: tracing::level_filters::LevelFilter =
+    tracing::level_filters::LevelFilter::INFO;
+
+/// Per-target filtering: an allow-list, so a crate added tomorrow (or one
+/// nobody thought of: `lambda_runtime_api_client`, `aws_smithy_*`,
+/// `tower`) is capped without being named. This project's crates
+/// ([`OWN_LOG_TARGETS`]) log at `level`; every other target at `level` or
+/// [`OTHER_CRATES_MAX_LEVEL`], whichever is less verbose. The functions'
+/// own crates (`functions/*`) log nothing: each `main.rs` is one call
+/// into `shared`.
+pub fn log_filter(level: tracing::Level) -> tracing_subscriber::filter::Targets {
+    let own = tracing::level_filters::LevelFilter::from_level(level);
+    OWN_LOG_TARGETS.iter().fold(
+        tracing_subscriber::filter::Targets::new().with_default(own.min(OTHER_CRATES_MAX_LEVEL)),
+        |filter, target| filter.with_target(*target, own),
+    )
 }
 
 /// Serves one request: identifies the caller (once: handlers read it with
@@ -454,4 +491,37 @@ where
     }
     cors.decorate(origin, &mut response);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    /// The filter of every function's logs (shared::runtime::log_filter):
+    /// this project's crates at LOG_LEVEL, everything else at info at most.
+    #[test]
+    fn logs_of_other_crates_stop_at_info() {
+        use tracing::Level;
+        let filter = super::log_filter(Level::TRACE);
+        for target in ["shared", "shared::adapters::token", "devstack::issuer"] {
+            assert!(filter.would_enable(target, &Level::TRACE), "{target}");
+        }
+        for target in [
+            "lambda_runtime::layers::api_response",
+            "lambda_runtime_api_client",
+            "lambda_http",
+            "aws_smithy_runtime::client::http",
+            "aws_sdk_dynamodb",
+            "hyper_util",
+            "h2",
+            "rustls",
+            "tower",
+            "a_crate_added_next_year",
+        ] {
+            assert!(!filter.would_enable(target, &Level::DEBUG), "{target}");
+            assert!(filter.would_enable(target, &Level::INFO), "{target}");
+        }
+        let quiet = super::log_filter(Level::WARN);
+        assert!(!quiet.would_enable("lambda_runtime", &Level::INFO));
+        assert!(!quiet.would_enable("shared", &Level::INFO));
+        assert!(quiet.would_enable("shared", &Level::WARN));
+    }
 }

@@ -1034,8 +1034,13 @@ async fn a_bearer_token_alone_names_the_caller() {
 #[ignore = "needs the local stack: scripts/e2e.sh"]
 async fn bad_tokens_are_401_with_the_reason() {
     // (kind, words one of which the reason must contain)
-    let cases: [(TokenKind, &[&str]); 5] = [
+    let cases: [(TokenKind, &[&str]); 8] = [
         (TokenKind::Expired, &["expired"]),
+        // ID tokens are refused on every route (their `token_use`, and no
+        // scope); an access token without the required scope too.
+        (TokenKind::IdToken, &["access token", "scope"]),
+        (TokenKind::NoScope, &["scope"]),
+        (TokenKind::FutureIat, &["future"]),
         (TokenKind::WrongAudience, &["audience"]),
         (TokenKind::WrongIssuer, &["issuer"]),
         (

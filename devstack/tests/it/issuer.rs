@@ -31,7 +31,7 @@ fn verifier(issuer: &Issuer) -> TokenVerifier {
     TokenVerifier::new(TokenSettings {
         issuer: issuer.url().to_owned(),
         audience: AUDIENCE.to_owned(),
-        jwks_url: issuer.jwks_url(),
+        scopes: devstack::issuer::SCOPE.to_owned(),
     })
 }
 
@@ -77,7 +77,12 @@ async fn it_serves_its_jwks_and_discovery_document() {
     let discovery = get("/.well-known/openid-configuration").await;
     assert_eq!(discovery["issuer"], url);
     assert_eq!(discovery["jwks_uri"], issuer.jwks_url());
-    let jwks = get("/.well-known/jwks.json").await;
+    assert!(
+        discovery["jwks_uri"]
+            .as_str()
+            .is_some_and(|uri| uri.ends_with("/keys"))
+    );
+    let jwks = get("/keys").await;
     assert_eq!(jwks, issuer.jwks());
     let key = &jwks["keys"][0];
     assert_eq!(

@@ -12,6 +12,7 @@ mod dynamodb_calls;
 mod e2e;
 mod faults;
 mod issuer;
+mod log_secrets;
 mod store_contract;
 mod stream;
 mod traces;

@@ -20,17 +20,28 @@
 //!   one (Cognito's access tokens carry no `aud`);
 //! - `exp` in the future and `nbf` (if present) in the past, give or take
 //!   [`LEEWAY_SECONDS`];
+//! - `iat` (if present) not after the current time: "must be before the
+//!   current time in UTC", with no tolerance documented, so none here;
+//! - at least one of the required scopes ([`TokenSettings::scopes`],
+//!   `JWT_SCOPES`, the routes' `AuthorizationScopes` deployed) in the
+//!   `scope` claim (space-separated) or `scp`: an ID token carries none, so
+//!   it is refused, as AWS advises unless ID tokens are meant to work;
 //! - and, beyond the authorizer, a `token_use` claim (Cognito's), when
 //!   present, must be `access`: an ID token is not an access token;
 //! - the caller is the `sub` claim.
 //!
 //! Any failure is [`TokenError::Rejected`] with the rule it broke (a 401
-//! whose `WWW-Authenticate` says why); only a JWKS that cannot be fetched
-//! is [`TokenError::KeysUnavailable`] (a 503), since the token may well be
-//! good. The keys are fetched on first use (not at cold start)
-//! and kept for the life of the process; a token naming a key id the cache
-//! does not have (the issuer rotated its keys) refetches them, at most once
-//! per [`REFETCH_INTERVAL`]. Tokens are never logged.
+//! whose `WWW-Authenticate` says why); only keys that cannot be fetched
+//! are [`TokenError::KeysUnavailable`] (a 503), since the token may well be
+//! good. The keys are found as the authorizer finds them: the issuer's
+//! discovery document (`{issuer}/.well-known/openid-configuration`) names
+//! its `jwks_uri`. They are fetched on first use (not at cold start) and
+//! kept for at most [`MAX_KEY_AGE`]: an older set is fetched again before
+//! it is used, so a key the issuer withdrew stops working within the hour
+//! even in an instance that stays warm. A token naming a key id the cache
+//! does not have (the issuer rotated its keys) refetches them at once, but
+//! at most once per [`REFETCH_INTERVAL`], so a flood of forged key ids
+//! costs the issuer one request a minute. Tokens are never logged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +96,13 @@ const RSA_ALGORITHMS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::RS384, Algo
 pub const LEEWAY_SECONDS: u64 = 60;
 /// Least time between two JWKS fetches for unknown key ids.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Keys older than this are fetched again before use. AWS documents the
+/// JWT authorizers' key cache as "up to 1 hour, best effort" (REST APIs'
+/// page on signing keys) and "can cache public keys for two hours" (HTTP
+/// APIs' page): the stricter of the two.
+pub const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
+/// A discovery document is a page of metadata (Cognito's: under 2 KiB).
+const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
 /// Least time between two JWKS fetches after one failed.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Upper bound of one JWKS fetch, connection included.
@@ -99,11 +117,14 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub struct TokenVerifier {
     settings: TokenSettings,
     validation: Validation,
-    /// Usable keys by key id, as last fetched.
-    keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
+    /// Usable keys by key id, as last fetched, and when.
+    keys: RwLock<KeySet>,
     /// Held while fetching, so concurrent requests wait for one fetch.
     fetch: Mutex<FetchState>,
     refetch_interval: Duration,
+    max_key_age: Duration,
+    /// [`TokenSettings::discovery_url`] (tests point it at loopback).
+    discovery_url: String,
 }
 
 /// An RSA key from the JWKS.
@@ -112,9 +133,31 @@ struct VerifyingKey {
 }
 
 #[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, Arc<VerifyingKey>>,
+    fetched_at: Option<Instant>,
+}
+
+impl KeySet {
+    /// The key named `kid` if the set is younger than `max_age`.
+    fn fresh_key(&self, kid: &str, max_age: Duration) -> Option<Arc<VerifyingKey>> {
+        self.fresh(max_age)
+            .then(|| self.keys.get(kid).cloned())
+            .flatten()
+    }
+
+    fn fresh(&self, max_age: Duration) -> bool {
+        self.fetched_at.is_some_and(|at| at.elapsed() < max_age)
+    }
+}
+
+#[derive(Default)]
 struct FetchState {
     /// Built on the first fetch, not at cold start.
     client: Option<JwksClient>,
+    /// The discovery document's `jwks_uri`, once read (read again after a
+    /// failed fetch).
+    jwks_uri: Option<String>,
     last_attempt: Option<Instant>,
     last_failed: bool,
 }
@@ -126,6 +169,12 @@ struct Claims {
     sub: String,
     iss: String,
     exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    scp: Option<Scopes>,
     #[serde(default)]
     aud: Option<Audience>,
     #[serde(default)]
@@ -139,6 +188,29 @@ struct Claims {
 enum Audience {
     One(String),
     Many(Vec<String>),
+}
+
+/// `scp`: a space-separated string or a list (issuers differ).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    Spaced(String),
+    Listed(Vec<String>),
+}
+
+impl Claims {
+    /// The token's scopes: `scope` (space-separated) and `scp`.
+    fn scopes(&self) -> impl Iterator<Item = &str> {
+        let scp: Vec<&str> = match &self.scp {
+            None => Vec::new(),
+            Some(Scopes::Spaced(scp)) => scp.split_whitespace().collect(),
+            Some(Scopes::Listed(scp)) => scp.iter().map(String::as_str).collect(),
+        };
+        self.scope
+            .iter()
+            .flat_map(|scope| scope.split_whitespace())
+            .chain(scp)
+    }
 }
 
 impl Audience {
@@ -172,10 +244,12 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         TokenVerifier {
             validation,
+            discovery_url: settings.discovery_url(),
             settings,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(KeySet::default()),
             fetch: Mutex::new(FetchState::default()),
             refetch_interval: REFETCH_INTERVAL,
+            max_key_age: MAX_KEY_AGE,
         }
     }
 
@@ -223,6 +297,17 @@ impl TokenVerifier {
         if !for_us {
             return Err(rejected("wrong audience"));
         }
+        // `iat` as the authorizer: before the current time (a token from
+        // the future was not issued by a clock anyone trusts).
+        if claims.iat.is_some_and(|iat| iat > Utc::now().timestamp()) {
+            return Err(rejected("issued in the future"));
+        }
+        if !claims
+            .scopes()
+            .any(|scope| self.settings.scopes().any(|s| s == scope))
+        {
+            return Err(rejected("no required scope"));
+        }
         if claims.token_use.as_deref().is_some_and(|u| u != "access") {
             return Err(rejected("not an access token"));
         }
@@ -232,25 +317,32 @@ impl TokenVerifier {
         Ok(Verified { caller, expires_at })
     }
 
-    /// The key named `kid`: from the cache, or fetched when the cache does
-    /// not have it (at most once per `refetch_interval`, once per
-    /// [`RETRY_INTERVAL`] after a failed fetch). `None`: no such key.
+    /// The key named `kid`: from the cache while it is younger than
+    /// `max_key_age`; otherwise, or when the cache does not have it,
+    /// fetched again (for an unknown kid at most once per
+    /// `refetch_interval`; once per [`RETRY_INTERVAL`] after a failed
+    /// fetch). `None`: no such key.
     async fn key(&self, kid: &str) -> Result<Option<Arc<VerifyingKey>>, TokenError> {
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(Some(Arc::clone(key)));
+        if let Some(key) = self.keys.read().await.fresh_key(kid, self.max_key_age) {
+            return Ok(Some(key));
         }
         let mut state = self.fetch.lock().await;
         // Another request may have fetched them while this one waited.
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(Some(Arc::clone(key)));
-        }
+        let fresh = {
+            let cached = self.keys.read().await;
+            if let Some(key) = cached.fresh_key(kid, self.max_key_age) {
+                return Ok(Some(key));
+            }
+            cached.fresh(self.max_key_age)
+        };
         if let Some(last) = state.last_attempt {
             let interval = if state.last_failed {
                 RETRY_INTERVAL
             } else {
                 self.refetch_interval
             };
-            if last.elapsed() < interval {
+            // Keys too old are fetched again whatever the interval.
+            if last.elapsed() < interval && (state.last_failed || fresh) {
                 return if state.last_failed {
                     Err(TokenError::KeysUnavailable("the last fetch failed".into()))
                 } else {
@@ -259,35 +351,76 @@ impl TokenVerifier {
             }
         }
         state.last_attempt = Some(Instant::now());
-        match self.fetch_keys(&mut state.client).await {
+        let state = &mut *state;
+        match self
+            .fetch_keys(&mut state.client, &mut state.jwks_uri)
+            .await
+        {
             Ok(keys) => {
                 state.last_failed = false;
-                tracing::debug!(keys = keys.len(), url = %self.settings.jwks_url, "JWKS fetched");
+                tracing::debug!(keys = keys.len(), url = ?state.jwks_uri, "JWKS fetched");
                 let key = keys.get(kid).cloned();
-                *self.keys.write().await = keys;
+                *self.keys.write().await = KeySet {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                };
                 Ok(key)
             }
             Err(problem) => {
                 state.last_failed = true;
-                tracing::warn!(url = %self.settings.jwks_url, %problem, "JWKS fetch failed");
+                // Read the discovery document again next time; and never
+                // use keys past their age.
+                state.jwks_uri = None;
+                tracing::warn!(issuer = %self.settings.issuer, %problem, "JWKS fetch failed");
                 Err(TokenError::KeysUnavailable(problem))
             }
         }
     }
 
+    /// The keys, from the `jwks_uri` of the issuer's discovery document
+    /// (read first when not known yet).
     async fn fetch_keys(
         &self,
         client: &mut Option<JwksClient>,
+        jwks_uri: &mut Option<String>,
     ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
+        let discovery_url = &self.discovery_url;
         let client = match client {
             Some(client) => client,
-            None => client.insert(http_client(&self.settings.jwks_url)?),
+            None => client.insert(http_client(discovery_url)?),
         };
-        let uri: Uri = self
-            .settings
-            .jwks_url
+        let uri = match jwks_uri {
+            Some(uri) => uri.clone(),
+            None => {
+                let body = self
+                    .get(
+                        client,
+                        discovery_url,
+                        MAX_DISCOVERY_BYTES,
+                        "discovery document",
+                    )
+                    .await?;
+                jwks_uri
+                    .insert(parse_discovery(&body, &self.settings.issuer)?)
+                    .clone()
+            }
+        };
+        let body = self.get(client, &uri, MAX_JWKS_BYTES, "JWKS").await?;
+        parse_jwks(&body)
+    }
+
+    /// One GET of `url` (a document of at most `limit` bytes) and its X-Ray
+    /// subsegment.
+    async fn get(
+        &self,
+        client: &JwksClient,
+        url: &str,
+        limit: usize,
+        what: &str,
+    ) -> Result<Bytes, String> {
+        let uri: Uri = url
             .parse()
-            .map_err(|error| format!("JWKS URL: {error}"))?;
+            .map_err(|error| format!("{what} URL: {error}"))?;
         let started = super::xray::now();
         let mut answered = None;
         let url = format!(
@@ -300,29 +433,28 @@ impl TokenVerifier {
             let response = client
                 .get(uri)
                 .await
-                .map_err(|error| format!("JWKS request failed: {}", chain(&error)))?;
+                .map_err(|error| format!("{what} request failed: {}", chain(&error)))?;
             let status = response.status();
             answered = Some(status.as_u16());
             if status != StatusCode::OK {
-                return Err(format!("JWKS answered {status}"));
+                return Err(format!("{what} answered {status}"));
             }
-            let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            let body = Limited::new(response.into_body(), limit)
                 .collect()
                 .await
                 .map_err(|error| {
                     if error.is::<LengthLimitError>() {
-                        format!("JWKS larger than {MAX_JWKS_BYTES} bytes")
+                        format!("{what} larger than {limit} bytes")
                     } else {
-                        format!("JWKS not read: {error}")
+                        format!("{what} not read: {error}")
                     }
                 })?;
             Ok(body.to_bytes())
         };
         let body = tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await
-            .map_err(|_| format!("JWKS request timed out after {FETCH_TIMEOUT:?}"))
+            .map_err(|_| format!("{what} request timed out after {FETCH_TIMEOUT:?}"))
             .and_then(|fetched| fetched);
-        let keys = body.and_then(|body| parse_jwks(&body));
         // A subsegment of the invocation's segment (adapters::xray).
         super::xray::record(
             super::xray::daemon().as_deref(),
@@ -338,12 +470,32 @@ impl TokenVerifier {
                 end: super::xray::now(),
                 http: Some(serde_json::json!({ "request": { "method": "GET", "url": url } })),
                 status: answered,
-                failure: keys.as_ref().err().cloned(),
+                failure: body.as_ref().err().cloned(),
                 ..Default::default()
             },
         );
-        keys
+        body
     }
+}
+
+/// The `jwks_uri` of an OpenID discovery document, whose `issuer` must be
+/// the configured one (OpenID Connect Discovery 1.0, section 4.3): https,
+/// or http on a loopback host (local runs).
+fn parse_discovery(body: &[u8], issuer: &str) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Document {
+        issuer: String,
+        jwks_uri: String,
+    }
+    let document: Document = serde_json::from_slice(body)
+        .map_err(|error| format!("not a discovery document: {error}"))?;
+    if document.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err("the discovery document names another issuer".into());
+    }
+    if !crate::config::https_or_loopback_http(&document.jwks_uri) {
+        return Err("jwks_uri is neither https nor http on a loopback host".into());
+    }
+    Ok(document.jwks_uri)
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme is
@@ -437,18 +589,19 @@ fn verifying_key(jwk: &Jwk) -> Option<(String, VerifyingKey)> {
     Some((kid, VerifyingKey { key }))
 }
 
-/// The JWKS client: hyper's, over rustls with aws-lc (the TLS stack the
-/// DynamoDB client links already). It follows no redirects; the whole
-/// fetch is bounded by [`FETCH_TIMEOUT`]. Cognito's endpoints
-/// (`*.amazonaws.com`) are checked against the compiled-in Amazon roots,
-/// as DynamoDB's are (no system trust store to parse); any other issuer
-/// against the system's roots.
+/// The client of the discovery document and the JWKS: hyper's, over
+/// rustls with aws-lc (the TLS stack the DynamoDB client links already).
+/// It follows no redirects; each fetch is bounded by [`FETCH_TIMEOUT`].
+/// The roots are chosen by the issuer's host: Cognito's endpoints
+/// (`*.amazonaws.com`, whose `jwks_uri` is on the same host) are checked
+/// against the compiled-in Amazon roots, as DynamoDB's are (no system trust
+/// store to parse); any other issuer against the system's roots.
 type JwksClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-fn http_client(jwks_url: &str) -> Result<JwksClient, String> {
+fn http_client(url: &str) -> Result<JwksClient, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let connector = hyper_rustls::HttpsConnectorBuilder::new();
-    let connector = if is_amazon_host(jwks_url) {
+    let connector = if is_amazon_host(url) {
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|error| format!("TLS not set up: {error}"))?

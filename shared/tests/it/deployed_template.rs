@@ -142,7 +142,7 @@ fn every_function_runs_arm64_with_the_deployed_environment() {
             .collect();
         let mut want: BTreeSet<&str> = ["TABLE_NAME", "MAX_TASKS"].into();
         if STREAMED.contains(&binary.as_str()) {
-            want.extend(["JWT_ISSUER", "JWT_AUDIENCE"]);
+            want.extend(["JWT_ISSUER", "JWT_AUDIENCE", "JWT_SCOPES"]);
         }
         match binary.as_str() {
             "task_events" => {

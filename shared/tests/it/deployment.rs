@@ -1343,3 +1343,67 @@ fn samconfig_environments_deploy_apart_and_prod_gradually() {
         "{staging}, {prod}: one deploy role's <stack>-* would cover the other's"
     );
 }
+
+/// Issue 26: the access log carries no caller (its variables cannot hash
+/// the `sub`), exactly the fields docs/operations.md lists; every route of
+/// the JWT authorizer requires `JwtScope`, which the streamed functions
+/// require too (`JWT_SCOPES`), so ID tokens are refused everywhere.
+#[test]
+fn the_access_log_names_no_caller_and_every_route_requires_the_scope() {
+    let template = crate::support::template();
+    let api = crate::support::resource(&template, "TasksApi");
+    let format = crate::support::text(
+        api,
+        &["Properties", "AccessLogSettings", "Format"],
+        "TasksApi",
+    );
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(format).expect("the access log format is JSON");
+    assert!(
+        !format.contains("$context.authorizer.claims"),
+        "no claim (the sub) in the access log: {format}"
+    );
+    let docs = crate::support::read("docs/operations.md");
+    let listed = docs
+        .split("The API's access log")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("docs/operations.md describes the access log");
+    for field in fields.keys() {
+        assert!(
+            listed.contains(&format!("`{field}`")),
+            "the access log's `{field}` is not in the docs: {listed}"
+        );
+    }
+    assert!(listed.contains("names no caller"), "{listed}");
+
+    let authorizer = crate::support::at(
+        api,
+        &[
+            "Properties",
+            "Auth",
+            "Authorizers",
+            "JwtAuthorizer",
+            "AuthorizationScopes",
+        ],
+    )
+    .expect("the authorizer requires scopes");
+    let scopes = authorizer.as_sequence().expect("a list");
+    assert_eq!(scopes.len(), 1, "{authorizer:?}");
+    assert_eq!(crate::support::reference(&scopes[0]), Some("JwtScope"));
+    let default = crate::support::text(
+        &template,
+        &["Parameters", "JwtScope", "Default"],
+        "JwtScope",
+    );
+    assert_eq!(default, "aws.cognito.signin.user.admin");
+    assert!(docs.contains(&format!("| `JwtScope` | `{default}` |")));
+    for (id, _, function) in crate::support::functions(&template) {
+        if let Some(scopes) = crate::support::at(
+            function,
+            &["Properties", "Environment", "Variables", "JWT_SCOPES"],
+        ) {
+            assert_eq!(crate::support::reference(scopes), Some("JwtScope"), "{id}");
+        }
+    }
+}

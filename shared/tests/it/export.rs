@@ -177,8 +177,9 @@ async fn errors_are_answered_before_anything_streams() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// Serves `jwks` to every request on a loopback port; returns the issuer
-/// URL (the JWKS is at `{issuer}/.well-known/jwks.json`).
+/// Serves the issuer's discovery document at
+/// `/.well-known/openid-configuration` and `jwks` at any other path on a
+/// loopback port; returns the issuer URL.
 async fn jwks_server(jwks: &'static str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -189,9 +190,18 @@ async fn jwks_server(jwks: &'static str) -> String {
         while let Ok((mut socket, _)) = listener.accept().await {
             let mut request = [0u8; 4096];
             let _ = socket.read(&mut request).await;
+            let body = if request.starts_with(b"GET /.well-known/openid-configuration ") {
+                serde_json::json!({
+                    "issuer": format!("http://{addr}"),
+                    "jwks_uri": format!("http://{addr}/keys"),
+                })
+                .to_string()
+            } else {
+                jwks.to_owned()
+            };
             let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
-                jwks.len()
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
             );
             let _ = socket.write_all(reply.as_bytes()).await;
         }
@@ -215,7 +225,11 @@ async fn through_its_function_url_the_export_checks_the_bearer_token() {
     const AUDIENCE: &str = "web-client";
     let issuer = jwks_server(include_str!("../fixtures/token/jwks-a.json")).await;
     let audiences = format!("other-client, {AUDIENCE}");
-    let config = crate::support::config(&[("JWT_ISSUER", &issuer), ("JWT_AUDIENCE", &audiences)]);
+    let config = crate::support::config(&[
+        ("JWT_ISSUER", &issuer),
+        ("JWT_AUDIENCE", &audiences),
+        ("JWT_SCOPES", "aws.cognito.signin.user.admin"),
+    ]);
     let app: &'static App<MemoryStore> =
         Box::leak(Box::new(App::new(config, MemoryStore::default())));
     let tasks = seed(app, "carol", 3).await;
@@ -233,6 +247,7 @@ async fn through_its_function_url_the_export_checks_the_bearer_token() {
     let token = sign(json!({
         "sub": "carol", "iss": issuer, "client_id": AUDIENCE,
         "token_use": "access", "iat": now, "exp": now + 600,
+        "scope": "aws.cognito.signin.user.admin",
     }));
     let response = call(app, function_url_request(Some(&format!("Bearer {token}")))).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -246,10 +261,15 @@ async fn through_its_function_url_the_export_checks_the_bearer_token() {
     let other_audience = sign(json!({
         "sub": "carol", "iss": issuer, "aud": "someone-else", "iat": now, "exp": now + 600,
     }));
+    // An OpenID Connect ID token: `aud` the client, no scope.
+    let id_token = sign(json!({
+        "sub": "carol", "iss": issuer, "aud": AUDIENCE, "iat": now, "exp": now + 600,
+    }));
     for authorization in [
         None,
         Some(format!("Bearer {expired}")),
         Some(format!("Bearer {other_audience}")),
+        Some(format!("Bearer {id_token}")),
         Some("Bearer not-a-jwt".to_owned()),
     ] {
         let response = call(app, function_url_request(authorization.as_deref())).await;

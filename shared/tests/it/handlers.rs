@@ -832,6 +832,7 @@ fn a_deploy_build_behind_the_authorizer_refuses_token_mode() {
     let tokens = crate::support::config(&[
         ("JWT_ISSUER", "https://issuer.example.com"),
         ("JWT_AUDIENCE", "client"),
+        ("JWT_SCOPES", "api/tasks"),
     ]);
     // Built without the stand-in (sam build): no token check is linked, so
     // a JWT_ISSUER asking for one stops the cold start, naming the fix.

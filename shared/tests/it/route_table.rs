@@ -409,7 +409,7 @@ fn streamed_functions_have_streaming_function_urls_with_a_token_check() {
         );
         assert_eq!(text(properties, &["AuthType"], url_id), "NONE", "{url_id}");
         let variables = at(function, &["Properties", "Environment", "Variables"]);
-        for name in ["JWT_ISSUER", "JWT_AUDIENCE"] {
+        for name in ["JWT_ISSUER", "JWT_AUDIENCE", "JWT_SCOPES"] {
             assert!(
                 variables.and_then(|v| v.get(name)).is_some(),
                 "{id} has a public URL: it must check tokens ({name})"

@@ -90,17 +90,28 @@ fn targets(path: &str) -> Result<Vec<Target>, String> {
         .collect())
 }
 
-/// A JWKS on loopback, as the issuer's `/.well-known/jwks.json`.
+/// A JWKS on loopback at `/.well-known/jwks.json` (where Cognito serves
+/// it), named by the issuer's discovery document, as the functions find it.
 async fn jwks_server() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
     use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/.well-known/jwks.json",
-        get(|| async { ([("content-type", "application/json")], JWKS) }),
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let discovery = json!({
+        "issuer": format!("http://127.0.0.1:{port}"),
+        "jwks_uri": format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
+    })
+    .to_string();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/jwks.json",
+            get(|| async { ([("content-type", "application/json")], JWKS) }),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(|| async { ([("content-type", "application/json")], discovery) }),
+        );
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -118,6 +129,8 @@ fn bearer(issuer: &str, audience: &str) -> Result<String, String> {
     let claims = json!({
         "sub": CALLER, "iss": issuer, "client_id": audience,
         "token_use": "access", "iat": now, "exp": now + 900,
+        // What the template's JwtScope requires by default.
+        "scope": "aws.cognito.signin.user.admin",
     });
     let key = jsonwebtoken::EncodingKey::from_rsa_der(SIGNING_KEY);
     jsonwebtoken::encode(&header, &claims, &key)

@@ -1,5 +1,7 @@
-//! The verifier against a JWKS served on loopback by a tiny HTTP/1.1
-//! responder that counts its requests.
+//! The verifier against an issuer served on loopback by a tiny HTTP/1.1
+//! responder that counts its requests: its discovery document at
+//! `/.well-known/openid-configuration` names the JWKS at `/keys` (not the
+//! `/.well-known/jwks.json` a guess would try).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +21,8 @@ use super::*;
 const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Test";
 const AUDIENCE: &str = "3n4pp1ient1d";
 const SUB: &str = "6f1c2a3b-0000-4000-8000-00000000000a";
+/// What the routes require: Cognito's sign-in scope, or an API's own.
+const SCOPES: &str = "aws.cognito.signin.user.admin tasks/api";
 
 const RSA_A: &[u8] = include_bytes!("../../../tests/fixtures/token/rsa-a.der");
 const RSA_B: &[u8] = include_bytes!("../../../tests/fixtures/token/rsa-b.der");
@@ -29,8 +33,12 @@ const JWKS_A: &str = include_str!("../../../tests/fixtures/token/jwks-a.json");
 /// A loopback JWKS endpoint answering `reply` to every request.
 struct JwksServer {
     addr: SocketAddr,
+    /// Requests for the JWKS.
     hits: Arc<AtomicUsize>,
+    /// Requests for the discovery document.
+    discoveries: Arc<AtomicUsize>,
     reply: Arc<StdMutex<Reply>>,
+    discovery: Arc<StdMutex<String>>,
 }
 
 #[derive(Clone)]
@@ -45,12 +53,18 @@ impl JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let hits = Arc::new(AtomicUsize::new(0));
+        let discoveries = Arc::new(AtomicUsize::new(0));
         let reply = Arc::new(StdMutex::new(Reply::Status(200, body.to_owned())));
+        let discovery = Arc::new(StdMutex::new(
+            json!({ "issuer": ISSUER, "jwks_uri": format!("http://{addr}/keys") }).to_string(),
+        ));
         let (counter, current) = (Arc::clone(&hits), Arc::clone(&reply));
+        let (discovered, document) = (Arc::clone(&discoveries), Arc::clone(&discovery));
         // Ends with the test's runtime.
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let (counter, current) = (Arc::clone(&counter), Arc::clone(&current));
+                let (discovered, document) = (Arc::clone(&discovered), Arc::clone(&document));
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -63,8 +77,15 @@ impl JwksServer {
                             return;
                         }
                     }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let reply = current.lock().expect("reply lock").clone();
+                    let reply = if request.starts_with(b"GET /.well-known/openid-configuration ") {
+                        discovered.fetch_add(1, Ordering::SeqCst);
+                        Reply::Status(200, document.lock().expect("lock").clone())
+                    } else if request.starts_with(b"GET /keys ") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        current.lock().expect("reply lock").clone()
+                    } else {
+                        Reply::Status(404, "{}".into())
+                    };
                     match reply {
                         Reply::Hang => {
                             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -82,15 +103,30 @@ impl JwksServer {
                 });
             }
         });
-        JwksServer { addr, hits, reply }
+        JwksServer {
+            addr,
+            hits,
+            discoveries,
+            reply,
+            discovery,
+        }
     }
 
+    /// The discovery document's URL.
     fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        format!("http://{}/.well-known/openid-configuration", self.addr)
     }
 
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    fn discoveries(&self) -> usize {
+        self.discoveries.load(Ordering::SeqCst)
+    }
+
+    fn discover(&self, document: Value) {
+        *self.discovery.lock().expect("lock") = document.to_string();
     }
 
     fn answer(&self, reply: Reply) {
@@ -102,12 +138,16 @@ impl JwksServer {
     }
 }
 
-fn verifier_for(jwks_url: String) -> TokenVerifier {
-    TokenVerifier::new(TokenSettings {
+/// A verifier of [`ISSUER`]'s tokens whose discovery document is at
+/// `discovery_url` (on loopback, where the Cognito URL cannot be).
+fn verifier_for(discovery_url: String) -> TokenVerifier {
+    let mut verifier = TokenVerifier::new(TokenSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
-        jwks_url,
-    })
+        scopes: SCOPES.into(),
+    });
+    verifier.discovery_url = discovery_url;
+    verifier
 }
 
 /// A signing key and the kid its tokens name.
@@ -178,6 +218,7 @@ fn aud_token_claims() -> Value {
         "sub": SUB,
         "iss": ISSUER,
         "aud": AUDIENCE,
+        "scp": ["tasks/api"],
         "iat": now(),
         "exp": now() + 600,
     })
@@ -190,7 +231,7 @@ fn access_token_claims() -> Value {
         "iss": ISSUER,
         "client_id": AUDIENCE,
         "token_use": "access",
-        "scope": "openid",
+        "scope": "openid aws.cognito.signin.user.admin",
         "iat": now(),
         "exp": now() + 600,
     })
@@ -290,6 +331,21 @@ async fn each_authorizer_rule_rejects_the_token_that_breaks_it() {
             unsigned(&json!({ "alg": "none", "kid": "key-a" }), &ok),
             "unsigned token",
             "alg none",
+        ),
+        (
+            key_a().sign(&with(ok.clone(), json!({ "iat": now() + 120 }))),
+            "issued in the future",
+            "iat",
+        ),
+        (
+            key_a().sign(&with(ok.clone(), json!({ "scope": "openid" }))),
+            "no required scope",
+            "scope without a required one",
+        ),
+        (
+            key_a().sign(&with(ok.clone(), json!({ "scope": null }))),
+            "no required scope",
+            "no scope (an ID token)",
         ),
         (
             key_a().sign(&with(ok.clone(), json!({ "token_use": "id" }))),
@@ -630,7 +686,7 @@ async fn jwks_server_down_is_503() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let verifier = verifier_for(format!("http://{addr}/.well-known/jwks.json"));
+    let verifier = verifier_for(format!("http://{addr}/.well-known/openid-configuration"));
     let token = key_a().sign(&aud_token_claims());
     assert_503(check(&verifier, &token).await, "connection refused");
     // Still a 503 (not a 401) while waiting to retry.
@@ -778,8 +834,177 @@ fn cognito_hosts_use_the_compiled_in_roots() {
 
 #[test]
 fn debug_shows_settings_only() {
-    let verifier = verifier_for("https://keys.example/jwks.json".into());
+    let verifier = verifier_for("https://keys.example/discovery".into());
     let printed = format!("{verifier:?}");
     assert!(printed.contains(ISSUER), "{printed}");
-    assert!(printed.contains("keys.example"), "{printed}");
+    assert!(printed.contains(SCOPES), "{printed}");
+}
+
+/// ID tokens are refused on every route: an ID token has no scope (an
+/// OpenID Connect ID token's `aud` is the client id, so the audience rule
+/// alone lets it through, as AWS's JWT authorizer does without route
+/// scopes). A token passes with any one of the required scopes, in
+/// `scope` (space-separated) or `scp` (a list or a string).
+#[tokio::test]
+async fn a_required_scope_is_needed_and_one_is_enough() {
+    let server = JwksServer::start(JWKS_A).await;
+    let verifier = server.verifier();
+    let key = key_a();
+    let id_token = json!({
+        "sub": SUB, "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 600,
+        "email": "alice@example.com", "auth_time": now(),
+    });
+    let cases = [
+        (id_token.clone(), false, "an OpenID Connect ID token"),
+        (
+            with(id_token.clone(), json!({ "scope": "" })),
+            false,
+            "empty scope",
+        ),
+        (
+            with(id_token.clone(), json!({ "scope": "openid profile" })),
+            false,
+            "other scopes only",
+        ),
+        (
+            with(
+                id_token.clone(),
+                json!({ "scope": "aws.cognito.signin.user.admin.x" }),
+            ),
+            false,
+            "a scope that only starts like a required one",
+        ),
+        (
+            with(
+                id_token.clone(),
+                json!({ "scope": "openid aws.cognito.signin.user.admin" }),
+            ),
+            true,
+            "Cognito's sign-in scope among others",
+        ),
+        (
+            with(id_token.clone(), json!({ "scp": ["x", "tasks/api"] })),
+            true,
+            "scp as a list",
+        ),
+        (
+            with(id_token.clone(), json!({ "scp": "tasks/api other" })),
+            true,
+            "scp as a string",
+        ),
+        (access_token_claims(), true, "a Cognito access token"),
+    ];
+    for (claims, accepted, what) in cases {
+        let result = check(&verifier, &key.sign(&claims)).await;
+        if accepted {
+            assert_eq!(result.expect(what).id(), SUB, "{what}");
+        } else {
+            assert_eq!(
+                result,
+                Err(TokenError::Rejected("no required scope")),
+                "{what}"
+            );
+        }
+    }
+}
+
+/// `iat` as the authorizer checks it: before the current time (AWS
+/// documents no tolerance). Absent, it is not required.
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let server = JwksServer::start(JWKS_A).await;
+    let verifier = server.verifier();
+    let key = key_a();
+    for (iat, accepted, what) in [
+        (json!(now() - 600), true, "ten minutes ago"),
+        (json!(now()), true, "this second"),
+        (Value::Null, true, "no iat"),
+        (json!(now() + 5), false, "in five seconds"),
+        (json!(now() + 3600), false, "in an hour"),
+    ] {
+        let claims = with(aud_token_claims(), json!({ "iat": iat }));
+        let result = check(&verifier, &key.sign(&claims)).await;
+        if accepted {
+            assert_eq!(result.expect(what).id(), SUB, "{what}");
+        } else {
+            assert_eq!(
+                result,
+                Err(TokenError::Rejected("issued in the future")),
+                "{what}"
+            );
+        }
+    }
+}
+
+/// The keys come from the `jwks_uri` of the issuer's discovery document
+/// (here `/keys`, which no guess of `/.well-known/jwks.json` finds), read
+/// once; a document for another issuer, or naming a plain-http key set
+/// off loopback, gives no keys.
+#[tokio::test]
+async fn keys_come_from_the_discovery_documents_jwks_uri() {
+    let server = JwksServer::start(JWKS_A).await;
+    let verifier = server.verifier();
+    for _ in 0..3 {
+        check(&verifier, &key_a().sign(&aud_token_claims()))
+            .await
+            .expect("valid token");
+    }
+    assert_eq!((server.discoveries(), server.hits()), (1, 1));
+
+    let jwks_uri = format!("http://{}/keys", server.addr);
+    for (document, what) in [
+        (
+            json!({ "issuer": "https://other.example", "jwks_uri": jwks_uri }),
+            "another issuer's document",
+        ),
+        (
+            json!({ "issuer": ISSUER, "jwks_uri": "http://keys.example/keys" }),
+            "plain http off loopback",
+        ),
+        (json!({ "issuer": ISSUER }), "no jwks_uri"),
+    ] {
+        server.discover(document);
+        let verifier = server.verifier();
+        assert_503(
+            check(&verifier, &key_a().sign(&aud_token_claims())).await,
+            what,
+        );
+    }
+    assert_eq!(server.hits(), 1, "no key set fetched from a bad document");
+}
+
+/// A warm instance does not keep a withdrawn key: keys older than their
+/// maximum age are fetched again before use (here 300 ms for an hour).
+#[tokio::test]
+async fn keys_are_fetched_again_by_age_and_a_withdrawn_key_dropped() {
+    let server = JwksServer::start(&jwks(&[key_a(), key_b()])).await;
+    let mut verifier = server.verifier();
+    verifier.max_key_age = Duration::from_millis(300);
+    let old = key_a().sign(&aud_token_claims());
+    let new = key_b().sign(&aud_token_claims());
+    check(&verifier, &old).await.expect("key-a");
+    check(&verifier, &new).await.expect("key-b");
+    assert_eq!(server.hits(), 1);
+
+    // The issuer withdraws key-a: its tokens still pass while the keys
+    // are young (the authorizer caches too), not once they are old.
+    server.answer(Reply::Status(200, jwks(&[key_b()])));
+    check(&verifier, &old)
+        .await
+        .expect("key-a, keys still young");
+    assert_eq!(server.hits(), 1);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        check(&verifier, &old).await,
+        Err(TokenError::Rejected("unknown key id")),
+        "withdrawn key-a"
+    );
+    assert_eq!(server.hits(), 2, "fetched again by age");
+    check(&verifier, &new).await.expect("key-b");
+    assert_eq!(server.hits(), 2, "then cached again");
+
+    // Old keys that cannot be fetched again are not used: 503.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    server.answer(Reply::Status(500, "{}".into()));
+    assert_503(check(&verifier, &new).await, "old keys, issuer down");
 }
