@@ -10,6 +10,7 @@
 //! | idempotency key | `USER#<sub>` | `IDEMPOTENCY#<key>` |                |              |
 //! | change | `USER#<sub>` | `CHANGE#<sequence>` | `HISTORY#<sub>#<task id>` | `CHANGE#<sequence>` |
 //! | feed stream lease | `USER#<sub>` | `FEED#<slot>` |                  |              |
+//! | fair-share counter | `USER#<sub>` | `RATE#<quota>#<window start>` |  |              |
 //! | feed ticket | `TICKET#<sha-256 of the ticket>` | `TICKET` |           |              |
 //!
 //! The owner is in every partition key, so a caller can only ever query its
@@ -32,6 +33,12 @@
 //! `begins_with(sk, "TASK#")` and the `OPEN#`/`DONE#` partitions never
 //! reach them. They outlive the task, until the retention period ends
 //! (`CHANGE_RETENTION_DAYS`, default 90): DynamoDB's TTL then deletes them.
+//!
+//! A fair-share counter ([`crate::ports::RateLimiter`]) counts one caller's
+//! writes (or export opens) in one fixed window (its start in epoch
+//! seconds); it expires at the window's end. Listings and exports
+//! (`begins_with(sk, "TASK#")`), the feed (`CHANGE#`) and the audit's
+//! stream filter (`TASK#` keys only) never reach it.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -71,7 +78,8 @@ pub const COUNT_SK: &str = "COUNT";
 pub const COUNT_ATTRIBUTE: &str = "task_count";
 
 /// Epoch seconds after which DynamoDB may delete an item (idempotency keys,
-/// changes past their retention, feed leases and tickets).
+/// changes past their retention, feed leases and tickets, fair-share
+/// counters).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The table's change stream: every change with the item before and after,
@@ -90,6 +98,15 @@ pub fn task_sk(id: Uuid) -> String {
 pub fn lease_sk(slot: u32) -> String {
     format!("FEED#{slot}")
 }
+
+/// Sort key of a caller's counter of `quota` in the window starting at
+/// `window_start` (epoch seconds).
+pub fn rate_sk(quota: &str, window_start: i64) -> String {
+    format!("RATE#{quota}#{window_start}")
+}
+
+/// A fair-share counter's count.
+pub const RATE_COUNT_ATTRIBUTE: &str = "n";
 
 /// Partition key of a feed ticket (its hash: the ticket itself is never
 /// stored); its sort key is [`TICKET_SK`].
