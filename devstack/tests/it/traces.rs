@@ -257,7 +257,11 @@ async fn create_list_and_audit_calls_are_subsegments_of_the_invocation() {
     assert!(!body.is_empty());
     let exported = daemon.documents();
     check("export_tasks", &exported);
-    assert_eq!(operations(&exported), ["Query", "Query"], "two pages");
+    assert_eq!(
+        operations(&exported),
+        ["UpdateItem", "Query", "Query"],
+        "the caller's export count, then two pages"
+    );
 
     // Not sampled: nothing sent.
     serve(

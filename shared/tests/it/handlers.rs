@@ -506,7 +506,12 @@ impl shared::ports::RateLimiter for FailingStore {
         _: &shared::ports::Quota,
         _: chrono::DateTime<Utc>,
     ) -> Result<Result<(), chrono::DateTime<Utc>>, StoreError> {
-        Err((self.0)())
+        // Faults fail the share's check too; an answer only a task write
+        // gives (in flight, not found...) is the write's, not the check's.
+        match (self.0)() {
+            fault @ (StoreError::Unavailable { .. } | StoreError::Internal { .. }) => Err(fault),
+            _ => Ok(Ok(())),
+        }
     }
 }
 
