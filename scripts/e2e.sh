@@ -39,6 +39,11 @@ export EVENTS_LIFETIME_SECONDS=8
 # Heartbeats (and so the check that a stream still holds its place) every
 # 2 s, so a stream replaced by a newer one is seen ending (deployed: 15 s).
 export EVENTS_HEARTBEAT_SECONDS=2
+# Each caller's fair share well above what the tests and schemathesis
+# send as one caller (hundreds of writes a minute); deployed: 20 writes
+# and 2 exports per 10 s (the 429 itself is tested in-process, on
+# dynoxide: devstack/tests/it/concurrency.rs).
+export WRITES_PER_CALLER=100000 EXPORTS_PER_CALLER=100000
 rm -f .dev/e2e-traces.jsonl
 export AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:$XRAY_PORT" XRAY_LOCAL_SEGMENTS=1
 export TASK_API_CORS_ORIGIN="$CORS_ALLOWED_ORIGINS"

@@ -23,6 +23,20 @@ pub const FEED_PATH: &str = "/tasks/events";
 /// Days a change is kept unless `CHANGE_RETENTION_DAYS` says otherwise.
 pub const DEFAULT_CHANGE_RETENTION_DAYS: u32 = 90;
 
+/// A caller's writes per window unless `WRITES_PER_CALLER` says otherwise:
+/// 20 per 10 s, on average 2 a second, a twenty-fifth of one write route's
+/// `WriteRateLimit` (50/s in `template.yaml`), so one caller cannot take
+/// more than that of a route's writes, however fast it sends.
+pub const DEFAULT_WRITES_PER_CALLER: u32 = 20;
+/// A caller's export opens per window unless `EXPORTS_PER_CALLER` says
+/// otherwise: 2 per 10 s, so one caller holds at most a few of the
+/// `ExportConcurrency` (10) executions (an export of 1,000 tasks takes
+/// about a second).
+pub const DEFAULT_EXPORTS_PER_CALLER: u32 = 2;
+/// The window the per-caller counts are kept over, unless
+/// `RATE_WINDOW_SECONDS` says otherwise.
+pub const DEFAULT_RATE_WINDOW_SECONDS: u32 = 10;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `TABLE_NAME`, required.
@@ -49,6 +63,10 @@ pub struct Config {
     /// `MAX_FEED_STREAMS_PER_CALLER` (default 3): open `GET /tasks/events`
     /// streams one caller may hold at once, across every instance.
     pub max_feed_streams: u32,
+    /// `WRITES_PER_CALLER`, `EXPORTS_PER_CALLER`, `RATE_WINDOW_SECONDS`:
+    /// one caller's share of the writes and of the exports
+    /// ([`FairShare`]).
+    pub fair_share: FairShare,
     /// `EVENTS_URL`: the feed's URL, where a feed ticket's `url` points.
     /// Unset: the API's own [`FEED_PATH`]. Deployed it is the feed
     /// function's Function URL, a bare origin
@@ -256,6 +274,15 @@ impl Config {
         .map_err(|_| invalid("CHANGE_RETENTION_DAYS", "is too large"))?;
         let max_feed_streams = u32::try_from(positive("MAX_FEED_STREAMS_PER_CALLER", 3)?)
             .map_err(|_| invalid("MAX_FEED_STREAMS_PER_CALLER", "is too large"))?;
+        let per_caller = |var: &'static str, default: u32| -> Result<u32, ConfigError> {
+            u32::try_from(positive(var, u64::from(default))?)
+                .map_err(|_| invalid(var, "is too large"))
+        };
+        let fair_share = FairShare {
+            writes: per_caller("WRITES_PER_CALLER", DEFAULT_WRITES_PER_CALLER)?,
+            exports: per_caller("EXPORTS_PER_CALLER", DEFAULT_EXPORTS_PER_CALLER)?,
+            window_seconds: per_caller("RATE_WINDOW_SECONDS", DEFAULT_RATE_WINDOW_SECONDS)?,
+        };
         let events_url = match get("EVENTS_URL") {
             None => FEED_PATH.to_owned(),
             Some(url) => {
@@ -353,6 +380,7 @@ impl Config {
             feed,
             change_retention_days,
             max_feed_streams,
+            fair_share,
             events_url,
             aws,
             token,
@@ -395,6 +423,34 @@ fn is_origin(origin: &str) -> bool {
     let port_ok =
         port.is_none_or(|p| (1..=5).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()));
     host_ok && port_ok
+}
+
+/// One caller's share of what every caller shares: at most `writes` task
+/// writes (POST, PUT, PATCH, DELETE together) and `exports` export opens
+/// in each window of `window_seconds`, counted across every instance of
+/// every function (in the table: [`crate::ports::RateLimiter`]). Beyond
+/// it, 429 with `Retry-After` (the seconds left in the window).
+///
+/// Fixed windows (a count per window, one conditional write per request):
+/// a caller may send its whole share at the end of one window and again
+/// at the start of the next, so up to twice the share within a short
+/// span across a boundary; averaged over any two windows it is at most
+/// the share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FairShare {
+    pub writes: u32,
+    pub exports: u32,
+    pub window_seconds: u32,
+}
+
+impl Default for FairShare {
+    fn default() -> Self {
+        FairShare {
+            writes: DEFAULT_WRITES_PER_CALLER,
+            exports: DEFAULT_EXPORTS_PER_CALLER,
+            window_seconds: DEFAULT_RATE_WINDOW_SECONDS,
+        }
+    }
 }
 
 /// How a feed runs; from the environment (`EVENTS_*` variables).
@@ -499,6 +555,9 @@ mod tests {
         assert_eq!(config.aws.endpoint_url, None);
         assert!(config.cors_origins.is_empty());
         assert_eq!(config.token, None);
+        assert_eq!(config.fair_share, FairShare::default());
+        assert_eq!(config.fair_share.writes, 20);
+        assert_eq!(config.fair_share.window_seconds, 10);
     }
 
     #[test]
@@ -607,6 +666,9 @@ mod tests {
             ("MAX_TASKS", "5"),
             ("IDENTITY_MODE", "header"),
             ("LOG_LEVEL", "debug"),
+            ("WRITES_PER_CALLER", "3"),
+            ("EXPORTS_PER_CALLER", "1"),
+            ("RATE_WINDOW_SECONDS", "2"),
             ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
             (
                 "CORS_ALLOWED_ORIGINS",
@@ -619,6 +681,14 @@ mod tests {
             ["http://localhost:5173", "https://app.example"]
         );
         assert_eq!(config.max_tasks, 5);
+        assert_eq!(
+            config.fair_share,
+            FairShare {
+                writes: 3,
+                exports: 1,
+                window_seconds: 2
+            }
+        );
         assert_eq!(config.identity, IdentityMode::Header);
         assert_eq!(config.log_level, tracing::Level::DEBUG);
         assert_eq!(
@@ -647,6 +717,9 @@ mod tests {
             ),
             (("TABLE_NAME", ""), "TABLE_NAME"),
             (("AWS_REGION", ""), "AWS_REGION"),
+            (("WRITES_PER_CALLER", "0"), "WRITES_PER_CALLER"),
+            (("EXPORTS_PER_CALLER", "-1"), "EXPORTS_PER_CALLER"),
+            (("RATE_WINDOW_SECONDS", "5000000000"), "RATE_WINDOW_SECONDS"),
         ];
         for ((var, value), named) in cases {
             let err = Config::from_lookup(lookup(&[(var, value)])).expect_err(var);

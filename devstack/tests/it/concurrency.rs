@@ -19,8 +19,20 @@ use shared::runtime::{App, respond};
 const TABLE: &str = "tasks";
 
 fn app(endpoint: &str, max_tasks: u32) -> App<DynamoStore> {
+    // Races of one caller's writes, not its fair share.
+    app_with(endpoint, max_tasks, &[("WRITES_PER_CALLER", "100000")])
+}
+
+fn app_with(endpoint: &str, max_tasks: u32, extra: &[(&str, &str)]) -> App<DynamoStore> {
     let endpoint = endpoint.to_owned();
+    let extra: HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let config = Config::from_lookup(move |name| {
+        if let Some(value) = extra.get(name) {
+            return Some(value.clone());
+        }
         let value = match name {
             "TABLE_NAME" => TABLE.to_owned(),
             "MAX_TASKS" => max_tasks.to_string(),
@@ -92,6 +104,84 @@ async fn list_all(app: &App<DynamoStore>, user: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// A caller's writes paced evenly: `count` creates over `over`, one at a
+/// time, as a client looping as fast as it is allowed would send them.
+async fn paced_creates(
+    app: &App<DynamoStore>,
+    user: &str,
+    count: u32,
+    over: std::time::Duration,
+) -> Vec<Response<Body>> {
+    let start = tokio::time::Instant::now();
+    let mut responses = Vec::new();
+    for i in 0..count {
+        tokio::time::sleep_until(start + over / count * i).await;
+        let body = json!({"title": format!("{user} {i}")});
+        responses.push(create(app, user, body).await);
+    }
+    responses
+}
+
+/// The fair share on DynamoDB, through the real handlers: with
+/// `WRITES_PER_CALLER=3` per 1 s window, alice sends ten times her share
+/// (30 writes in one second) while bob writes within his (3). Alice gets
+/// at most two windows' worth (6: fixed windows, and one second of sending
+/// touches at most two) and 429 with `Retry-After: 1` for the rest, none
+/// of which was stored; every write of bob's succeeds; once the window
+/// has passed, alice is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_at_ten_times_its_share_gets_429_and_another_is_served() {
+    let dynamo = LocalDynamo::in_memory(TABLE).await.expect("dynoxide");
+    let share = [("WRITES_PER_CALLER", "3"), ("RATE_WINDOW_SECONDS", "1")];
+    let app = app_with(&dynamo.endpoint, 1000, &share);
+    let second = std::time::Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let (alice, bob) = tokio::join!(
+        paced_creates(&app, "alice", 30, second),
+        paced_creates(&app, "bob", 3, second),
+    );
+    let (alice_counts, bob_counts) = (tally(&alice), tally(&bob));
+    println!(
+        "fair share, 3 writes/s each: alice at 30/s -> {alice_counts:?}, bob at 3/s -> \
+         {bob_counts:?} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        bob_counts,
+        BTreeMap::from([(201, 3)]),
+        "bob's writes all succeed"
+    );
+    let admitted = alice_counts.get(&201).copied().unwrap_or(0);
+    let refused = alice_counts.get(&429).copied().unwrap_or(0);
+    assert!((3..=6).contains(&admitted), "alice: {alice_counts:?}");
+    assert_eq!(admitted + refused, 30, "only 201 and 429: {alice_counts:?}");
+    for response in alice
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+    {
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            retry_after,
+            Some("1"),
+            "the 1 s window ends within a second"
+        );
+        assert_eq!(
+            json_body(response)["detail"],
+            "too many writes: at most 3 per 1 s per caller"
+        );
+    }
+    // A refused write wrote nothing.
+    assert_eq!(list_all(&app, "alice").await.len(), admitted);
+    assert_eq!(list_all(&app, "bob").await.len(), 3);
+    // After Retry-After, alice is served again.
+    tokio::time::sleep(second).await;
+    let again = create(&app, "alice", json!({"title": "after the window"})).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

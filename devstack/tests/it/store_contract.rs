@@ -21,7 +21,7 @@ use shared::domain::task::{FIELDS, ListQuery, Task, TaskCreate, TaskPatch, now};
 use shared::ports::StoreError;
 use shared::ports::{
     AuditStore, CreateRules, HistoryQuery, Idempotency, Lease, LeaseStore, MIN_LEASE_AGE,
-    Precondition, Recorded, TaskStore, TicketStore,
+    Precondition, Quota, RateLimiter, Recorded, TaskStore, TicketStore,
 };
 use uuid::Uuid;
 
@@ -699,6 +699,90 @@ async fn a_new_stream_takes_the_oldest_place_when_all_are_held(store: &impl Leas
     assert!(store.acquire(&bob, 3, at).await.expect("acquire").is_ok());
 }
 
+/// A caller's fair share: at most `limit` admitted per window, counted
+/// per caller and per quota; the refusal says when the window ends; the
+/// next window starts from zero; and the counters are invisible to the
+/// caller's listings.
+async fn a_share_admits_its_limit_per_window_and_caller(store: &(impl RateLimiter + TaskStore)) {
+    let writes = Quota {
+        name: "writes",
+        limit: 3,
+        window_seconds: 10,
+    };
+    let exports = Quota {
+        name: "exports",
+        limit: 1,
+        ..writes
+    };
+    // 1_800_000_000 is a multiple of 10: the window is [t0, t0 + 10 s).
+    let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+    let (alice, bob) = (caller("alice"), caller("bob"));
+    let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+    for n in 0..3 {
+        let admitted = store.admit(&alice, &writes, at(n * 100)).await;
+        assert_eq!(admitted.expect("admit"), Ok(()), "write {n}");
+    }
+    let refused = store
+        .admit(&alice, &writes, at(2_500))
+        .await
+        .expect("admit");
+    assert_eq!(refused, Err(t0 + chrono::Duration::seconds(10)));
+    assert_eq!(
+        Quota::seconds_until(at(2_500), t0 + chrono::Duration::seconds(10)),
+        8
+    );
+    // Refusals count nothing, and change nothing for the others.
+    assert!(
+        store
+            .admit(&alice, &writes, at(9_999))
+            .await
+            .expect("admit")
+            .is_err()
+    );
+    assert_eq!(
+        store.admit(&bob, &writes, at(9_999)).await.expect("admit"),
+        Ok(())
+    );
+    assert_eq!(
+        store
+            .admit(&alice, &exports, at(9_999))
+            .await
+            .expect("admit"),
+        Ok(())
+    );
+    assert!(
+        store
+            .admit(&alice, &exports, at(9_999))
+            .await
+            .expect("admit")
+            .is_err()
+    );
+    // The next window starts afresh.
+    for n in 0..3 {
+        let admitted = store.admit(&alice, &writes, at(10_000 + n)).await;
+        assert_eq!(admitted.expect("admit"), Ok(()), "next window, write {n}");
+    }
+    assert!(
+        store
+            .admit(&alice, &writes, at(19_999))
+            .await
+            .expect("admit")
+            .is_err()
+    );
+    // The counters share the caller's partition, never its listings.
+    let task = create(store, &alice, "counted", false).await;
+    let page = store
+        .list(&alice, &query(100, None, None))
+        .await
+        .expect("list");
+    assert_eq!(page.items, std::slice::from_ref(&task));
+    let open = store
+        .list(&alice, &query(100, Some(false), None))
+        .await
+        .expect("list");
+    assert_eq!(open.items, [task]);
+}
+
 /// Each case on dynoxide, in memory, and on moto (a second DynamoDB
 /// implementation: what passes on both is DynamoDB's behaviour, not one
 /// emulator's).
@@ -846,6 +930,7 @@ contract!(
     keyed_writes_replay_the_first_answer_and_apply_once,
     a_new_stream_takes_the_oldest_place_when_all_are_held,
     the_ticket_key_is_made_once_and_kept_for_all,
+    a_share_admits_its_limit_per_window_and_caller,
     a_caller_cannot_reach_another_callers_task,
     list_pages_oldest_first_and_ends_with_no_cursor,
     done_filter_returns_full_pages,

@@ -71,6 +71,7 @@ async fn harness(max_tasks: &str) -> (LocalDynamo, &'static App<DynamoStore>, Li
         let value = match name {
             "TABLE_NAME" => TABLE,
             "MAX_TASKS" => max_tasks.as_str(),
+            "WRITES_PER_CALLER" | "EXPORTS_PER_CALLER" => "1000",
             "IDENTITY_MODE" => "header",
             "AWS_REGION" => "us-east-1",
             "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "local",
@@ -256,7 +257,11 @@ async fn create_list_and_audit_calls_are_subsegments_of_the_invocation() {
     assert!(!body.is_empty());
     let exported = daemon.documents();
     check("export_tasks", &exported);
-    assert_eq!(operations(&exported), ["Query", "Query"], "two pages");
+    assert_eq!(
+        operations(&exported),
+        ["UpdateItem", "Query", "Query"],
+        "the caller's export count, then two pages"
+    );
 
     // Not sampled: nothing sent.
     serve(

@@ -18,8 +18,8 @@ use crate::domain::ticket::{KEY_LEN, TicketKey};
 use crate::ports::page;
 use crate::ports::{
     AuditStore, ChangeBatch, CreateRules, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL_SECONDS,
-    Idempotency, Lease, LeaseStore, MIN_LEASE_AGE, Precondition, Recorded, StoreError, StoredPage,
-    TaskStore, TicketStore,
+    Idempotency, Lease, LeaseStore, MIN_LEASE_AGE, Precondition, Quota, RateLimiter, Recorded,
+    StoreError, StoredPage, TaskStore, TicketStore,
 };
 
 type Tasks = BTreeMap<Uuid, VersionedTask>;
@@ -37,6 +37,9 @@ struct Owned {
     changes: BTreeMap<Sequence, Change>,
     /// Feed stream places: slot → (lease id, taken at, expiry).
     leases: HashMap<u32, (Uuid, DateTime<Utc>, DateTime<Utc>)>,
+    /// Fair-share counts: (quota, window start) → requests admitted (kept,
+    /// as DynamoDB keeps them until TTL: a test store lives seconds).
+    counts: HashMap<(&'static str, DateTime<Utc>), u32>,
 }
 
 #[derive(Debug, Default)]
@@ -379,6 +382,25 @@ impl LeaseStore for MemoryStore {
             {
                 owned.leases.remove(&lease.slot);
             }
+        })
+    }
+}
+
+impl RateLimiter for MemoryStore {
+    async fn admit(
+        &self,
+        owner: &Caller,
+        quota: &Quota,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), DateTime<Utc>>, StoreError> {
+        let (start, end) = quota.window(now);
+        self.with_owned(owner, |owned| {
+            let count = owned.counts.entry((quota.name, start)).or_insert(0);
+            if *count >= quota.limit {
+                return Err(end);
+            }
+            *count += 1;
+            Ok(())
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::http::identity::caller;
 use crate::http::request::{idempotency_key, json_object};
 use crate::http::response;
 use crate::http::validation::zip;
-use crate::ports::{CreateRules, Idempotency, TaskStore};
+use crate::ports::{CreateRules, Idempotency, RateLimiter, TaskStore};
 use crate::runtime::{App, HandlerResult};
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::create`),
@@ -42,11 +42,13 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
         (status = 409, response = crate::http::schemas::TaskLimitReached),
         (status = 413, response = crate::http::schemas::PayloadTooLarge),
         (status = 422, response = crate::http::schemas::WriteUnprocessable),
+        (status = 429, response = crate::http::schemas::TooManyWrites),
         (status = 503, response = crate::http::schemas::ServiceUnavailable),
     ),
 )]
-pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
+pub async fn handle<S: TaskStore + RateLimiter>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req)?;
+    super::within_share(app, &owner, super::Share::Writes).await?;
     let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));
     let (key, input) = zip(idempotency_key(&req), body)?;
     let idempotency = key.map(|key| Idempotency::new(key, &input));

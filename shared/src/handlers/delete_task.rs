@@ -5,7 +5,7 @@ use crate::http::identity::caller;
 use crate::http::request::{idempotency_key, if_match, task_id};
 use crate::http::response;
 use crate::http::validation::zip;
-use crate::ports::{Idempotency, TaskStore};
+use crate::ports::{Idempotency, RateLimiter, TaskStore};
 use crate::runtime::{App, HandlerResult};
 use serde_json::Value;
 
@@ -42,11 +42,13 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
         (status = 409, response = crate::http::schemas::IdempotencyKeyInFlight),
         (status = 412, response = crate::http::schemas::PreconditionFailed),
         (status = 422, response = crate::http::schemas::WriteUnprocessable),
+        (status = 429, response = crate::http::schemas::TooManyWrites),
         (status = 503, response = crate::http::schemas::ServiceUnavailable),
     ),
 )]
-pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
+pub async fn handle<S: TaskStore + RateLimiter>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req)?;
+    super::within_share(app, &owner, super::Share::Writes).await?;
     let (id, key) = zip(task_id(&req), idempotency_key(&req))?;
     let precondition = if_match(&req)?;
     let idempotency =

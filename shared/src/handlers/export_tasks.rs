@@ -15,14 +15,16 @@ use crate::http::identity::caller;
 use crate::http::request::{Format, export_format};
 use crate::http::schemas::{ExportParams, ServiceUnavailable, Unauthorized, ValidationFailed};
 use crate::http::streaming;
-use crate::ports::{StoredPage, TaskStore};
+use crate::ports::{RateLimiter, StoredPage, TaskStore};
 use crate::runtime::{App, StreamedResult};
 use serde_json::Value;
 
 /// The DynamoDB actions [`handle`] calls (`DynamoStore::list`, page after
-/// page), which its function's policy in `template.yaml` grants: `Query`
-/// on the table.
-pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&["dynamodb:Query"]);
+/// page, after one conditional `UpdateItem` of the caller's export count,
+/// [`super::within_share`]), which its function's policy in
+/// `template.yaml` grants: `Query` and `UpdateItem` on the table.
+pub const DYNAMODB: DynamoDbAccess =
+    DynamoDbAccess::table(&["dynamodb:Query", "dynamodb:UpdateItem"]);
 
 /// Tasks read (and held) at a time: the function's memory holds one page
 /// and its encoding, whatever the caller's total.
@@ -138,11 +140,16 @@ fn csv_row(task: &Task) -> Result<Vec<String>, ApiError> {
             )),
         (status = 401, response = Unauthorized),
         (status = 422, response = ValidationFailed),
+        (status = 429, response = crate::http::schemas::TooManyExports),
         (status = 503, response = ServiceUnavailable),
     ),
 )]
-pub async fn handle<S: TaskStore + 'static>(app: &'static App<S>, req: Request) -> StreamedResult {
+pub async fn handle<S: TaskStore + RateLimiter + 'static>(
+    app: &'static App<S>,
+    req: Request,
+) -> StreamedResult {
     let owner = caller(&req)?;
+    super::within_share(app, &owner, super::Share::Exports).await?;
     let format = export_format(&req)?;
     // The first page is read before the head is sent, so a DynamoDB that
     // is down now is a clean 503, not a broken 200.

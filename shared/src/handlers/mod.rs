@@ -147,3 +147,51 @@ pub fn dynamodb_access(function: &str) -> Option<DynamoDbAccess> {
         _ => return None,
     })
 }
+
+/// What a request counts against: one of the caller's fair shares
+/// ([`crate::config::FairShare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// POST, PUT, PATCH and DELETE on tasks, together.
+    Writes,
+    /// Opening `GET /tasks/export`.
+    Exports,
+}
+
+/// Counts the request against the caller's `share`, across every instance
+/// (one conditional `UpdateItem`): a 429 with `Retry-After` (the seconds
+/// left in the window) once the caller has used it up. Each handler it
+/// applies to calls it right after identifying the caller and before
+/// reading anything else, so a caller over its share costs one
+/// conditional write and no parsing. A storage failure here is a 503 (the
+/// check is retryable, never a bug in the request): the request is not
+/// served without its count.
+pub async fn within_share<S: crate::ports::RateLimiter>(
+    app: &crate::runtime::App<S>,
+    owner: &crate::domain::caller::Caller,
+    share: Share,
+) -> Result<(), crate::http::error::ApiError> {
+    use crate::http::error::ApiError;
+    use crate::ports::Quota;
+    let settings = app.config.fair_share;
+    let (what, limit) = match share {
+        Share::Writes => ("writes", settings.writes),
+        Share::Exports => ("exports", settings.exports),
+    };
+    let quota = Quota {
+        name: what,
+        limit,
+        window_seconds: settings.window_seconds,
+    };
+    let now = chrono::Utc::now();
+    match app.store.admit(owner, &quota, now).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(end)) => Err(ApiError::OverShare {
+            what,
+            limit,
+            window_seconds: settings.window_seconds,
+            retry_after: Quota::seconds_until(now, end),
+        }),
+        Err(error) => Err(ApiError::unavailable(error)),
+    }
+}

@@ -11,7 +11,7 @@ use crate::http::schemas::{
     TaskNotFound, Unauthorized,
 };
 use crate::http::validation::zip;
-use crate::ports::{Idempotency, TaskStore};
+use crate::ports::{Idempotency, RateLimiter, TaskStore};
 use crate::runtime::{App, HandlerResult};
 
 /// The DynamoDB actions [`handle`] calls (through `DynamoStore::replace`: one
@@ -47,11 +47,13 @@ pub const DYNAMODB: DynamoDbAccess = DynamoDbAccess::table(&[
         (status = 412, response = PreconditionFailed),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = crate::http::schemas::WriteUnprocessable),
+        (status = 429, response = crate::http::schemas::TooManyWrites),
         (status = 503, response = ServiceUnavailable),
     ),
 )]
-pub async fn handle<S: TaskStore>(app: &App<S>, req: Request) -> HandlerResult {
+pub async fn handle<S: TaskStore + RateLimiter>(app: &App<S>, req: Request) -> HandlerResult {
     let owner = caller(&req)?;
+    super::within_share(app, &owner, super::Share::Writes).await?;
     let body = json_object(&req)?.and_then(|body| TaskCreate::from_object(&body));
     let ((id, key), input) = zip(zip(task_id(&req), idempotency_key(&req)), body)?;
     let precondition = if_match(&req)?;

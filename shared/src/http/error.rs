@@ -69,6 +69,16 @@ pub enum ApiError {
     /// feed streams; one ends within `retry_after` seconds.
     #[error("too many open feed streams ({max})")]
     TooManyStreams { max: u32, retry_after: u64 },
+    /// The caller has used its share of `what` (writes, exports) in this
+    /// window (`WRITES_PER_CALLER` per `RATE_WINDOW_SECONDS`...); the
+    /// window ends within `retry_after` seconds.
+    #[error("too many {what}: at most {limit} per {window_seconds} s per caller")]
+    OverShare {
+        what: &'static str,
+        limit: u32,
+        window_seconds: u32,
+        retry_after: u64,
+    },
     /// A feed ticket that does not exist or has expired.
     #[error("invalid or expired ticket")]
     InvalidTicket,
@@ -135,7 +145,9 @@ impl ApiError {
             ApiError::Unauthenticated | ApiError::InvalidToken(_) | ApiError::InvalidTicket => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyStreams { .. } | ApiError::OverShare { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -193,7 +205,8 @@ impl ApiError {
             ApiError::Unavailable(_) | ApiError::IdempotencyKeyInFlight => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
-            ApiError::TooManyStreams { retry_after, .. } => {
+            ApiError::TooManyStreams { retry_after, .. }
+            | ApiError::OverShare { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::InvalidTicket => {

@@ -424,6 +424,22 @@ error_responses! {
         (3 by default) within one second: retry after `Retry-After` seconds. (Slower, a new \
         stream takes the place of the caller's oldest, which ends within a heartbeat.)",
         http_error(), ApiError::TooManyStreams { max: 3, retry_after: 1 }, [RETRY_AFTER];
+    /// 429 of the task writes (POST, PUT, PATCH, DELETE).
+    TooManyWrites = "The caller has used its share of the API's writes: `WRITES_PER_CALLER` \
+        (20 by default) writes of tasks, all four methods together, per fixed window of \
+        `RATE_WINDOW_SECONDS` (10 s), counted across every instance. Retry after \
+        `Retry-After` seconds (when the window ends). Other callers are not affected.",
+        http_error(), ApiError::OverShare {
+            what: "writes", limit: 20, window_seconds: 10, retry_after: 7
+        }, [RETRY_AFTER];
+    /// 429 of `GET /tasks/export`.
+    TooManyExports = "The caller has used its share of the exports: `EXPORTS_PER_CALLER` \
+        (2 by default) per fixed window of `RATE_WINDOW_SECONDS` (10 s). Retry after \
+        `Retry-After` seconds. (When every caller together runs `ExportConcurrency` \
+        exports, the function's URL answers 429 too, without this body.)",
+        http_error(), ApiError::OverShare {
+            what: "exports", limit: 2, window_seconds: 10, retry_after: 7
+        }, [RETRY_AFTER];
     /// 401 of the live feed (a token or a ticket).
     FeedUnauthorized = "No caller: no valid bearer token (or, locally, `X-User-Id`), or a \
         `ticket` that does not exist or has expired. Checked before anything else.",

@@ -51,6 +51,11 @@ as in FastAPI), a text otherwise (`HTTPError`). An unknown path is a 404 \
 `MethodNotAllowed` responses). When DynamoDB throttles or cannot be reached \
 the answer is a 503 with `Retry-After`.
 
+**Fair share.** Each caller may make `WRITES_PER_CALLER` task writes (20 \
+by default) and open `EXPORTS_PER_CALLER` exports (2) per window of \
+`RATE_WINDOW_SECONDS` (10 s); beyond, a 429 with `Retry-After`, while \
+other callers' requests are served as usual.
+
 **Concurrency.** A task's `ETag` is its version, bumped by every write. \
 `If-Match` on PUT, PATCH and DELETE is checked atomically in the write \
 itself (`*` matches any version): a stale one is a 412.
@@ -94,6 +99,8 @@ This document is served at `/openapi.json`, and rendered at `/docs` \
             BadRequest,
             TooManyEntityTags,
             TooManyStreams,
+            TooManyWrites,
+            TooManyExports,
             FeedUnauthorized,
             ValidationFailed,
             WriteUnprocessable,

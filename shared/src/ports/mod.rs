@@ -410,3 +410,50 @@ pub trait LeaseStore: Send + Sync {
     /// Gives the place back early, if `lease` still holds it.
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// One of a caller's counted shares: what is counted (part of the
+/// counter's key, so each quota counts apart), how many per window, and
+/// the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// `writes` or `exports`: a short name, in the counter's key.
+    pub name: &'static str,
+    pub limit: u32,
+    pub window_seconds: u32,
+}
+
+impl Quota {
+    /// The fixed window `now` falls in: `[start, end)`, aligned on the
+    /// epoch, so every instance counts in the same window.
+    pub fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let length = i64::from(self.window_seconds.max(1));
+        let start = now.timestamp().div_euclid(length) * length;
+        let start = DateTime::from_timestamp(start, 0).unwrap_or(now);
+        (start, start + chrono::Duration::seconds(length))
+    }
+
+    /// Whole seconds from `now` until `end` (the window's end), at least
+    /// one: what `Retry-After` says.
+    pub fn seconds_until(now: DateTime<Utc>, end: DateTime<Utc>) -> u64 {
+        let millis = (end - now).num_milliseconds().max(0);
+        u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1)
+    }
+}
+
+/// Per-caller fixed-window counters, shared by every instance of every
+/// function (an in-memory count per Lambda instance would give a caller
+/// spread over N instances N shares). One atomic operation per request:
+/// the count goes up only while it is below the quota's limit, so
+/// concurrent requests can never be admitted past it.
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request of `owner` against `quota` in the window of
+    /// `now`: `Ok(Ok(()))` when admitted, `Ok(Err(end))` when the window
+    /// already holds `quota.limit` (nothing counted; `end`: when the
+    /// window ends and the caller may try again).
+    fn admit(
+        &self,
+        owner: &Caller,
+        quota: &Quota,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<(), DateTime<Utc>>, StoreError>> + Send;
+}

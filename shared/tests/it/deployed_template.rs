@@ -145,6 +145,10 @@ fn every_function_runs_arm64_with_the_deployed_environment() {
             want.extend(["JWT_ISSUER", "JWT_AUDIENCE", "JWT_SCOPES"]);
         }
         match binary.as_str() {
+            "create_task" | "replace_task" | "update_task" | "delete_task" => {
+                want.extend(["WRITES_PER_CALLER", "RATE_WINDOW_SECONDS"])
+            }
+            "export_tasks" => want.extend(["EXPORTS_PER_CALLER", "RATE_WINDOW_SECONDS"]),
             "task_events" => {
                 want.extend(["EVENTS_LIFETIME_SECONDS", "MAX_FEED_STREAMS_PER_CALLER"])
             }

@@ -555,12 +555,18 @@ fn every_route_is_throttled_by_its_class_writes_tighter_than_reads() {
     assert_eq!((limit("ReadRateLimit"), limit("ReadBurstLimit")), (50, 100));
     assert_eq!(
         (limit("WriteRateLimit"), limit("WriteBurstLimit")),
-        (10, 20)
+        (50, 100)
     );
+    // API Gateway counts a caller's refused writes in the route's bucket
+    // too: a caller at ten times its fair share must take at most half a
+    // write route, so the share (not the route) is what it meets.
+    let share_per_second = f64::from(shared::config::DEFAULT_WRITES_PER_CALLER)
+        / f64::from(shared::config::DEFAULT_RATE_WINDOW_SECONDS);
     assert!(
-        limit("WriteRateLimit") < limit("ReadRateLimit")
-            && limit("WriteBurstLimit") < limit("ReadBurstLimit"),
-        "writes are tighter than reads by default"
+        2.0 * 10.0 * share_per_second <= limit("WriteRateLimit") as f64,
+        "a caller at ten times its share ({} writes/s) takes more than half of \
+         WriteRateLimit",
+        10.0 * share_per_second
     );
     // The stage default (the $default fallback's limit) is kept.
     assert_eq!(
@@ -1406,4 +1412,68 @@ fn the_access_log_names_no_caller_and_every_route_requires_the_scope() {
             assert_eq!(crate::support::reference(scopes), Some("JwtScope"), "{id}");
         }
     }
+}
+
+/// Each function whose handler counts a fair share (`within_share`, read
+/// from its source) gets that share's settings from the template's
+/// parameters, whose defaults are the code's: the writes' for the task
+/// writes, the exports' for the export; no other function gets them.
+#[test]
+fn fair_share_settings_reach_the_functions_that_count_them() {
+    use shared::config::{
+        DEFAULT_EXPORTS_PER_CALLER, DEFAULT_RATE_WINDOW_SECONDS, DEFAULT_WRITES_PER_CALLER,
+    };
+    let template = template();
+    for (name, default) in [
+        ("WritesPerCaller", DEFAULT_WRITES_PER_CALLER),
+        ("ExportsPerCaller", DEFAULT_EXPORTS_PER_CALLER),
+        ("RateWindowSeconds", DEFAULT_RATE_WINDOW_SECONDS),
+    ] {
+        let declared = parameter(&template, name);
+        assert_eq!(
+            number(declared.get("Default"), name),
+            u64::from(default),
+            "{name}'s default is shared::config's"
+        );
+    }
+    let mut counting = Vec::new();
+    for (id, binary, function) in functions(&template) {
+        let source = std::fs::read_to_string(
+            crate::support::repo_root().join(format!("shared/src/handlers/{binary}.rs")),
+        )
+        .unwrap_or_default();
+        let variables = at(function, &["Properties", "Environment", "Variables"]);
+        let variable = |name: &str| variables.and_then(|v| v.get(name)).and_then(reference);
+        for (share, variable_name, parameter_name) in [
+            ("Share::Writes", "WRITES_PER_CALLER", "WritesPerCaller"),
+            ("Share::Exports", "EXPORTS_PER_CALLER", "ExportsPerCaller"),
+        ] {
+            let counts = source.contains(share);
+            let expected = counts.then_some(parameter_name);
+            assert_eq!(
+                variable(variable_name),
+                expected,
+                "{id} ({binary}): {variable_name}"
+            );
+            if counts {
+                counting.push(binary);
+                assert_eq!(
+                    variable("RATE_WINDOW_SECONDS"),
+                    Some("RateWindowSeconds"),
+                    "{id} ({binary}): RATE_WINDOW_SECONDS"
+                );
+            }
+        }
+    }
+    counting.sort_unstable();
+    assert_eq!(
+        counting,
+        [
+            "create_task",
+            "delete_task",
+            "export_tasks",
+            "replace_task",
+            "update_task"
+        ]
+    );
 }

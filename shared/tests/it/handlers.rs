@@ -499,6 +499,115 @@ impl TaskStore for FailingStore {
     }
 }
 
+impl shared::ports::RateLimiter for FailingStore {
+    async fn admit(
+        &self,
+        _: &Caller,
+        _: &shared::ports::Quota,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<Result<(), chrono::DateTime<Utc>>, StoreError> {
+        // Faults fail the share's check too; an answer only a task write
+        // gives (in flight, not found...) is the write's, not the check's.
+        match (self.0)() {
+            fault @ (StoreError::Unavailable { .. } | StoreError::Internal { .. }) => Err(fault),
+            _ => Ok(Ok(())),
+        }
+    }
+}
+
+/// The fair-share check is storage too: whatever fails there (even what
+/// would be a bug elsewhere), the write is refused with a 503 and
+/// `Retry-After`, never served uncounted and never a 500.
+#[tokio::test]
+async fn a_failed_share_check_is_503_never_500() {
+    let app = crate::support::app_with(
+        &[("IDENTITY_MODE", "jwt")],
+        FailingStore(|| StoreError::internal_because("AccessDeniedException (SDK detail)")),
+    );
+    for (handler, event) in [
+        ("create_task", "create_task"),
+        ("delete_task", "delete_task"),
+    ] {
+        let req = crate::support::event(event);
+        let response = match handler {
+            "create_task" => respond(app, handlers::create_task::handle, req).await,
+            _ => respond(app, handlers::delete_task::handle, req).await,
+        };
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{handler}"
+        );
+        assert_eq!(
+            body_json(&response),
+            json!({"detail": "service unavailable"})
+        );
+        assert_eq!(header_of(&response, header::RETRY_AFTER), Some("1"));
+    }
+}
+
+/// Each caller's writes (all four methods together) are counted apart:
+/// past its share, a caller gets 429 with `Retry-After` (the seconds left
+/// in the window), before its body is even read; another caller is
+/// served as usual. (On DynamoDB, at ten times the share:
+/// devstack's concurrency.rs.)
+#[tokio::test]
+async fn a_caller_past_its_write_share_gets_429_and_others_do_not() {
+    let app = crate::support::app(&[("WRITES_PER_CALLER", "2"), ("RATE_WINDOW_SECONDS", "3600")]);
+    seed_event_task(app).await;
+    let patch = respond(
+        app,
+        handlers::update_task::handle,
+        crate::support::event("update_task"),
+    )
+    .await;
+    assert_eq!(patch.status(), StatusCode::OK);
+    let create = respond(
+        app,
+        handlers::create_task::handle,
+        crate::support::event("create_task"),
+    )
+    .await;
+    assert_eq!(create.status(), StatusCode::CREATED);
+    // The third write of the window, even one whose body is invalid.
+    let mut invalid = crate::support::event_json("create_task");
+    invalid["body"] = json!("{\"title\": \"\"}");
+    for req in [
+        crate::support::event("create_task"),
+        crate::support::request(&invalid),
+    ] {
+        let refused = respond(app, handlers::create_task::handle, req).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            body_json(&refused),
+            json!({"detail": "too many writes: at most 2 per 3600 s per caller"})
+        );
+        let retry: u64 = header_of(&refused, header::RETRY_AFTER)
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in seconds");
+        assert!((1..=3600).contains(&retry), "{retry}");
+    }
+    let refused = respond(
+        app,
+        handlers::delete_task::handle,
+        crate::support::event("delete_task"),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Bob has his own share.
+    let mut bob = crate::support::event_json("create_task");
+    bob["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("bob");
+    for _ in 0..2 {
+        let created = respond(
+            app,
+            handlers::create_task::handle,
+            crate::support::request(&bob),
+        )
+        .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+}
+
 #[tokio::test]
 async fn storage_faults_are_503_with_retry_after_and_leak_nothing() {
     let app = crate::support::app_with(

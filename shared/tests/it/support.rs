@@ -163,6 +163,10 @@ pub fn config(extra: &[(&str, &str)]) -> shared::config::Config {
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
+        // The handler tests write as one caller many times: the fair
+        // share is tested where it is set low (handlers.rs).
+        ("WRITES_PER_CALLER", "100000"),
+        ("EXPORTS_PER_CALLER", "100000"),
     ]
     .iter()
     .chain(extra)

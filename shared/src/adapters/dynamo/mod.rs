@@ -13,6 +13,7 @@
 //! - [`changes`]: the [`crate::ports::AuditStore`].
 //! - [`feed_access`]: the [`crate::ports::TicketStore`] and
 //!   [`crate::ports::LeaseStore`] of the live feed.
+//! - [`rate`]: the [`crate::ports::RateLimiter`] of each caller's fair share.
 
 pub mod changes;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod expressions;
 pub mod feed_access;
 pub mod items;
 pub mod query;
+pub mod rate;
 pub mod retry;
 pub mod table;
 pub mod tasks;

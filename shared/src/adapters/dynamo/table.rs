@@ -11,6 +11,7 @@
 //! | change | `USER#<sub>` | `CHANGE#<sequence>` | `HISTORY#<sub>#<task id>` | `CHANGE#<sequence>` |
 //! | feed stream lease | `FEED#<sub>` | `SLOT#<slot>` |                  |              |
 //! | feed ticket key | `KEY#feed-tickets` | `KEY`         |                |              |
+//! | fair-share counter | `USER#<sub>` | `RATE#<quota>#<window start>` |  |              |
 //!
 //! The owner is in every partition key but the ticket key's, so a caller
 //! can only ever query its own items. The feed's leases have a partition
@@ -36,6 +37,12 @@
 //! `begins_with(sk, "TASK#")` and the `OPEN#`/`DONE#` partitions never
 //! reach them. They outlive the task, until the retention period ends
 //! (`CHANGE_RETENTION_DAYS`, default 90): DynamoDB's TTL then deletes them.
+//!
+//! A fair-share counter ([`crate::ports::RateLimiter`]) counts one caller's
+//! writes (or export opens) in one fixed window (its start in epoch
+//! seconds); it expires at the window's end. Listings and exports
+//! (`begins_with(sk, "TASK#")`), the feed (`CHANGE#`) and the audit's
+//! stream filter (`TASK#` keys only) never reach it.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -75,7 +82,7 @@ pub const COUNT_SK: &str = "COUNT";
 pub const COUNT_ATTRIBUTE: &str = "task_count";
 
 /// Epoch seconds after which DynamoDB may delete an item (idempotency keys,
-/// changes past their retention, feed leases).
+/// changes past their retention, feed leases, fair-share counters).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The table's change stream: every change with the item before and after,
@@ -109,6 +116,15 @@ pub fn lease_sk(slot: u32) -> String {
 /// ([`crate::domain::ticket`]): one per table.
 pub const TICKET_KEY_PK: &str = "KEY#feed-tickets";
 pub const TICKET_KEY_SK: &str = "KEY";
+
+/// Sort key of a caller's counter of `quota` in the window starting at
+/// `window_start` (epoch seconds).
+pub fn rate_sk(quota: &str, window_start: i64) -> String {
+    format!("RATE#{quota}#{window_start}")
+}
+
+/// A fair-share counter's count.
+pub const RATE_COUNT_ATTRIBUTE: &str = "n";
 
 /// Sort-key prefix of the caller's changes.
 pub const CHANGE_PREFIX: &str = "CHANGE#";
