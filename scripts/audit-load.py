@@ -68,7 +68,7 @@ class Load:
         self.interval = callers / rate if rate > 0 else 0.0
         self.callers = [f"load-{run}-{n}" for n in range(callers)]
         self.lock = threading.Lock()
-        self.writes = self.errors = 0
+        self.writes = self.errors = self.refused = 0
         self.max_writes = max_writes
         self.last = {}  # caller -> (task id, action of its last change)
 
@@ -79,8 +79,10 @@ class Load:
             time.sleep(delay)
         return max(due, time.monotonic() - self.interval) + self.interval
 
-    def count(self, ok):
+    def count(self, ok, status):
         with self.lock:
+            if status == 429:
+                self.refused += 1
             if ok:
                 self.writes += 1
             else:
@@ -95,7 +97,7 @@ class Load:
             due = self.pace(due)
             status, task = call(self.base, caller, "POST", "/tasks",
                                 {"title": f"load {n}", "description": "audit load"})
-            if not self.count(status == 201) or status != 201:
+            if not self.count(status == 201, status) or status != 201:
                 if status != 201:
                     time.sleep(0.1)
                     continue
@@ -113,7 +115,7 @@ class Load:
                 ok = status in (200, 204)
                 if ok:
                     self.last[caller] = (task_id, action)
-                if not self.count(ok):
+                if not self.count(ok, status):
                     return
 
 
@@ -180,6 +182,10 @@ def main():
     elapsed = time.monotonic() - started
     print(f"load done: {load.writes} writes in {elapsed:.1f} s = {load.writes / elapsed:.1f}"
           f" writes/s ({load.errors} failed)")
+    if load.refused:
+        print(f"  {load.refused} were 429s of the callers' fair share (WRITES_PER_CALLER, default"
+              " 20 per 10 s): for a load test, start the stack with"
+              " WRITES_PER_CALLER=100000 make dev")
 
     # At once: a new change, and every caller's last change, timed from now.
     ended = time.monotonic()
