@@ -183,10 +183,25 @@ fn grants(id: &str, role: &Value) -> BTreeSet<(String, String)> {
             .unwrap_or_else(|| panic!("{id}: statements"))
         {
             assert_eq!(statement["Effect"], "Allow", "{id}");
-            let resources: Vec<String> = match &statement["Resource"] {
+            let mut resources: Vec<String> = match &statement["Resource"] {
                 Value::Array(items) => items.iter().map(resource_name).collect(),
                 one => vec![resource_name(one)],
             };
+            // A grant confined by partition key survives the transform as
+            // written: `table under <patterns>`, as least_privilege.rs has it.
+            if let Some(condition) = statement.get("Condition") {
+                let mut patterns =
+                    strings(&condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+                assert!(
+                    !patterns.is_empty(),
+                    "{id}: an unknown condition {condition}"
+                );
+                patterns.sort();
+                resources = resources
+                    .into_iter()
+                    .map(|r| format!("{r} under {}", patterns.join(",")))
+                    .collect();
+            }
             for action in strings(&statement["Action"]) {
                 for resource in &resources {
                     grants.insert((action.clone(), resource.clone()));
@@ -253,6 +268,14 @@ fn every_role_grants_exactly_the_declared_access() {
                 want.insert((action.to_string(), format!("table/index/{index}")));
             }
         }
+        let mut patterns: Vec<String> = access.leading_keys.iter().map(|k| k.pattern()).collect();
+        patterns.sort();
+        for action in access.confined {
+            want.insert((
+                action.to_string(),
+                format!("table under {}", patterns.join(",")),
+            ));
+        }
         if access.stream {
             for action in STREAM_ACTIONS {
                 want.insert((action.to_string(), "stream".to_owned()));
@@ -293,7 +316,12 @@ fn the_http_api_routes_each_route_to_its_function() {
             );
             let public = op["security"] == serde_json::json!([{"NONE": []}]);
             if !public {
-                assert_eq!(op["security"], serde_json::json!([{"JwtAuthorizer": []}]));
+                // The authorizer's scope, resolved by CloudFormation in the
+                // API's body as it resolves the integration's `Fn::Sub`.
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"JwtAuthorizer": [{"Ref": "JwtScope"}]}])
+                );
             }
             routes.insert(
                 (method.to_uppercase(), path.clone()),
