@@ -14,7 +14,8 @@ dynamodb_access() and `pub mod` in shared/src/handlers/mod.rs, the OpenAPI
 paths(...) list, the `cargo lambda watch` router in Cargo.toml, Cargo.lock,
 template.yaml (the function, its HttpApi event, its least-privilege policy,
 its log group, its RouteSettings throttle entry), the expected answer of its
-sample event in scripts/e2e.sh, and then regenerates openapi.json with cargo.
+sample event in scripts/e2e.sh, its row of the privilege table in
+docs/operations.md, and then regenerates openapi.json with cargo.
 
 Edits are textual insertions (at `route:insert` markers, or at the place
 the structure calls for) so the diff is minimal and `remove` takes out
@@ -42,6 +43,10 @@ TEMPLATE = "template.yaml"
 OPENAPI_JSON = "openapi.json"
 E2E = "scripts/e2e.sh"
 HOOK = "pipeline/pretraffic/hook.py"
+# The docs' privilege table (checked against the template by
+# shared/tests/it/least_privilege.rs): a new function's row goes above this one.
+PRIVILEGES = "docs/operations.md"
+PRIVILEGES_ANCHOR = "  | `health`, `me`, `docs`, `fallback` | none | no policy |\n"
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 STORAGE = {
@@ -372,6 +377,19 @@ def insert_after_last(text, pattern, insertion, where):
         raise Refusal(f"{where} has no line like {pattern.pattern!r} to add to")
     end = found[-1].end() + 1
     return text[:end] + insertion + text[end:]
+
+
+def privilege_row(name, storage):
+    """The function's row of the docs' privilege table: what its policy grants."""
+    actions = sorted(action.split(":", 1)[1] for action in STORAGE[storage])
+    granted = ", ".join(f"`{a}`" for a in actions) + " on the table" if actions else "none"
+    return f"  | `{name}` | {granted} | made by `make route STORAGE={storage}`: say what it is for |\n"
+
+
+def insert_privilege_row(text, name, storage):
+    if PRIVILEGES_ANCHOR not in text:
+        raise Refusal(f"{PRIVILEGES} has lost its privilege table's last row {PRIVILEGES_ANCHOR.strip()!r}")
+    return text.replace(PRIVILEGES_ANCHOR, privilege_row(name, storage) + PRIVILEGES_ANCHOR, 1)
 
 
 def hook_lines(name):
@@ -935,7 +953,8 @@ def add(name, method, path, storage):
     check_free(name, method, path, routes)
     created = [f"functions/{name}/Cargo.toml", f"functions/{name}/src/main.rs",
                f"shared/src/handlers/{name}.rs", f"events/{name}.json"]
-    edited = [ROUTES_RS, HANDLERS_MOD, OPENAPI_RS, CARGO_TOML, CARGO_LOCK, TEMPLATE, OPENAPI_JSON, E2E, HOOK]
+    edited = [ROUTES_RS, HANDLERS_MOD, OPENAPI_RS, CARGO_TOML, CARGO_LOCK, TEMPLATE, OPENAPI_JSON, E2E, HOOK,
+              PRIVILEGES]
     check_clean(edited + created + [f"functions/{name}"])
 
     consts = rust_consts(routes_text)
@@ -958,6 +977,7 @@ def add(name, method, path, storage):
     edits[TEMPLATE] = insert_after_last(template, HOOK_INVOKE_LINE, invoke_line, TEMPLATE)
     edits[HOOK] = insert_before_marker(read(HOOK), HOOK_MARKER, f'    "{name}": ("buffered", {{200}}),\n', HOOK)
     edits[E2E] = insert_before_marker(read(E2E), E2E_MARKER, f"    {name}) echo 200 ;;\n", E2E)
+    edits[PRIVILEGES] = insert_privilege_row(read(PRIVILEGES), name, storage)
     edits[f"functions/{name}/Cargo.toml"] = function_files(name)
     edits[f"functions/{name}/src/main.rs"] = main_rs(name, storage)
     edits[f"shared/src/handlers/{name}.rs"] = handler_rs(name, method, path, params, storage)
@@ -1037,6 +1057,12 @@ def remove(name):
         missed.append(f"{E2E}: `{name}) echo 200 ;;`")
     edits[E2E] = e2e
     edits[OPENAPI_JSON] = remove_operation(read(OPENAPI_JSON), name)
+    privileges = read(PRIVILEGES)
+    row = re.search(rf"^  \| `{re.escape(name)}` \|.*\n", privileges, re.M)
+    if row:
+        edits[PRIVILEGES] = privileges[:row.start()] + privileges[row.end():]
+    else:
+        missed.append(f"{PRIVILEGES}: the privilege table's row of {name}")
     # No clean-tree check: only what make route wrote is taken out, and
     # other changes in the same files stay (route then unroute, uncommitted,
     # is the usual way to try one out).
