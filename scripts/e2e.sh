@@ -294,8 +294,10 @@ check "/docs and /redoc in headless Chromium, no internet" \
 traces_were_received() {
   target/debug/devstack trace --last 100000 --traces .dev/e2e-traces.jsonl > .dev/e2e-traces.txt &&
     grep -qE '^    DynamoDB (Query|GetItem|TransactWriteItems|PutItem|UpdateItem) tasks' .dev/e2e-traces.txt &&
-    # the bearer-token check's JWKS fetch from the local issuer
-    grep -qE '^    127\.0\.0\.1:[0-9]+ GET http://127\.0\.0\.1:[0-9]+/\.well-known/jwks\.json' .dev/e2e-traces.txt
+    # the bearer-token check's fetches from the local issuer: its discovery
+    # document, then the keys at the document's jwks_uri
+    grep -qE '^    127\.0\.0\.1:[0-9]+ GET http://127\.0\.0\.1:[0-9]+/\.well-known/openid-configuration ' .dev/e2e-traces.txt &&
+    grep -qE '^    127\.0\.0\.1:[0-9]+ GET http://127\.0\.0\.1:[0-9]+/keys ' .dev/e2e-traces.txt
 }
 check "X-Ray segments received by devstack, rendered as trees (make trace)" traces_were_received
 
