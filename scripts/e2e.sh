@@ -97,7 +97,9 @@ if ! wait_for_http "http://127.0.0.1:$API_PORT/health" 120; then
 fi
 
 echo "==> end-to-end tests against http://127.0.0.1:$API_PORT"
-if ! TASK_API_URL="http://127.0.0.1:$API_PORT" cargo test --workspace --test it e2e:: -- --ignored --nocapture; then
+# Six at once: the tests mostly wait on the stack (the feed's batching
+# window, streams' lifetimes), each as its own caller.
+if ! TASK_API_URL="http://127.0.0.1:$API_PORT" cargo test --workspace --test it e2e:: -- --ignored --nocapture --test-threads=6; then
   echo "--- cargo lambda watch log ($LOG) ---" >&2
   tail -n 80 "$LOG" >&2
   exit 1

@@ -238,6 +238,22 @@ impl Harness {
         response
     }
 
+    /// A ticket from `create_ticket` (its calls recorded under it).
+    async fn ticket(&mut self) -> String {
+        let issued = self
+            .serve(
+                "create_ticket",
+                handlers::create_ticket::handle,
+                request("POST", "/tasks/events/tickets", None, &[]),
+                201,
+            )
+            .await;
+        json(&issued)["ticket"]
+            .as_str()
+            .expect("a ticket")
+            .to_owned()
+    }
+
     /// Opens the feed with `req`, checks the status, reads the stream to
     /// its end (a second) and waits for its lease's release; records the
     /// calls under `task_events`.
@@ -372,18 +388,7 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
     let mut ticket = String::new();
     for _ in 0..2 {
         h.app.tickets.forget();
-        let issued = h
-            .serve(
-                "create_ticket",
-                handlers::create_ticket::handle,
-                request("POST", "/tasks/events/tickets", None, &[]),
-                201,
-            )
-            .await;
-        ticket = json(&issued)["ticket"]
-            .as_str()
-            .expect("a ticket")
-            .to_owned();
+        ticket = h.ticket().await;
     }
 
     // task_events: by ticket (on an instance that reads the key), and as
@@ -594,18 +599,7 @@ async fn every_dynamodb_call_is_declared_and_so_granted() {
 #[tokio::test]
 async fn the_feed_refuses_anonymous_and_forged_requests_without_reading_dynamodb() {
     let mut h = Harness::start().await;
-    let issued = h
-        .serve(
-            "create_ticket",
-            handlers::create_ticket::handle,
-            request("POST", "/tasks/events/tickets", None, &[]),
-            201,
-        )
-        .await;
-    let ticket = json(&issued)["ticket"]
-        .as_str()
-        .expect("a ticket")
-        .to_owned();
+    let ticket = h.ticket().await;
     let anonymous = |query: &str| {
         let mut req = request("GET", &format!("/tasks/events{query}"), None, &[]);
         req.headers_mut().remove("x-user-id");

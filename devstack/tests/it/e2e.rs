@@ -952,7 +952,9 @@ async fn a_stream_ends_with_a_retry_hint_and_the_reconnect_loses_nothing() {
 }
 
 /// The figure for the note: delay from a write's response to its frame,
-/// over 20 changes (printed; bounded loosely so a busy machine passes).
+/// over 6 changes (printed; bounded loosely so a busy machine passes).
+/// Each takes about 2 s (the audit's 1-s batching window, then the feed's
+/// poll), in sequence: more changes made this the suite's longest test.
 #[tokio::test]
 #[ignore = "needs the local stack: scripts/e2e.sh"]
 async fn delay_from_write_to_frame() {
@@ -968,7 +970,7 @@ async fn delay_from_write_to_frame() {
         tokio::time::timeout(std::time::Duration::from_millis(100), feed.frames.recv()).await
     {}
     let mut delays = Vec::new();
-    for i in 0..20 {
+    for i in 0..6 {
         api.patch(&id, json!({"description": format!("change {i}")}))
             .await;
         let written = std::time::Instant::now();
@@ -985,10 +987,10 @@ async fn delay_from_write_to_frame() {
         delays.push(frame.at.duration_since(written).as_millis());
     }
     delays.sort_unstable();
-    let median = (delays[9] + delays[10]) / 2;
+    let median = (delays[2] + delays[3]) / 2;
     println!(
-        "write-to-frame delay over 20 changes: median {median} ms, min {} ms, max {} ms",
-        delays[0], delays[19]
+        "write-to-frame delay over 6 changes: median {median} ms, min {} ms, max {} ms",
+        delays[0], delays[5]
     );
     assert!(median < 5_000, "median {median} ms");
 }

@@ -752,9 +752,10 @@ where
     }
 }
 
-/// ~30 writes of one caller (create, replace with If-Match, update with
-/// If-Match, delete with If-Match), a fault on every third one, rotating
-/// through [`ROTATION`] (`skip` leaves some kinds out for UpdateItem).
+/// 5 writes a round of one caller (create, replace with If-Match, update
+/// with If-Match, delete with If-Match), `rounds` rounds (6: ~30 writes), a
+/// fault on every third one, rotating through `faults` (`update_faults` for
+/// the update's operation).
 /// Counts refusals of the client's own writes, duplicates and lost writes
 /// against the table as stored.
 async fn careful_client(
@@ -763,6 +764,7 @@ async fn careful_client(
     owner: &Caller,
     faults: &[Kind],
     update_faults: &[Kind],
+    rounds: u32,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut believed: Vec<Believed> = Vec::new();
@@ -793,7 +795,7 @@ async fn careful_client(
             None => rig.proxy.clear_rules(),
         }
     };
-    for round in 0..6 {
+    for round in 0..rounds {
         let key = |step: &str| format!("{round}-{step}");
         // Two creates.
         for name in ["a", "b"] {
@@ -933,7 +935,15 @@ fn assert_once(tally: &Tally) {
 #[tokio::test]
 async fn a_careful_client_under_faults_writes_each_write_once() {
     let rig = rig().await;
-    let tally = careful_client(&rig, &PlainWrites, &caller("careful"), &ROTATION, &ROTATION).await;
+    let tally = careful_client(
+        &rig,
+        &PlainWrites,
+        &caller("careful"),
+        &ROTATION,
+        &ROTATION,
+        6,
+    )
+    .await;
     assert_once(&tally);
 }
 
@@ -950,6 +960,7 @@ async fn a_careful_client_with_keys_writes_each_write_once_under_every_fault() {
         &caller("keyed"),
         &EVERY_FAULT,
         &EVERY_FAULT,
+        6,
     )
     .await;
     assert_once(&tally);
@@ -967,6 +978,9 @@ async fn without_keys_a_write_applied_behind_a_503_is_refused_or_doubled() {
         &caller("plain"),
         &[Kind::AppliedThenUnavailable],
         &[Kind::AppliedThenUnavailable],
+        // Two rounds: three faults, each behind all three SDK attempts
+        // with their backoff; one refusal or duplicate is the point.
+        2,
     )
     .await;
     println!("plain client: {tally:?}");
