@@ -17,7 +17,6 @@
 //! associated data.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -70,18 +69,17 @@ impl TicketKey {
     /// A new random key (what the store keeps when it has none yet).
     pub fn random_bytes() -> Result<[u8; KEY_LEN], TicketKeyError> {
         let mut bytes = [0u8; KEY_LEN];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| TicketKeyError("no random bytes for a key"))?;
+        getrandom::fill(&mut bytes).map_err(|_| TicketKeyError("no random bytes for a key"))?;
         Ok(bytes)
     }
 
     /// `ticket`, sealed: what goes into the feed's URL.
     pub fn seal(&self, ticket: &Ticket) -> Result<String, TicketKeyError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| TicketKeyError("no random bytes for a nonce"))?;
+        // The operating system's random source (getrandom(2)), as uuid's
+        // v4 ids: aws-lc's own generator spends ~30 ms seeding itself on
+        // its first use, which would land on a cold start's first ticket.
+        getrandom::fill(&mut nonce).map_err(|_| TicketKeyError("no random bytes for a nonce"))?;
         let header = header(ticket.expires_at.timestamp());
         let mut sealed = ticket.owner.id().as_bytes().to_vec();
         self.0
