@@ -163,9 +163,10 @@ pub enum Share {
 /// left in the window) once the caller has used it up. Each handler it
 /// applies to calls it right after identifying the caller and before
 /// reading anything else, so a caller over its share costs one
-/// conditional write and no parsing. A storage failure here is a 503 (the
-/// check is retryable, never a bug in the request): the request is not
-/// served without its count.
+/// conditional write and no parsing. A storage failure here answers as
+/// every storage failure does (`From<StoreError>`: unavailable or throttled
+/// 503, a fault of ours such as a missing permission 500): the request is
+/// never served without its count.
 pub async fn within_share<S: crate::ports::RateLimiter>(
     app: &crate::runtime::App<S>,
     owner: &crate::domain::caller::Caller,
@@ -184,14 +185,13 @@ pub async fn within_share<S: crate::ports::RateLimiter>(
         window_seconds: settings.window_seconds,
     };
     let now = chrono::Utc::now();
-    match app.store.admit(owner, &quota, now).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(end)) => Err(ApiError::OverShare {
+    match app.store.admit(owner, &quota, now).await? {
+        Ok(()) => Ok(()),
+        Err(end) => Err(ApiError::OverShare {
             what,
             limit,
             window_seconds: settings.window_seconds,
             retry_after: Quota::seconds_until(now, end),
         }),
-        Err(error) => Err(ApiError::unavailable(error)),
     }
 }

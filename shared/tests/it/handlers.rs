@@ -515,34 +515,44 @@ impl shared::ports::RateLimiter for FailingStore {
     }
 }
 
-/// The fair-share check is storage too: whatever fails there (even what
-/// would be a bug elsewhere), the write is refused with a 503 and
-/// `Retry-After`, never served uncounted and never a 500.
+/// The fair-share check is storage too: a DynamoDB that is down or
+/// throttling refuses the write with a 503 and `Retry-After`, a fault of
+/// ours (a permission the policy lacks) with a 500, as every storage call
+/// answers; never is the write served uncounted.
 #[tokio::test]
-async fn a_failed_share_check_is_503_never_500() {
-    let app = crate::support::app_with(
+async fn a_failed_share_check_refuses_the_write_as_storage_does() {
+    let unavailable = crate::support::app_with(
+        &[("IDENTITY_MODE", "jwt")],
+        FailingStore(|| StoreError::unavailable_because("ThrottlingException (SDK detail)")),
+    );
+    let internal = crate::support::app_with(
         &[("IDENTITY_MODE", "jwt")],
         FailingStore(|| StoreError::internal_because("AccessDeniedException (SDK detail)")),
     );
-    for (handler, event) in [
-        ("create_task", "create_task"),
-        ("delete_task", "delete_task"),
-    ] {
-        let req = crate::support::event(event);
-        let response = match handler {
-            "create_task" => respond(app, handlers::create_task::handle, req).await,
-            _ => respond(app, handlers::delete_task::handle, req).await,
-        };
-        assert_eq!(
-            response.status(),
+    for (app, status, detail, retry_after) in [
+        (
+            unavailable,
             StatusCode::SERVICE_UNAVAILABLE,
-            "{handler}"
-        );
-        assert_eq!(
-            body_json(&response),
-            json!({"detail": "service unavailable"})
-        );
-        assert_eq!(header_of(&response, header::RETRY_AFTER), Some("1"));
+            "service unavailable",
+            Some("1"),
+        ),
+        (
+            internal,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error",
+            None,
+        ),
+    ] {
+        for handler in ["create_task", "delete_task"] {
+            let req = crate::support::event(handler);
+            let response = match handler {
+                "create_task" => respond(app, handlers::create_task::handle, req).await,
+                _ => respond(app, handlers::delete_task::handle, req).await,
+            };
+            assert_eq!(response.status(), status, "{handler}");
+            assert_eq!(body_json(&response)["detail"], json!(detail), "{handler}");
+            assert_eq!(header_of(&response, header::RETRY_AFTER), retry_after);
+        }
     }
 }
 
