@@ -190,16 +190,15 @@ fn grants(id: &str, role: &Value) -> BTreeSet<(String, String)> {
             // A grant confined by partition key survives the transform as
             // written: `table under <patterns>`, as least_privilege.rs has it.
             if let Some(condition) = statement.get("Condition") {
-                let mut patterns =
+                let patterns =
                     strings(&condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
                 assert!(
                     !patterns.is_empty(),
                     "{id}: an unknown condition {condition}"
                 );
-                patterns.sort();
                 resources = resources
-                    .into_iter()
-                    .map(|r| format!("{r} under {}", patterns.join(",")))
+                    .iter()
+                    .map(|r| crate::least_privilege::confined_to(r, &patterns))
                     .collect();
             }
             for action in strings(&statement["Action"]) {
@@ -268,13 +267,12 @@ fn every_role_grants_exactly_the_declared_access() {
                 want.insert((action.to_string(), format!("table/index/{index}")));
             }
         }
-        let mut patterns: Vec<String> = access.leading_keys.iter().map(|k| k.pattern()).collect();
-        patterns.sort();
+        let under = crate::least_privilege::confined_to(
+            "table",
+            &crate::least_privilege::leading_key_patterns(&access),
+        );
         for action in access.confined {
-            want.insert((
-                action.to_string(),
-                format!("table under {}", patterns.join(",")),
-            ));
+            want.insert((action.to_string(), under.clone()));
         }
         if access.stream {
             for action in STREAM_ACTIONS {

@@ -122,7 +122,7 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
                     let mut name = resource_name(template, table, target, &whose);
                     if let Some(patterns) = &under {
                         assert_eq!(name, "table", "{whose}: a condition on the table only");
-                        name = format!("table under {patterns}");
+                        name = confined_to(&name, patterns);
                     }
                     if name.starts_with("queue/") {
                         assert_eq!(
@@ -143,11 +143,23 @@ fn grants(template: &Value, id: &str, function: &Value) -> Grants {
     grants
 }
 
-/// The partition keys a statement's `Condition` confines it to, sorted and
-/// comma-separated: only `ForAllValues:StringLike` on
+/// How a grant confined to items by partition key is named here and in
+/// `deployed_template.rs`: `<resource> under <pattern>,<pattern>`, sorted.
+pub(crate) fn confined_to<S: AsRef<str>>(resource: &str, patterns: &[S]) -> String {
+    let mut patterns: Vec<&str> = patterns.iter().map(AsRef::as_ref).collect();
+    patterns.sort_unstable();
+    format!("{resource} under {}", patterns.join(","))
+}
+
+/// The leading-key patterns of `access`'s confined actions.
+pub(crate) fn leading_key_patterns(access: &DynamoDbAccess) -> Vec<String> {
+    access.leading_keys.iter().map(|k| k.pattern()).collect()
+}
+
+/// The partition keys a statement's `Condition` confines it to: only `ForAllValues:StringLike` on
 /// `dynamodb:LeadingKeys` is understood (`ForAnyValue`, or another key,
 /// would not confine every item a call touches).
-fn leading_keys(condition: &Value, whose: &str) -> String {
+fn leading_keys(condition: &Value, whose: &str) -> Vec<String> {
     let mapping = condition.as_mapping().expect("a Condition is a mapping");
     let [(operator, keys)] = mapping.iter().collect::<Vec<_>>()[..] else {
         panic!("{whose}: one condition operator, got {condition:?}");
@@ -162,12 +174,14 @@ fn leading_keys(condition: &Value, whose: &str) -> String {
         panic!("{whose}: one condition key, got {keys:?}");
     };
     assert_eq!(key.as_str(), Some("dynamodb:LeadingKeys"), "{whose}");
-    let mut patterns: Vec<&str> = one_or_many(values)
+    one_or_many(values)
         .into_iter()
-        .map(|v| v.as_str().unwrap_or_else(|| panic!("{whose}: {v:?}")))
-        .collect();
-    patterns.sort();
-    patterns.join(",")
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("{whose}: {v:?}"))
+                .to_owned()
+        })
+        .collect()
 }
 
 /// What `access` needs: every action on the table and on each index, and
@@ -194,9 +208,7 @@ fn expected(access: DynamoDbAccess) -> Grants {
         })
         .collect();
     if !access.confined.is_empty() {
-        let mut patterns: Vec<String> = access.leading_keys.iter().map(|k| k.pattern()).collect();
-        patterns.sort();
-        let under = format!("table under {}", patterns.join(","));
+        let under = confined_to("table", &leading_key_patterns(&access));
         grants.extend(
             access
                 .confined
